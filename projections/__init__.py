@@ -1,0 +1,1 @@
+"""Read models built from the ledger: one folder per model, pure apply functions, one runner."""

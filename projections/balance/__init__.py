@@ -1,0 +1,1 @@
+"""The balance read model: balance, reserved, available, totals and buckets per account."""

@@ -1,0 +1,94 @@
+"""The projector: reads `credits.ledger.v1` and updates every read model.
+
+Per partition batch, one transaction holds every model's update and the partition's offset, and
+each view row keeps its own `last_seq`, so a redelivered entry (the outbox is at-least-once)
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from projections.balance import projection as balance_projection
+from schemas.ledger import LedgerEntryMessage
+from services.platform import offsets
+from services.platform.kafka import new_consumer
+from services.platform.postgres import DbConnection
+from services.platform.settings import Settings
+
+log = logging.getLogger("creditledger.projector")
+
+ApplyBatch = Callable[[DbConnection, Sequence[LedgerEntryMessage]], Awaitable[None]]
+PROJECTIONS: dict[str, ApplyBatch] = {balance_projection.NAME: balance_projection.apply_batch}
+RETRY_BACKOFF_MAX_S = 5.0
+
+
+class Projector:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self.settings, self.pool = settings, pool
+        self.consumer_name = settings.projector_group
+        self.entries_applied = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        assert self.settings.kafka_bootstrap is not None
+        consumer = new_consumer(
+            self.settings.kafka_bootstrap,
+            self.settings.projector_group,
+            self.settings.batch_max_records,
+        )
+        consumer.subscribe(
+            [self.settings.ledger_topic],
+            listener=offsets.SeekToStoredOffsets(consumer, self.pool, self.consumer_name),
+        )
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                await self._poll_once(consumer)
+        finally:
+            await consumer.stop()
+
+    async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
+        batches = await consumer.getmany(
+            timeout_ms=self.settings.fetch_timeout_ms, max_records=self.settings.batch_max_records
+        )
+        for tp, records in batches.items():
+            await self._apply_with_retry(tp, records)
+
+    async def _apply_with_retry(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord]
+    ) -> None:
+        backoff_s = 0.1
+        while True:
+            try:
+                await self.apply_batch(tp.topic, tp.partition, records)
+                return
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+                log.warning(
+                    "projector batch %s[%d] failed (%s); retrying", tp.topic, tp.partition, error
+                )
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, RETRY_BACKOFF_MAX_S)
+
+    async def apply_batch(
+        self, topic: str, partition: int, records: Sequence[ConsumerRecord]
+    ) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            stored_offset = await offsets.claim_offset(conn, self.consumer_name, topic, partition)
+            entries = [
+                LedgerEntryMessage.model_validate_json(r.value)
+                for r in records
+                if r.offset >= stored_offset
+            ]
+            if not entries:
+                return
+            for apply_model_batch in PROJECTIONS.values():
+                await apply_model_batch(conn, entries)
+            next_offset = records[-1].offset + 1
+            await offsets.save_offset(conn, self.consumer_name, topic, partition, next_offset)
+        self.entries_applied += len(entries)

@@ -1,0 +1,39 @@
+"""`credits.ledger.v1`: every committed ledger entry, in per-account `seq` order."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from schemas.common import UtcTime
+
+EntryReasonName = Literal[
+    "grant", "consume", "refund", "adjustment", "expiry", "void", "hold", "release"
+]
+
+
+class EntryBucket(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    grant_id: str
+    kind: str
+    expires_at: UtcTime | None = None  # set on grant entries so readers can track expiry
+
+
+class LedgerEntryMessage(BaseModel):
+    """Readers ignore fields they do not know, so the writer may add fields (contract v1)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    account_id: str
+    seq: int
+    delta: int
+    balance_after: int
+    reason: EntryReasonName
+    source: str
+    bucket: EntryBucket | None
+    metadata: dict[str, str | int | None]
+    occurred_at: UtcTime
+    recorded_at: UtcTime

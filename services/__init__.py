@@ -1,0 +1,1 @@
+"""creditledger services: the pure domain core, the writer, the read API and platform code."""

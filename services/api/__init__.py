@@ -1,0 +1,1 @@
+"""The read API: customer reads from the read models, admin writes published as commands."""

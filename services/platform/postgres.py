@@ -1,0 +1,80 @@
+"""Postgres access: the pool and the migrations every service applies at start."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from typing import TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+# Any fixed number works: every process that migrates takes this advisory lock, so two
+# services starting at once apply each migration exactly once.
+_MIGRATION_LOCK_KEY = 7_320_451_166
+_JSONB_VERSION = b"\x01"  # jsonb's binary wire format: a version byte, then the JSON text
+
+
+def _jsonb_encode(value: object) -> bytes:
+    return _JSONB_VERSION + json.dumps(value, separators=(",", ":")).encode()
+
+
+def _jsonb_decode(data: bytes) -> object:
+    assert data[:1] == _JSONB_VERSION, "unknown jsonb binary version"
+    return json.loads(data[1:])
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # Binary format, so the same codec serves queries and COPY (the writer appends by COPY).
+    await conn.set_type_codec(
+        "jsonb", encoder=_jsonb_encode, decoder=_jsonb_decode, schema="pg_catalog", format="binary"
+    )
+    await conn.execute("SET TIME ZONE 'UTC'")
+
+
+async def create_pool(database_url: str, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=max_size, init=_init_connection
+    )
+    assert pool is not None
+    return pool
+
+
+def _migration_files() -> list[tuple[str, str]]:
+    folder = resources.files("schemas") / "migrations"
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+    return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
+
+
+async def migrate(database_url: str) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction; return those applied."""
+    conn = await asyncpg.connect(database_url)
+    applied_now: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_KEY)
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   name text PRIMARY KEY, sha256 text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {r["name"]: r["sha256"] for r in await conn.fetch("SELECT * FROM schema_migrations")}
+        for name, sql in _migration_files():
+            digest = hashlib.sha256(sql.encode()).hexdigest()
+            if name in done:
+                if done[name] != digest:
+                    raise RuntimeError(f"migration {name} changed after it was applied")
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (name, sha256) VALUES ($1, $2)", name, digest
+                )
+            applied_now.append(name)
+    finally:
+        await conn.close()
+    return applied_now
+
+
+# What the SQL modules take: a plain connection or one borrowed from the pool.
+DbConnection: TypeAlias = asyncpg.Connection | PoolConnectionProxy

@@ -1,0 +1,45 @@
+"""Settings from the environment (`CREDITLEDGER_*`). With no Kafka or Postgres URL configured,
+the running local stack's are used (`creditledger stack up` starts it)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CREDITLEDGER_", extra="ignore")
+
+    kafka_bootstrap: str | None = None
+    database_url: str | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    admin_token: str | None = None
+    ingest_token: str | None = None
+
+    usage_topic: str = "credits.usage.v1"
+    commands_topic: str = "credits.commands.v1"
+    ledger_topic: str = "credits.ledger.v1"
+    alerts_topic: str = "credits.alerts.v1"
+    topic_partitions: int = Field(default=6, ge=1, le=1024)
+    consumer_group: str = "creditledger-writer"
+    projector_group: str = "creditledger-projector"
+
+    # Bounds on every batch: one Kafka fetch per partition becomes one Postgres transaction.
+    batch_max_records: int = Field(default=2000, ge=1, le=100_000)
+    fetch_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    outbox_batch_max_rows: int = Field(default=5000, ge=1, le=100_000)
+    db_pool_max_size: int = Field(default=10, ge=2, le=200)
+
+    @property
+    def input_topics(self) -> tuple[str, str]:
+        return (self.usage_topic, self.commands_topic)
+
+    def with_endpoints(self, kafka_bootstrap: str, database_url: str) -> Settings:
+        return self.model_copy(
+            update={"kafka_bootstrap": kafka_bootstrap, "database_url": database_url}
+        )
+
+
+def dead_letter_topic(input_topic: str) -> str:
+    return f"{input_topic}.DLT"

@@ -1,0 +1,131 @@
+"""The composition root: builds settings, pool, Kafka clients and runs the chosen components."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+from collections.abc import Collection, Iterator
+from pathlib import Path
+
+import asyncpg
+import uvicorn
+
+from projections.runner import Projector
+from services.api.app import create_app
+from services.platform import stack
+from services.platform.kafka import ensure_topics, new_producer
+from services.platform.postgres import create_pool, migrate
+from services.platform.settings import Settings
+from services.writer.runner import LedgerWriter
+
+log = logging.getLogger("creditledger")
+COMPONENTS = ("writer", "projector", "api")
+SHUTDOWN_DEADLINE_S = 15.0
+
+
+def local_state_dir() -> Path:
+    return stack.default_stack_dir().parent
+
+
+def resolve_settings(start_stack: bool) -> Settings:
+    """Settings from the environment; missing URLs come from the local stack."""
+    settings = Settings()
+    if settings.kafka_bootstrap is None or settings.database_url is None:
+        endpoints = stack.stack_up() if start_stack else stack.running_endpoints()
+        if endpoints is None:
+            raise SystemExit(
+                "no Kafka/Postgres configured and no local stack running: run "
+                "`creditledger stack up` or set CREDITLEDGER_KAFKA_BOOTSTRAP and "
+                "CREDITLEDGER_DATABASE_URL"
+            )
+        settings = settings.with_endpoints(
+            settings.kafka_bootstrap or endpoints.kafka_bootstrap,
+            settings.database_url or endpoints.database_url,
+        )
+    if settings.admin_token is None:
+        settings = settings.model_copy(update={"admin_token": local_admin_token()})
+    return settings
+
+
+def local_admin_token() -> str:
+    """For the local stack only: a token made once and kept beside it (mode 0600)."""
+    path = local_state_dir() / "admin-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as token_file:
+            token_file.write("adm_" + secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+async def serve(settings: Settings, components: Collection[str]) -> None:
+    assert set(components) <= set(COMPONENTS), f"unknown component in {components}"
+    assert settings.database_url is not None and settings.kafka_bootstrap is not None
+    await migrate(settings.database_url)
+    await ensure_topics(settings)
+    pool = await create_pool(settings.database_url, settings.db_pool_max_size)
+    producer = new_producer(settings.kafka_bootstrap)
+    await producer.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        if "writer" in components:
+            tasks.append(asyncio.create_task(LedgerWriter(settings, pool, producer).run(stop)))
+        if "projector" in components:
+            tasks.append(asyncio.create_task(Projector(settings, pool).run(stop)))
+        if "api" in components:
+            tasks.append(asyncio.create_task(_serve_api(settings, pool, stop)))
+        log.info("running %s", ", ".join(sorted(components)))
+        await _until_stop_or_failure(stop, tasks)
+    finally:
+        stop.set()
+        if tasks:
+            _, still_running = await asyncio.wait(tasks, timeout=SHUTDOWN_DEADLINE_S)
+            for task in still_running:
+                task.cancel()
+        await producer.stop()
+        await pool.close()
+
+
+async def _until_stop_or_failure(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    """Return on stop; if any component dies, raise its error so the process exits non-zero."""
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    for task in done:
+        if task is not stopper and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside our loop: signals belong to the process (they set `stop`), not to it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve_api(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
+    config = uvicorn.Config(
+        create_app(settings, pool),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        lifespan="off",
+    )
+    server = _EmbeddedServer(config)
+    api_task = asyncio.create_task(server.serve())
+    stop_task = asyncio.create_task(stop.wait())
+    await asyncio.wait([api_task, stop_task], return_when=asyncio.FIRST_COMPLETED)
+    if api_task.done():  # uvicorn returns early only when it could not start (port taken)
+        stop_task.cancel()
+        raise RuntimeError(f"the API could not serve on {settings.api_host}:{settings.api_port}")
+    server.should_exit = True
+    await api_task

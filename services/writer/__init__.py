@@ -1,0 +1,1 @@
+"""The ledger writer: Kafka input records in, ledger entries appended exactly once."""

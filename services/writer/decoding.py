@@ -1,0 +1,146 @@
+"""Kafka record bytes -> a domain command, or a rejection with a stable dead-letter code."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC
+from enum import StrEnum
+
+from pydantic import ValidationError
+
+from schemas.commands import COMMAND_ADAPTER, AdjustmentCommand, GrantCommand
+from schemas.usage import UsageEvent
+from services.core.model import (
+    DEFAULT_PRIORITY,
+    AdjustBalance,
+    BucketKind,
+    Command,
+    ConsumeUsage,
+    GrantCredits,
+)
+from services.core.pricing import PriceBook
+
+
+class DeadLetterCode(StrEnum):
+    MALFORMED_JSON = "malformed-json"
+    SCHEMA_INVALID = "schema-invalid"
+    KEY_MISMATCH = "key-mismatch"
+    REQUEST_ID_REUSED = "request-id-reused"
+    COMMAND_ID_REUSED = "command-id-reused"
+
+
+class IdKind(StrEnum):
+    REQUEST = "request"
+    COMMAND = "command"
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    account_id: str
+    id_kind: IdKind
+    idempotency_id: str
+    payload_sha256: bytes  # of the canonical JSON, so formatting differences are no "reuse"
+    command: Command
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    code: DeadLetterCode
+    message: str
+
+
+def decode_usage(
+    key: bytes | None, value: bytes | None, price_book: PriceBook
+) -> Decoded | Rejected:
+    try:
+        event = UsageEvent.model_validate_json(value or b"")
+    except ValidationError as error:
+        return _rejection(error)
+    if (mismatch := _key_mismatch(key, event.account_id)) is not None:
+        return mismatch
+    credits = event.credits if event.credits is not None else price_book.price(event.endpoint)
+    command = ConsumeUsage(
+        account_id=event.account_id,
+        request_id=event.request_id,
+        endpoint=event.endpoint,
+        status_code=event.status_code,
+        credits=credits,
+        occurred_at=event.occurred_at.astimezone(UTC),
+        key_id=event.key_id,
+    )
+    return Decoded(
+        event.account_id,
+        IdKind.REQUEST,
+        event.request_id,
+        _digest(event.model_dump_json()),
+        command,
+    )
+
+
+def decode_command(key: bytes | None, value: bytes | None) -> Decoded | Rejected:
+    try:
+        parsed = COMMAND_ADAPTER.validate_json(value or b"")
+    except ValidationError as error:
+        return _rejection(error)
+    if (mismatch := _key_mismatch(key, parsed.account_id)) is not None:
+        return mismatch
+    if isinstance(parsed, AdjustmentCommand) and parsed.amount == 0:
+        return Rejected(DeadLetterCode.SCHEMA_INVALID, "amount: an adjustment must not be 0")
+    command = _grant(parsed) if isinstance(parsed, GrantCommand) else _adjustment(parsed)
+    return Decoded(
+        parsed.account_id,
+        IdKind.COMMAND,
+        parsed.command_id,
+        _digest(parsed.model_dump_json()),
+        command,
+    )
+
+
+def _grant(grant: GrantCommand) -> GrantCredits:
+    kind = BucketKind(grant.bucket)
+    occurred_at = grant.occurred_at.astimezone(UTC)
+    return GrantCredits(
+        account_id=grant.account_id,
+        command_id=grant.command_id,
+        amount=grant.amount,
+        kind=kind,
+        priority=grant.priority if grant.priority is not None else DEFAULT_PRIORITY[kind],
+        source=grant.source,
+        effective_at=grant.effective_at.astimezone(UTC) if grant.effective_at else occurred_at,
+        expires_at=grant.expires_at.astimezone(UTC) if grant.expires_at else None,
+        occurred_at=occurred_at,
+        applies_to=tuple(grant.applies_to) if grant.applies_to is not None else None,
+        name=grant.name,
+        metadata=dict(grant.metadata),
+    )
+
+
+def _adjustment(adjustment: AdjustmentCommand) -> AdjustBalance:
+    return AdjustBalance(
+        account_id=adjustment.account_id,
+        command_id=adjustment.command_id,
+        amount=adjustment.amount,
+        reason=adjustment.reason,
+        occurred_at=adjustment.occurred_at.astimezone(UTC),
+    )
+
+
+def _key_mismatch(key: bytes | None, account_id: str) -> Rejected | None:
+    # The key picks the partition, and the partition is what orders an account's events: a
+    # record keyed otherwise could overtake its account's earlier events.
+    if key is not None and key != account_id.encode():
+        return Rejected(DeadLetterCode.KEY_MISMATCH, "record key differs from account_id")
+    return None
+
+
+def _rejection(error: ValidationError) -> Rejected:
+    first = error.errors()[0]
+    if first["type"] in ("json_invalid", "json_type"):
+        return Rejected(DeadLetterCode.MALFORMED_JSON, f"not valid JSON: {first['msg']}")
+    location = ".".join(str(part) for part in first["loc"]) or "(root)"
+    return Rejected(DeadLetterCode.SCHEMA_INVALID, f"{location}: {first['msg']}"[:500])
+
+
+def _digest(canonical_json: str) -> bytes:
+    return hashlib.sha256(canonical_json.encode()).digest()

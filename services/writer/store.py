@@ -1,0 +1,212 @@
+"""The writer's SQL: load a batch's accounts and seen ids, then write its plan. Each function is
+one round trip whatever the batch size (unnest arrays in, COPY for appends)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.core import AccountState, Bucket, BucketKind, LedgerEntry
+from services.platform.postgres import DbConnection
+from services.platform.settings import dead_letter_topic
+from services.writer.decoding import IdKind
+from services.writer.plan import BatchPlan, DeadLetter, SeenKey
+from services.writer.wire import entry_to_json_bytes
+
+LOCK_ACCOUNTS = """
+WITH created AS (
+    INSERT INTO writer_accounts (account_id)
+    SELECT unnest($1::text[]) ORDER BY 1
+    ON CONFLICT (account_id) DO NOTHING
+)
+SELECT account_id, seq, balance, buckets FROM writer_accounts
+WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE
+"""
+
+# The rows a concurrent insert created are not visible to the SELECT of the same statement, so
+# the lock is taken in a second statement when the first found fewer rows than asked.
+RELOCK_ACCOUNTS = """
+SELECT account_id, seq, balance, buckets FROM writer_accounts
+WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE
+"""
+
+LOAD_SEEN = """
+SELECT 'request' AS kind, p.account_id, p.request_id AS id, p.payload_sha256
+FROM processed_requests p
+JOIN unnest($1::text[], $2::text[]) AS k(account_id, id)
+  ON p.account_id = k.account_id AND p.request_id = k.id
+UNION ALL
+SELECT 'command', c.account_id, c.command_id, c.payload_sha256
+FROM processed_commands c
+JOIN unnest($3::text[], $4::text[]) AS k(account_id, id)
+  ON c.account_id = k.account_id AND c.command_id = k.id
+"""
+
+SAVE_ACCOUNTS = """
+UPDATE writer_accounts w SET seq = s.seq, balance = s.balance, buckets = s.buckets,
+       updated_at = $5
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[])
+     AS s(account_id, seq, balance, buckets)
+WHERE w.account_id = s.account_id
+"""
+
+ENTRY_COLUMNS = (
+    "account_id", "seq", "entry_id", "delta", "balance_after", "reason", "source",
+    "bucket_grant_id", "bucket_kind", "bucket_expires_at", "metadata", "occurred_at", "recorded_at",
+)  # fmt: skip
+
+
+async def lock_accounts(conn: DbConnection, account_ids: Iterable[str]) -> dict[str, AccountState]:
+    wanted = sorted(set(account_ids))
+    rows = await conn.fetch(LOCK_ACCOUNTS, wanted)
+    if len(rows) < len(wanted):
+        rows = await conn.fetch(RELOCK_ACCOUNTS, wanted)
+    assert len(rows) == len(wanted), "every account of the batch has a locked row"
+    return {r["account_id"]: _state_from_row(r) for r in rows}
+
+
+async def load_seen(conn: DbConnection, keys: Iterable[SeenKey]) -> dict[SeenKey, bytes]:
+    requests = [(a, i) for kind, a, i in keys if kind is IdKind.REQUEST]
+    commands = [(a, i) for kind, a, i in keys if kind is IdKind.COMMAND]
+    rows = await conn.fetch(
+        LOAD_SEEN,
+        [a for a, _ in requests], [i for _, i in requests],
+        [a for a, _ in commands], [i for _, i in commands],
+    )  # fmt: skip
+    return {(IdKind(r["kind"]), r["account_id"], r["id"]): bytes(r["payload_sha256"]) for r in rows}
+
+
+async def write_plan(
+    conn: DbConnection, plan: BatchPlan, ledger_topic: str, recorded_at: datetime
+) -> None:
+    if plan.entries:
+        await conn.copy_records_to_table(
+            "ledger_entries", records=[_entry_row(e) for e in plan.entries], columns=ENTRY_COLUMNS
+        )
+    await _write_processed(conn, plan, recorded_at)
+    await _write_dead_letters(conn, plan.dead_letters, recorded_at)
+    await _write_outbox(conn, plan, ledger_topic)
+    changed = list(plan.states.values())
+    await conn.execute(
+        SAVE_ACCOUNTS,
+        [s.account_id for s in changed], [s.seq for s in changed], [s.balance for s in changed],
+        # An object keyed by grant id, not a list: asyncpg would read a list inside the
+        # jsonb[] parameter as another array dimension.
+        [{b.grant_id: _bucket_json(b) for b in s.buckets} for s in changed], recorded_at,
+    )  # fmt: skip
+
+
+async def _write_processed(conn: DbConnection, plan: BatchPlan, at: datetime) -> None:
+    requests = [
+        (p.account_id, p.idempotency_id, p.payload_sha256, p.first_seq, at)
+        for p in plan.processed
+        if p.kind is IdKind.REQUEST
+    ]
+    commands = [
+        (p.account_id, p.idempotency_id, p.payload_sha256, "applied", None, at)
+        for p in plan.processed
+        if p.kind is IdKind.COMMAND
+    ]
+    if requests:
+        await conn.copy_records_to_table(
+            "processed_requests",
+            records=requests,
+            columns=("account_id", "request_id", "payload_sha256", "first_seq", "recorded_at"),
+        )
+    if commands:
+        await conn.copy_records_to_table(
+            "processed_commands",
+            records=commands,
+            columns=("account_id", "command_id", "payload_sha256", "status", "reason",
+                     "recorded_at"),
+        )  # fmt: skip
+
+
+async def _write_dead_letters(conn: DbConnection, dead: Sequence[DeadLetter], at: datetime) -> None:
+    if not dead:
+        return
+    await conn.copy_records_to_table(
+        "dead_letters",
+        records=[
+            (d.account_id, d.record.topic, d.record.partition, d.record.offset, d.code.value,
+             d.message, d.record.value, at)
+            for d in dead
+        ],
+        columns=("account_id", "topic", "kafka_partition", "kafka_offset", "error_code",
+                 "error_message", "raw_value", "recorded_at"),
+    )  # fmt: skip
+
+
+async def _write_outbox(conn: DbConnection, plan: BatchPlan, ledger_topic: str) -> None:
+    rows: list[tuple[str, str, bytes | None, bytes, list[list[str]]]] = [
+        (e.account_id, ledger_topic, e.account_id.encode(), entry_to_json_bytes(e), [])
+        for e in plan.entries
+    ]
+    rows.extend(_dead_letter_outbox_row(d) for d in plan.dead_letters)
+    if rows:
+        await conn.copy_records_to_table(
+            "outbox", records=rows, columns=("account_id", "topic", "key", "value", "headers")
+        )
+
+
+def _dead_letter_outbox_row(
+    dead: DeadLetter,
+) -> tuple[str, str, bytes | None, bytes, list[list[str]]]:
+    record = dead.record
+    ours = [
+        ("dlt.original.topic", record.topic.encode()),
+        ("dlt.original.partition", str(record.partition).encode()),
+        ("dlt.original.offset", str(record.offset).encode()),
+        ("dlt.error.code", dead.code.value.encode()),
+        ("dlt.error.message", dead.message.encode()),
+    ]
+    headers = [[name, base64.b64encode(value).decode()] for name, value in (*record.headers, *ours)]
+    return (
+        dead.account_id,
+        dead_letter_topic(record.topic),
+        record.key,
+        record.value or b"",
+        headers,
+    )
+
+
+def _entry_row(e: LedgerEntry) -> tuple[Any, ...]:
+    return (
+        e.account_id, e.seq, e.entry_id, e.delta, e.balance_after, e.reason.value, e.source,
+        e.bucket_grant_id, e.bucket_kind.value if e.bucket_kind else None,
+        e.grant.expires_at if e.grant else None, dict(e.metadata),
+        e.occurred_at, e.recorded_at,
+    )  # fmt: skip
+
+
+def _bucket_json(b: Bucket) -> dict[str, Any]:
+    return {
+        "grant_id": b.grant_id, "kind": b.kind.value, "priority": b.priority,
+        "effective_at": b.effective_at.isoformat(),
+        "expires_at": b.expires_at.isoformat() if b.expires_at else None,
+        "granted_seq": b.granted_seq, "remaining": b.remaining,
+        "applies_to": list(b.applies_to) if b.applies_to is not None else None,
+    }  # fmt: skip
+
+
+def _bucket_from_json(d: dict[str, Any]) -> Bucket:
+    return Bucket(
+        grant_id=d["grant_id"], kind=BucketKind(d["kind"]), priority=d["priority"],
+        effective_at=datetime.fromisoformat(d["effective_at"]),
+        expires_at=datetime.fromisoformat(d["expires_at"]) if d["expires_at"] else None,
+        granted_seq=d["granted_seq"], remaining=d["remaining"],
+        applies_to=tuple(d["applies_to"]) if d["applies_to"] is not None else None,
+    )  # fmt: skip
+
+
+def _state_from_row(row: asyncpg.Record) -> AccountState:
+    return AccountState(
+        account_id=row["account_id"],
+        seq=row["seq"],
+        balance=row["balance"],
+        buckets=tuple(_bucket_from_json(d) for d in row["buckets"].values()),
+    )

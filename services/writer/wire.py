@@ -1,0 +1,32 @@
+"""Ledger entries on the wire (`credits.ledger.v1`), in the contract's field names."""
+
+from __future__ import annotations
+
+from schemas.ledger import EntryBucket, LedgerEntryMessage
+from services.core import LedgerEntry
+
+
+def entry_to_message(entry: LedgerEntry) -> LedgerEntryMessage:
+    bucket = None
+    if entry.bucket_grant_id is not None and entry.bucket_kind is not None:
+        expires_at = entry.grant.expires_at if entry.grant else None
+        bucket = EntryBucket(
+            grant_id=entry.bucket_grant_id, kind=entry.bucket_kind.value, expires_at=expires_at
+        )
+    return LedgerEntryMessage(
+        id=entry.entry_id,
+        account_id=entry.account_id,
+        seq=entry.seq,
+        delta=entry.delta,
+        balance_after=entry.balance_after,
+        reason=entry.reason.value,
+        source=entry.source,
+        bucket=bucket,
+        metadata=dict(entry.metadata),
+        occurred_at=entry.occurred_at,
+        recorded_at=entry.recorded_at,
+    )
+
+
+def entry_to_json_bytes(entry: LedgerEntry) -> bytes:
+    return entry_to_message(entry).model_dump_json().encode()
