@@ -8,11 +8,13 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import uvicorn
+from aiokafka import AIOKafkaProducer
 
 from projections.runner import Projector
 from services.api.app import create_app
@@ -62,7 +64,22 @@ def local_admin_token() -> str:
     return path.read_text().strip()
 
 
-async def serve(settings: Settings, components: Collection[str]) -> None:
+@dataclass
+class Running:
+    """Handles on the components running in this process."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    producer: AIOKafkaProducer
+    stop: asyncio.Event
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    writer: LedgerWriter | None = None
+    projector: Projector | None = None
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, components: Collection[str]) -> AsyncIterator[Running]:
+    """Migrate, create topics, start the components; on exit stop them within a deadline."""
     assert set(components) <= set(COMPONENTS), f"unknown component in {components}"
     assert settings.database_url is not None and settings.kafka_bootstrap is not None
     await migrate(settings.database_url)
@@ -70,28 +87,34 @@ async def serve(settings: Settings, components: Collection[str]) -> None:
     pool = await create_pool(settings.database_url, settings.db_pool_max_size)
     producer = new_producer(settings.kafka_bootstrap)
     await producer.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    tasks: list[asyncio.Task[None]] = []
+    handle = Running(settings, pool, producer, asyncio.Event())
     try:
         if "writer" in components:
-            tasks.append(asyncio.create_task(LedgerWriter(settings, pool, producer).run(stop)))
+            handle.writer = LedgerWriter(settings, pool, producer)
+            handle.tasks.append(asyncio.create_task(handle.writer.run(handle.stop)))
         if "projector" in components:
-            tasks.append(asyncio.create_task(Projector(settings, pool).run(stop)))
+            handle.projector = Projector(settings, pool)
+            handle.tasks.append(asyncio.create_task(handle.projector.run(handle.stop)))
         if "api" in components:
-            tasks.append(asyncio.create_task(_serve_api(settings, pool, stop)))
-        log.info("running %s", ", ".join(sorted(components)))
-        await _until_stop_or_failure(stop, tasks)
+            handle.tasks.append(asyncio.create_task(_serve_api(settings, pool, handle.stop)))
+        yield handle
     finally:
-        stop.set()
-        if tasks:
-            _, still_running = await asyncio.wait(tasks, timeout=SHUTDOWN_DEADLINE_S)
+        handle.stop.set()
+        if handle.tasks:
+            _, still_running = await asyncio.wait(handle.tasks, timeout=SHUTDOWN_DEADLINE_S)
             for task in still_running:
                 task.cancel()
         await producer.stop()
         await pool.close()
+
+
+async def serve(settings: Settings, components: Collection[str]) -> None:
+    async with running(settings, components) as handle:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, handle.stop.set)
+        log.info("running %s", ", ".join(sorted(components)))
+        await _until_stop_or_failure(handle.stop, handle.tasks)
 
 
 async def _until_stop_or_failure(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:

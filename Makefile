@@ -1,0 +1,34 @@
+# The two set-up commands: `make run` (stack + services + demo) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test check stop system-deps
+
+run: $(INSTALLED) system-deps
+	$(BIN)/creditledger stack up
+	$(BIN)/creditledger serve --detach
+	$(BIN)/creditledger demo
+
+test: $(INSTALLED) system-deps check
+	$(BIN)/pytest
+
+check: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+stop: $(INSTALLED)
+	-[ -f .creditledger/serve.pid ] && kill "$$(cat .creditledger/serve.pid)" 2>/dev/null; rm -f .creditledger/serve.pid
+	$(BIN)/creditledger stack down
+
+system-deps:
+	@bash services/platform/install-system-deps.sh
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@

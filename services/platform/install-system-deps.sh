@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# What the local stack needs from the machine, installed only when missing and only when no
+# external Kafka/Postgres is configured: Java 17+ and Maven (Kafka comes from Maven Central as
+# jars), and Debian's PostgreSQL server binaries.
+set -euo pipefail
+
+if [[ -n "${CREDITLEDGER_KAFKA_BOOTSTRAP:-}" && -n "${CREDITLEDGER_DATABASE_URL:-}" ]]; then
+  exit 0
+fi
+
+missing=()
+java_major() { java -version 2>&1 | sed -nE 's/.*version "([0-9]+).*/\1/p' | head -n1; }
+if ! command -v java >/dev/null || [[ "$(java_major)" -lt 17 ]]; then
+  missing+=(openjdk-17-jre-headless)
+fi
+command -v mvn >/dev/null || missing+=(maven)
+compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
+command -v psql >/dev/null || missing+=(postgresql-client)
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+if [[ "$(id -u)" -ne 0 ]]; then
+  echo "creditledger needs: ${missing[*]}. Install them: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+echo "installing ${missing[*]} (apt-get)"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,54 @@
+"""Shared fixtures: real servers for the session, an isolated namespace per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import asyncpg
+import pytest
+
+from services.platform.kafka import ensure_topics
+from services.platform.postgres import migrate
+from services.platform.settings import Settings
+from tests.servers import Servers, namespace_settings, real_servers
+
+NamespaceFactory = Callable[[], Awaitable[Settings]]
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    with real_servers() as found:
+        yield found
+
+
+@pytest.fixture
+async def make_namespace(servers: Servers) -> AsyncIterator[NamespaceFactory]:
+    """Creates fresh namespaces (database migrated, topics created); drops the databases after."""
+    created: list[str] = []
+
+    async def make() -> Settings:
+        settings = namespace_settings(servers)
+        assert settings.database_url is not None
+        database = settings.database_url.rsplit("/", 1)[1]
+        admin = await asyncpg.connect(servers.database_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await admin.close()
+        created.append(database)
+        await migrate(settings.database_url)
+        await ensure_topics(settings)
+        return settings
+
+    yield make
+    admin = await asyncpg.connect(servers.database_url)
+    try:
+        for database in created:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def namespace(make_namespace: NamespaceFactory) -> Settings:
+    return await make_namespace()

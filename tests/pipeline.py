@@ -1,0 +1,88 @@
+"""Test helpers: run the real components in this process, publish, and wait on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from services.platform.settings import Settings
+
+DEFAULT_DEADLINE_S = 60.0
+POLL_INTERVAL_S = 0.05
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], what: str, deadline_s: float = DEFAULT_DEADLINE_S
+) -> None:
+    """Poll `condition` until it holds; fail with `what` once the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+async def publish(
+    producer: AIOKafkaProducer, topic: str, messages: Sequence[dict[str, Any] | tuple[str, bytes]]
+) -> None:
+    """Publish dicts as JSON keyed by their account_id, or (key, raw bytes) pairs as given."""
+    acks = []
+    for message in messages:
+        if isinstance(message, dict):
+            key, value = message["account_id"], json.dumps(message).encode()
+        else:
+            key, value = message
+        acks.append(await producer.send(topic, value, key=key.encode()))
+    await asyncio.gather(*acks)
+
+
+async def view_seq(pool: asyncpg.Pool, account_id: str) -> int:
+    seq = await pool.fetchval("SELECT last_seq FROM balance_view WHERE account_id = $1", account_id)
+    return int(seq or 0)
+
+
+async def wait_for_view_seq(pool: asyncpg.Pool, account_id: str, seq: int) -> None:
+    async def caught_up() -> bool:
+        return await view_seq(pool, account_id) >= seq
+
+    await wait_until(caught_up, f"{account_id}'s balance view to reach seq {seq}")
+
+
+async def wait_for_consumed(pool: asyncpg.Pool, settings: Settings, messages: int) -> None:
+    """Until the writer's stored offsets cover `messages` input records in all."""
+
+    async def consumed() -> bool:
+        total = await pool.fetchval(
+            "SELECT coalesce(sum(next_offset), 0) FROM kafka_offsets WHERE consumer = $1",
+            settings.consumer_group,
+        )
+        return int(total) >= messages
+
+    await wait_until(consumed, f"the writer to consume {messages} records")
+
+
+async def read_topic(settings: Settings, topic: str, count: int) -> list[ConsumerRecord]:
+    """Read `count` records from the start of every partition of `topic` (no group)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(settings.topic_partitions)])
+        await consumer.seek_to_beginning()
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + DEFAULT_DEADLINE_S
+        while len(records) < count:
+            assert time.monotonic() < deadline, f"{topic}: {len(records)} of {count} records"
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
