@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
 
 from projections.runner import Projector
 from services.api.app import create_app
@@ -95,8 +96,9 @@ async def running(settings: Settings, components: Collection[str]) -> AsyncItera
         if "projector" in components:
             handle.projector = Projector(settings, pool)
             handle.tasks.append(asyncio.create_task(handle.projector.run(handle.stop)))
-        if "api" in components:
-            handle.tasks.append(asyncio.create_task(_serve_api(settings, pool, handle.stop)))
+        # Every process serves HTTP: the whole API, or its health endpoints only.
+        app = create_app(settings, pool, ops_only="api" not in components)
+        handle.tasks.append(asyncio.create_task(_serve_http(app, settings, handle.stop)))
         yield handle
     finally:
         handle.stop.set()
@@ -135,9 +137,9 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def _serve_api(settings: Settings, pool: asyncpg.Pool, stop: asyncio.Event) -> None:
+async def _serve_http(app: FastAPI, settings: Settings, stop: asyncio.Event) -> None:
     config = uvicorn.Config(
-        create_app(settings, pool),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
