@@ -19,7 +19,7 @@ from projections.balance import projection as balance_projection
 from schemas.ledger import LedgerEntryMessage
 from services.platform import offsets
 from services.platform.kafka import new_consumer
-from services.platform.postgres import DbConnection
+from services.platform.postgres import TRANSIENT_ERRORS, DbConnection
 from services.platform.settings import Settings
 
 log = logging.getLogger("creditledger.projector")
@@ -68,7 +68,7 @@ class Projector:
             try:
                 await self.apply_batch(tp.topic, tp.partition, records)
                 return
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+            except TRANSIENT_ERRORS as error:
                 log.warning(
                     "projector batch %s[%d] failed (%s); retrying", tp.topic, tp.partition, error
                 )

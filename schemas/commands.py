@@ -9,6 +9,7 @@ from pydantic import Field, TypeAdapter
 from schemas.common import (
     AccountId,
     ContractModel,
+    Credits,
     IdempotencyId,
     PositiveCredits,
     ShortText,
@@ -46,5 +47,69 @@ class AdjustmentCommand(CommandBase):
     reason: ShortText = ""
 
 
-Command = Annotated[GrantCommand | AdjustmentCommand, Field(discriminator="type")]
-COMMAND_ADAPTER: TypeAdapter[GrantCommand | AdjustmentCommand] = TypeAdapter(Command)
+class RefundCommand(CommandBase):
+    type: Literal["refund"]
+    request_id: IdempotencyId
+    amount: PositiveCredits | None = None  # absent: all that is left refundable
+    reason: ShortText = ""
+
+
+class VoidGrantCommand(CommandBase):
+    type: Literal["void_grant"]
+    grant_id: IdempotencyId
+
+
+class HoldCommand(CommandBase):
+    type: Literal["hold"]
+    hold_id: IdempotencyId
+    amount: PositiveCredits
+    expires_at: UtcTime
+
+
+class CaptureCommand(CommandBase):
+    type: Literal["capture"]
+    hold_id: IdempotencyId
+    amount: Credits | None = None  # absent: all that is held
+    request_id: IdempotencyId
+    endpoint: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class ReleaseCommand(CommandBase):
+    type: Literal["release"]
+    hold_id: IdempotencyId
+
+
+class AutoReloadSettings(ContractModel):
+    threshold: Credits
+    amount: PositiveCredits
+    max_per_day: Annotated[int, Field(ge=1, le=1000, strict=True)]
+
+
+class AccountSettingsCommand(CommandBase):
+    """Fields left out keep their value; an explicit null clears a threshold or auto-reload."""
+
+    type: Literal["account_settings"]
+    low_balance_threshold: Credits | None = None
+    auto_reload: AutoReloadSettings | None = None
+    credit_limit: Credits | None = None
+
+
+class ExpireCommand(CommandBase):
+    """Published by the writer's scheduler: apply the expiries due at `occurred_at`."""
+
+    type: Literal["expire"]
+
+
+AnyCommand = (
+    GrantCommand
+    | AdjustmentCommand
+    | RefundCommand
+    | VoidGrantCommand
+    | HoldCommand
+    | CaptureCommand
+    | ReleaseCommand
+    | AccountSettingsCommand
+    | ExpireCommand
+)
+Command = Annotated[AnyCommand, Field(discriminator="type")]
+COMMAND_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(Command)

@@ -35,5 +35,21 @@ class LedgerEntryMessage(BaseModel):
     source: str
     bucket: EntryBucket | None
     metadata: dict[str, str | int | None]
+    reserved_delta: int = 0  # holds move credits into (+) and out of (-) reserve
     occurred_at: UtcTime
     recorded_at: UtcTime
+
+
+class AlertMessage(BaseModel):
+    """`credits.alerts.v1`: low_balance, depleted, auto_reload_requested, grant_expired,
+    credit_limit_exceeded. Sent once per crossing; `alert_id` identifies redeliveries."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    alert_id: str
+    account_id: str
+    type: str
+    occurred_at: UtcTime
+    available: int
+    ledger_seq: int
+    details: dict[str, str | int | None]

@@ -24,6 +24,7 @@ from services.platform.kafka import ensure_topics, new_producer
 from services.platform.postgres import create_pool, migrate
 from services.platform.settings import Settings
 from services.writer.runner import LedgerWriter
+from services.writer.scheduler import run_scheduler
 
 log = logging.getLogger("creditledger")
 COMPONENTS = ("writer", "projector", "api")
@@ -93,6 +94,9 @@ async def running(settings: Settings, components: Collection[str]) -> AsyncItera
         if "writer" in components:
             handle.writer = LedgerWriter(settings, pool, producer)
             handle.tasks.append(asyncio.create_task(handle.writer.run(handle.stop)))
+            handle.tasks.append(
+                asyncio.create_task(run_scheduler(pool, producer, settings, handle.stop))
+            )
         if "projector" in components:
             handle.projector = Projector(settings, pool)
             handle.tasks.append(asyncio.create_task(handle.projector.run(handle.stop)))

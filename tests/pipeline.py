@@ -86,3 +86,56 @@ async def read_topic(settings: Settings, topic: str, count: int) -> list[Consume
         return records
     finally:
         await consumer.stop()
+
+
+class Driver:
+    """Publishes to a running pipeline and waits until everything published has settled."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:
+        self.settings, self.pool, self.producer = settings, pool, producer
+        self.published = 0
+
+    async def usage(self, *events: dict[str, Any] | tuple[str, bytes]) -> None:
+        await publish(self.producer, self.settings.usage_topic, events)
+        self.published += len(events)
+
+    async def commands(self, *commands: dict[str, Any] | tuple[str, bytes]) -> None:
+        await publish(self.producer, self.settings.commands_topic, commands)
+        self.published += len(commands)
+
+    async def settled(self) -> None:
+        """Writer consumed all we published, outbox drained, every view at its account's seq."""
+        await wait_for_consumed(self.pool, self.settings, self.published)
+
+        async def views_caught_up() -> bool:
+            behind = await self.pool.fetchval(
+                """SELECT count(*) FROM writer_accounts w
+                   LEFT JOIN balance_view b USING (account_id)
+                   WHERE w.seq > coalesce(b.last_seq, 0)"""
+            )
+            pending = await self.pool.fetchval("SELECT count(*) FROM outbox")
+            return int(behind) == 0 and int(pending) == 0
+
+        await wait_until(views_caught_up, "the projector to catch up with the writer")
+
+    async def entries(self, account_id: str) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            "SELECT * FROM ledger_entries WHERE account_id = $1 ORDER BY seq", account_id
+        )
+
+    async def view(self, account_id: str) -> asyncpg.Record:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM balance_view WHERE account_id = $1", account_id
+        )
+        assert row is not None, f"no balance view for {account_id}"
+        return row
+
+    async def command_status(self, account_id: str, command_id: str) -> tuple[str, str | None]:
+        row = await self.pool.fetchrow(
+            "SELECT status, reason FROM processed_commands"
+            " WHERE account_id = $1 AND command_id = $2",
+            account_id,
+            command_id,
+        )
+        assert row is not None, f"command {command_id} was not processed"
+        return row["status"], row["reason"]

@@ -84,4 +84,6 @@ def namespace_settings(servers: Servers, run_id: str | None = None) -> Settings:
         consumer_group=prefix + "writer",
         projector_group=prefix + "projector",
         fetch_timeout_ms=50,
+        api_port=0,  # any free port: the tests that need HTTP set their own
+        expiry_scan_interval_s=3600,  # off, but for tests of the scheduler: event times are past
     )

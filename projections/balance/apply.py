@@ -20,6 +20,7 @@ class GrantBalance:
     amount: int
     balance: int
     expires_at: datetime | None
+    closed: bool = False  # expired or voided: what was left has left the account
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,7 @@ def apply(view: BalanceView, entry: LedgerEntryMessage) -> BalanceView:
         view,
         last_seq=entry.seq,
         balance=balance,
+        reserved=view.reserved + entry.reserved_delta,
         granted_total=view.granted_total + (entry.delta if entry.reason == "grant" else 0),
         consumed_total=view.consumed_total + _consumed(entry),
         grants=_apply_to_grants(view.grants, entry),
@@ -78,6 +80,10 @@ def _apply_to_grants(
         updated[bucket.grant_id] = GrantBalance(
             bucket.kind, entry.delta, entry.delta, bucket.expires_at
         )
+    elif entry.reason in ("expiry", "void"):
+        grant = updated[bucket.grant_id]
+        assert grant.balance + entry.delta == 0, "a closing entry takes all that is left"
+        updated[bucket.grant_id] = replace(grant, balance=0, closed=True)
     else:
         grant = updated[bucket.grant_id]
         updated[bucket.grant_id] = replace(grant, balance=grant.balance + entry.delta)

@@ -76,6 +76,7 @@ def _grants_json(view: BalanceView) -> dict[str, Any]:
         gid: {
             "kind": g.kind, "amount": g.amount, "balance": g.balance,
             "expires_at": g.expires_at.isoformat() if g.expires_at else None,
+            "closed": g.closed,
         }
         for gid, g in view.grants.items()
     }  # fmt: skip
@@ -83,4 +84,4 @@ def _grants_json(view: BalanceView) -> dict[str, Any]:
 
 def _grant_from_json(d: dict[str, Any]) -> GrantBalance:
     expires_at = datetime.fromisoformat(d["expires_at"]) if d["expires_at"] else None
-    return GrantBalance(d["kind"], d["amount"], d["balance"], expires_at)
+    return GrantBalance(d["kind"], d["amount"], d["balance"], expires_at, d.get("closed", False))

@@ -14,20 +14,26 @@ CREATE TABLE ledger_entries (
     bucket_kind     text,
     bucket_expires_at timestamptz,  -- on grant entries: when the bucket expires
     metadata        jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    reserved_delta  bigint      NOT NULL DEFAULT 0,  -- holds: credits moved into (+) or out of reserve
     occurred_at     timestamptz NOT NULL,
     recorded_at     timestamptz NOT NULL,
     PRIMARY KEY (account_id, seq)
 );
+-- Refund lineage: a refund finds the consume entries of its request by source.
+CREATE INDEX ledger_entries_by_source ON ledger_entries (account_id, source);
 
--- The writer's snapshot of each account: seq and balance of its last entry, and its live buckets
--- (exhausted buckets are kept until issue-3 expiry handling prunes them).
+-- The writer's snapshot of each account: seq and balance of its last entry, and the rest of its
+-- state (buckets, holds, settings, alert flags) as JSON. `next_due_at` is when its next bucket
+-- or hold expires: the scheduler's cue to publish an `expire` command.
 CREATE TABLE writer_accounts (
-    account_id text        NOT NULL PRIMARY KEY,
-    seq        bigint      NOT NULL DEFAULT 0,
-    balance    bigint      NOT NULL DEFAULT 0,
-    buckets    jsonb       NOT NULL DEFAULT '{}'::jsonb,  -- grant_id -> bucket
-    updated_at timestamptz NOT NULL DEFAULT now()
+    account_id  text        NOT NULL PRIMARY KEY,
+    seq         bigint      NOT NULL DEFAULT 0,
+    balance     bigint      NOT NULL DEFAULT 0,
+    snapshot    jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    next_due_at timestamptz,
+    updated_at  timestamptz NOT NULL DEFAULT now()
 );
+CREATE INDEX writer_accounts_due ON writer_accounts (next_due_at) WHERE next_due_at IS NOT NULL;
 
 -- Idempotency, per account, forever: a request_id (usage) or command_id (commands) is applied
 -- once; the payload hash tells a harmless redelivery from a reuse with another payload.

@@ -1,132 +1,61 @@
-"""decide(state, command, recorded_at) -> entries. Pure: same inputs, same entries.
+"""decide(state, command, recorded_at) -> events. Pure: same inputs, same events.
 
-Rules (see services/core/README.md):
-- a consume draws buckets by lowest priority, then soonest expiry, then oldest grant, one entry
-  per bucket touched; what no bucket covers is one entry without a bucket (overdraft);
-- a call answered 4xx/5xx is consumed and refunded at once, each refund back to its bucket;
-- a free call (0 credits) writes nothing.
+Every command first lets due expiries happen at their own times (expiry.py), then does its own
+work, then raises the balance alerts its entries crossed (alerts.py). A command that breaks a
+rule writes no entry of its own and yields a `CommandRejected` with a stable code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from services.core.evolve import evolve
+from services.core.alerts import raise_crossings
+from services.core.consume import consume, refund_command
+from services.core.drawdown import plan_draws
+from services.core.expiry import expire_due
+from services.core.holds import capture_hold, place_hold, release_hold
 from services.core.model import (
+    AccountSettings,
     AccountState,
     AdjustBalance,
     Bucket,
+    CaptureHold,
+    ChangeSettings,
     Command,
     ConsumeUsage,
     EntryReason,
+    Event,
+    ExpireDue,
     GrantCredits,
     LedgerEntry,
     MetadataValue,
+    PlaceHold,
+    RefundRequest,
+    ReleaseHold,
+    SettingsChanged,
+    VoidGrant,
 )
+from services.core.tape import Tape
 
 
-class _Tape:
-    """Appends entries and evolves a working state, so each entry's seq/balance_after is right."""
-
-    def __init__(self, state: AccountState, recorded_at: datetime) -> None:
-        self.state = state
-        self.recorded_at = recorded_at
-        self.entries: list[LedgerEntry] = []
-
-    def append(
-        self,
-        *,
-        delta: int,
-        reason: EntryReason,
-        source: str,
-        occurred_at: datetime,
-        bucket: Bucket | None = None,
-        metadata: dict[str, MetadataValue] | None = None,
-        grant: Bucket | None = None,
-    ) -> None:
-        entry = LedgerEntry(
-            account_id=self.state.account_id,
-            seq=self.state.seq + 1,
-            delta=delta,
-            balance_after=self.state.balance + delta,
-            reason=reason,
-            source=source,
-            bucket_grant_id=bucket.grant_id if bucket else None,
-            bucket_kind=bucket.kind if bucket else None,
-            metadata=metadata or {},
-            occurred_at=occurred_at,
-            recorded_at=self.recorded_at,
-            grant=grant,
-        )
-        self.state = evolve(self.state, entry)
-        self.entries.append(entry)
-
-
-def decide(state: AccountState, command: Command, recorded_at: datetime) -> tuple[LedgerEntry, ...]:
+def decide(state: AccountState, command: Command, recorded_at: datetime) -> tuple[Event, ...]:
     assert command.account_id == state.account_id, "command routed to another account"
-    tape = _Tape(state, recorded_at)
-    if isinstance(command, ConsumeUsage):
-        _consume(tape, command)
-    elif isinstance(command, GrantCredits):
-        _grant(tape, command)
-    else:
-        _adjust(tape, command)
-    return tuple(tape.entries)
+    tape = Tape(state, recorded_at)
+    expire_due(tape, command.occurred_at)
+    handler: Callable[[Tape, Any], None] = _HANDLERS[type(command)]
+    handler(tape, command)
+    if any(isinstance(e, LedgerEntry) for e in tape.events):
+        raise_crossings(tape, command.occurred_at)
+    return tuple(tape.events)
 
 
-def _consume(tape: _Tape, usage: ConsumeUsage) -> None:
-    assert usage.credits >= 0, "a call never pays the caller"
-    if usage.credits == 0:
-        return
-    metadata: dict[str, MetadataValue] = {
-        "endpoint": usage.endpoint,
-        "key_id": usage.key_id,
-        "status_code": usage.status_code,
-    }
-    draws = _drawdown(tape.state.buckets, usage.credits, usage.endpoint, usage.occurred_at)
-    for bucket, amount in draws:
-        tape.append(
-            delta=-amount,
-            reason=EntryReason.CONSUME,
-            source=f"request:{usage.request_id}",
-            occurred_at=usage.occurred_at,
-            bucket=bucket,
-            metadata=metadata,
-        )
-    if usage.status_code >= 400:
-        refund_reason = "client_error" if usage.status_code < 500 else "server_error"
-        for bucket, amount in draws:
-            tape.append(
-                delta=amount,
-                reason=EntryReason.REFUND,
-                source=f"refund:{usage.request_id}",
-                occurred_at=usage.occurred_at,
-                bucket=bucket,
-                metadata={**metadata, "reason": refund_reason},
-            )
-
-
-def _drawdown(
-    buckets: tuple[Bucket, ...], credits: int, endpoint: str, at: datetime
-) -> list[tuple[Bucket | None, int]]:
-    """Split `credits` over usable buckets; the uncovered rest is drawn from no bucket."""
-    usable = sorted((b for b in buckets if b.usable_for(endpoint, at)), key=Bucket.drawdown_key)
-    draws: list[tuple[Bucket | None, int]] = []
-    left = credits
-    for bucket in usable:
-        if left == 0:
-            break
-        amount = min(left, bucket.remaining)
-        draws.append((bucket, amount))
-        left -= amount
-    if left > 0:
-        draws.append((None, left))
-    assert sum(amount for _, amount in draws) == credits, "drawdown lost credits"
-    return draws
-
-
-def _grant(tape: _Tape, grant: GrantCredits) -> None:
+def _grant(tape: Tape, grant: GrantCredits) -> None:
     assert grant.amount > 0, "a grant adds credits"
+    if tape.bucket(grant.command_id) is not None:
+        tape.reject("grant-exists", f"grant {grant.command_id!r} is already open")
+        return
     bucket = Bucket(
         grant_id=grant.command_id,
         kind=grant.kind,
@@ -137,23 +66,89 @@ def _grant(tape: _Tape, grant: GrantCredits) -> None:
         remaining=grant.amount,
         applies_to=grant.applies_to,
     )
-    tape.append(
+    metadata: dict[str, MetadataValue] = {"name": grant.name} if grant.name else {}
+    metadata.update(grant.metadata)
+    tape.entry(
         delta=grant.amount,
         reason=EntryReason.GRANT,
         source=grant.source or f"grant:{grant.command_id}",
         occurred_at=grant.occurred_at,
         bucket=bucket,
-        metadata={"name": grant.name} if grant.name else {},
+        metadata=metadata,
         grant=bucket,
     )
 
 
-def _adjust(tape: _Tape, adjustment: AdjustBalance) -> None:
+def _adjust(tape: Tape, adjustment: AdjustBalance) -> None:
+    """Up: credits outside any bucket. Down: drawn like usage (any endpoint), past any limit."""
     assert adjustment.amount != 0, "an adjustment changes the balance"
-    tape.append(
-        delta=adjustment.amount,
-        reason=EntryReason.ADJUSTMENT,
-        source=f"adjustment:{adjustment.command_id}",
-        occurred_at=adjustment.occurred_at,
-        metadata={"reason": adjustment.reason},
+    metadata: dict[str, MetadataValue] = {"reason": adjustment.reason}
+    source = f"adjustment:{adjustment.command_id}"
+    if adjustment.amount > 0:
+        tape.entry(
+            delta=adjustment.amount,
+            reason=EntryReason.ADJUSTMENT,
+            source=source,
+            occurred_at=adjustment.occurred_at,
+            metadata=metadata,
+        )
+        return
+    plan = plan_draws(
+        tape.state, -adjustment.amount, None, adjustment.occurred_at, respect_credit_limit=False
     )
+    for bucket, amount in plan.draws:
+        tape.entry(
+            delta=-amount,
+            reason=EntryReason.ADJUSTMENT,
+            source=source,
+            occurred_at=adjustment.occurred_at,
+            bucket=bucket,
+            metadata=metadata,
+        )
+
+
+def _void(tape: Tape, command: VoidGrant) -> None:
+    bucket = tape.bucket(command.grant_id)
+    if bucket is None:
+        tape.reject("unknown-grant", f"no open grant {command.grant_id!r}")
+        return
+    tape.entry(
+        delta=-bucket.remaining,
+        reason=EntryReason.VOID,
+        source=f"void:{command.grant_id}",
+        occurred_at=command.occurred_at,
+        bucket=bucket,
+        metadata={"command_id": command.command_id},
+    )
+
+
+def _settings(tape: Tape, command: ChangeSettings) -> None:
+    old = tape.state.settings
+    low = None if command.clear_low_balance_threshold else old.low_balance_threshold
+    reload = None if command.clear_auto_reload else old.auto_reload
+    new = AccountSettings(
+        low_balance_threshold=(
+            command.low_balance_threshold if command.low_balance_threshold is not None else low
+        ),
+        auto_reload=command.auto_reload if command.auto_reload is not None else reload,
+        credit_limit=command.credit_limit if command.credit_limit is not None else old.credit_limit,
+    )
+    tape.emit(SettingsChanged(tape.state.account_id, new))
+
+
+def _expire(tape: Tape, command: ExpireDue) -> None:
+    return None  # expire_due already ran for every command, this one included
+
+
+_HANDLERS: dict[type, Callable[[Tape, Any], None]] = {
+    ConsumeUsage: consume,
+    GrantCredits: _grant,
+    AdjustBalance: _adjust,
+    RefundRequest: refund_command,
+    VoidGrant: _void,
+    PlaceHold: place_hold,
+    CaptureHold: capture_hold,
+    ReleaseHold: release_hold,
+    ChangeSettings: _settings,
+    ExpireDue: _expire,
+}

@@ -1,38 +1,80 @@
-"""evolve(state, entry) -> state: the only way account state changes."""
+"""evolve(state, event) -> state: the only way account state changes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from services.core.model import AccountState, Bucket, EntryReason, LedgerEntry
+from services.core.model import (
+    AccountState,
+    AlertFlags,
+    AlertKind,
+    AlertRaised,
+    Bucket,
+    CommandRejected,
+    Consumption,
+    Draw,
+    EntryReason,
+    Event,
+    LedgerEntry,
+    SettingsChanged,
+)
 
 
-def evolve(state: AccountState, entry: LedgerEntry) -> AccountState:
-    assert entry.account_id == state.account_id, "entry applied to another account"
-    assert entry.seq == state.seq + 1, f"seq gap: state at {state.seq}, entry {entry.seq}"
-    assert entry.balance_after == state.balance + entry.delta, "balance_after disagrees"
-    buckets = _evolve_buckets(state.buckets, entry)
-    return AccountState(
-        account_id=state.account_id,
-        seq=entry.seq,
-        balance=entry.balance_after,
-        buckets=buckets,
-    )
-
-
-def evolve_all(state: AccountState, entries: Iterable[LedgerEntry]) -> AccountState:
-    for entry in entries:
-        state = evolve(state, entry)
+def evolve(state: AccountState, event: Event) -> AccountState:
+    assert event.account_id == state.account_id, "event applied to another account"
+    if isinstance(event, LedgerEntry):
+        return _evolve_entry(state, event)
+    if isinstance(event, AlertRaised):
+        return replace(state, flags=_raise_flag(state.flags, event))
+    if isinstance(event, SettingsChanged):
+        return replace(state, settings=event.settings)
+    assert isinstance(event, CommandRejected)
     return state
 
 
+def evolve_all(state: AccountState, events: Iterable[Event]) -> AccountState:
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+def _evolve_entry(state: AccountState, entry: LedgerEntry) -> AccountState:
+    assert entry.seq == state.seq + 1, f"seq gap: state at {state.seq}, entry {entry.seq}"
+    assert entry.balance_after == state.balance + entry.delta, "balance_after disagrees"
+    buckets = _evolve_buckets(state.buckets, entry)
+    # A bucket that is empty and past its expiry can take nothing more: drop it.
+    buckets = tuple(b for b in buckets if b.remaining > 0 or not b.expired_at(entry.occurred_at))
+    holds = state.holds
+    if entry.hold is not None:
+        assert all(h.hold_id != entry.hold.hold_id for h in holds), "hold id opened twice"
+        holds = (*holds, entry.hold)
+    elif entry.reason is EntryReason.RELEASE:
+        hold_id = entry.metadata["hold_id"]
+        assert any(h.hold_id == hold_id for h in holds), f"release of unknown hold {hold_id}"
+        holds = tuple(h for h in holds if h.hold_id != hold_id)
+    after = replace(
+        state,
+        seq=entry.seq,
+        balance=entry.balance_after,
+        buckets=buckets,
+        holds=holds,
+        consumptions=_evolve_consumptions(state.consumptions, entry),
+    )
+    assert after.reserved == state.reserved + entry.reserved_delta, "reserved_delta disagrees"
+    assert after.reserved >= 0, "reserved below zero"
+    return replace(after, flags=_rearm(after))
+
+
 def _evolve_buckets(buckets: tuple[Bucket, ...], entry: LedgerEntry) -> tuple[Bucket, ...]:
-    if entry.reason is EntryReason.GRANT:
-        assert entry.grant is not None, "grant entry without its bucket"
+    if entry.grant is not None:
         return (*buckets, entry.grant)
     if entry.bucket_grant_id is None:
         return buckets
+    if entry.reason in (EntryReason.EXPIRY, EntryReason.VOID):
+        closing = next(b for b in buckets if b.grant_id == entry.bucket_grant_id)
+        assert closing.remaining + entry.delta == 0, "a closing entry takes all that is left"
+        return tuple(b for b in buckets if b.grant_id != entry.bucket_grant_id)
     changed: list[Bucket] = []
     found = False
     for bucket in buckets:
@@ -44,3 +86,63 @@ def _evolve_buckets(buckets: tuple[Bucket, ...], entry: LedgerEntry) -> tuple[Bu
         changed.append(bucket)
     assert found, f"entry names unknown bucket {entry.bucket_grant_id}"
     return tuple(changed)
+
+
+def _evolve_consumptions(
+    consumptions: Mapping[str, Consumption], entry: LedgerEntry
+) -> Mapping[str, Consumption]:
+    if entry.request_id is None or entry.reason not in (EntryReason.CONSUME, EntryReason.REFUND):
+        return consumptions
+    updated = dict(consumptions)
+    updated[entry.request_id] = consumption_after(updated.get(entry.request_id), entry)
+    return updated
+
+
+def consumption_after(consumption: Consumption | None, entry: LedgerEntry) -> Consumption:
+    """Lineage of one request after one of its consume or refund entries."""
+    assert entry.request_id is not None
+    if entry.reason is EntryReason.CONSUME:
+        earlier = consumption.draws if consumption else ()
+        draw = Draw(entry.bucket_grant_id, entry.bucket_kind, -entry.delta)
+        return Consumption(entry.request_id, (*earlier, draw))
+    assert consumption is not None, f"refund of unknown request {entry.request_id}"
+    refund_left = entry.delta
+    target = entry.metadata.get("refund_of_grant", entry.bucket_grant_id)
+    draws = list(consumption.draws)
+    for index in reversed(range(len(draws))):  # refunds undo the last draws first
+        draw = draws[index]
+        if draw.grant_id != target or refund_left == 0:
+            continue
+        take = min(refund_left, draw.amount - draw.refunded)
+        draws[index] = replace(draw, refunded=draw.refunded + take)
+        refund_left -= take
+    assert refund_left == 0, f"refund beyond what request {entry.request_id} consumed"
+    return Consumption(entry.request_id, tuple(draws))
+
+
+def _raise_flag(flags: AlertFlags, alert: AlertRaised) -> AlertFlags:
+    if alert.kind is AlertKind.LOW_BALANCE:
+        return replace(flags, low_balance=True)
+    if alert.kind is AlertKind.DEPLETED:
+        return replace(flags, depleted=True)
+    if alert.kind is AlertKind.AUTO_RELOAD_REQUESTED:
+        day = alert.occurred_at.date()
+        count = flags.auto_reloads_that_day if flags.auto_reload_day == day else 0
+        return replace(
+            flags, auto_reload=True, auto_reload_day=day, auto_reloads_that_day=count + 1
+        )
+    return flags
+
+
+def _rearm(state: AccountState) -> AlertFlags:
+    """An alert fires once per crossing: it re-arms when `available` is back above its line."""
+    flags, settings, available = state.flags, state.settings, state.available
+    low_line = settings.low_balance_threshold
+    if flags.low_balance and (low_line is None or available >= low_line):
+        flags = replace(flags, low_balance=False)
+    if flags.depleted and available > 0:
+        flags = replace(flags, depleted=False)
+    reload = settings.auto_reload
+    if flags.auto_reload and (reload is None or available >= reload.threshold):
+        flags = replace(flags, auto_reload=False)
+    return flags

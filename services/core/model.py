@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 # Fixed namespace: an entry's id is a function of (account_id, seq), so a replay of the same
@@ -43,6 +43,14 @@ class EntryReason(StrEnum):
     RELEASE = "release"
 
 
+class AlertKind(StrEnum):
+    LOW_BALANCE = "low_balance"
+    DEPLETED = "depleted"
+    AUTO_RELOAD_REQUESTED = "auto_reload_requested"
+    GRANT_EXPIRED = "grant_expired"
+    CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
+
+
 @dataclass(frozen=True, slots=True)
 class Bucket:
     """Credits from one grant. `granted_seq` orders grants oldest first."""
@@ -56,12 +64,14 @@ class Bucket:
     remaining: int
     applies_to: tuple[str, ...] | None = None
 
-    def usable_for(self, endpoint: str, at: datetime) -> bool:
-        if self.remaining <= 0 or at < self.effective_at:
+    def usable_for(self, endpoint: str | None, at: datetime) -> bool:
+        """`endpoint` None: any endpoint (adjustments draw from every bucket)."""
+        if self.remaining <= 0 or at < self.effective_at or self.expired_at(at):
             return False
-        if self.expires_at is not None and at >= self.expires_at:
-            return False
-        return self.applies_to is None or endpoint in self.applies_to
+        return self.applies_to is None or endpoint is None or endpoint in self.applies_to
+
+    def expired_at(self, at: datetime) -> bool:
+        return self.expires_at is not None and at >= self.expires_at
 
     def drawdown_key(self) -> tuple[int, datetime, int]:
         never = datetime.max.replace(tzinfo=self.effective_at.tzinfo)
@@ -69,13 +79,94 @@ class Bucket:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    hold_id: str
+    amount: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """Part of a consume: `amount` credits from one bucket (None: from no bucket)."""
+
+    grant_id: str | None
+    kind: BucketKind | None
+    amount: int
+    refunded: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Consumption:
+    """A request's consume lineage, so refunds go back where the credits came from."""
+
+    request_id: str
+    draws: tuple[Draw, ...]
+
+    @property
+    def refundable(self) -> int:
+        return sum(d.amount - d.refunded for d in self.draws)
+
+
+@dataclass(frozen=True, slots=True)
+class AutoReload:
+    threshold: int
+    amount: int
+    max_per_day: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSettings:
+    low_balance_threshold: int | None = None
+    auto_reload: AutoReload | None = None
+    credit_limit: int = 0  # how far below zero usage may take the balance
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFlags:
+    """Which alerts have fired since `available` last came back above their threshold."""
+
+    low_balance: bool = False
+    depleted: bool = False
+    auto_reload: bool = False
+    auto_reload_day: date | None = None
+    auto_reloads_that_day: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class AccountState:
-    """What the writer must know of an account to decide the next entries."""
+    """What the writer must know of an account to decide the next events.
+
+    `consumptions` holds only the lineage a batch needs (the writer loads it per batch from the
+    ledger); everything else is the account's whole state.
+    """
 
     account_id: str
     seq: int = 0
     balance: int = 0
     buckets: tuple[Bucket, ...] = ()
+    holds: tuple[Hold, ...] = ()
+    settings: AccountSettings = AccountSettings()
+    flags: AlertFlags = AlertFlags()
+    consumptions: Mapping[str, Consumption] = field(default_factory=dict)
+
+    @property
+    def reserved(self) -> int:
+        return sum(h.amount for h in self.holds)
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.reserved
+
+    @property
+    def unbucketed(self) -> int:
+        """Credits outside any bucket: adjustments, minus draws no bucket covered."""
+        return self.balance - sum(b.remaining for b in self.buckets)
+
+    def next_due_at(self) -> datetime | None:
+        """When a bucket or hold next expires: the scheduler's cue to send `expire`."""
+        due = [b.expires_at for b in self.buckets if b.expires_at and b.remaining > 0]
+        due += [h.expires_at for h in self.holds]
+        return min(due, default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +182,51 @@ class LedgerEntry:
     metadata: Mapping[str, MetadataValue]
     occurred_at: datetime
     recorded_at: datetime
-    # Set on grant entries only: what a new bucket needs beyond the columns above.
+    # Holds move credits between available and reserved without changing the balance.
+    reserved_delta: int = 0
+    # Set on grant entries only: the bucket the grant opens.
     grant: Bucket | None = None
+    # Set on consume entries: the request and draw they belong to, for refund lineage.
+    request_id: str | None = None
+    # Set on hold entries: the hold they open.
+    hold: Hold | None = None
 
     @property
     def entry_id(self) -> str:
         return str(uuid.uuid5(ENTRY_ID_NAMESPACE, f"{self.account_id}/{self.seq}"))
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRaised:
+    account_id: str
+    kind: AlertKind
+    occurred_at: datetime
+    available: int
+    after_seq: int  # the ledger position the alert describes; with `kind`, its identity
+    details: Mapping[str, MetadataValue] = field(default_factory=dict)
+
+    @property
+    def alert_id(self) -> str:
+        return f"{self.account_id}:{self.after_seq}:{self.kind.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsChanged:
+    account_id: str
+    settings: AccountSettings
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRejected:
+    account_id: str
+    code: str  # stable, e.g. "refund-exceeds-consumed"
+    detail: str
+
+
+Event = LedgerEntry | AlertRaised | SettingsChanged | CommandRejected
+
+
+# Commands ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,4 +267,85 @@ class AdjustBalance:
     occurred_at: datetime
 
 
-Command = ConsumeUsage | GrantCredits | AdjustBalance
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    account_id: str
+    command_id: str
+    request_id: str
+    amount: int | None  # None: all that is left refundable
+    reason: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class VoidGrant:
+    account_id: str
+    command_id: str
+    grant_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceHold:
+    account_id: str
+    command_id: str
+    hold_id: str
+    amount: int
+    expires_at: datetime
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureHold:
+    account_id: str
+    command_id: str
+    hold_id: str
+    amount: int | None  # None: all that is held
+    request_id: str
+    endpoint: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseHold:
+    account_id: str
+    command_id: str
+    hold_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSettings:
+    """Only the fields given change (`None` leaves a field as it is)."""
+
+    account_id: str
+    command_id: str
+    occurred_at: datetime
+    low_balance_threshold: int | None = None
+    auto_reload: AutoReload | None = None
+    credit_limit: int | None = None
+    clear_low_balance_threshold: bool = False
+    clear_auto_reload: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireDue:
+    """Sent by the scheduler: apply every expiry due at `occurred_at` (buckets and holds)."""
+
+    account_id: str
+    command_id: str
+    occurred_at: datetime
+
+
+Command = (
+    ConsumeUsage
+    | GrantCredits
+    | AdjustBalance
+    | RefundRequest
+    | VoidGrant
+    | PlaceHold
+    | CaptureHold
+    | ReleaseHold
+    | ChangeSettings
+    | ExpireDue
+)

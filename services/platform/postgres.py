@@ -78,3 +78,20 @@ async def migrate(database_url: str) -> list[str]:
 
 # What the SQL modules take: a plain connection or one borrowed from the pool.
 DbConnection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+
+
+# Failures that say nothing about the batch: retrying the same batch later is right. Anything
+# else (a constraint violated, a bug) ends the process rather than spin on the same input.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.QueryCanceledError,
+)

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(default=2000, ge=1, le=100_000)
     fetch_timeout_ms: int = Field(default=200, ge=1, le=60_000)
     outbox_batch_max_rows: int = Field(default=5000, ge=1, le=100_000)
+    expiry_scan_interval_s: float = Field(default=5.0, gt=0, le=3600)
     db_pool_max_size: int = Field(default=10, ge=2, le=200)
 
     @property

@@ -4,20 +4,40 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from pydantic import ValidationError
 
-from schemas.commands import COMMAND_ADAPTER, AdjustmentCommand, GrantCommand
+from schemas.commands import (
+    COMMAND_ADAPTER,
+    AccountSettingsCommand,
+    AdjustmentCommand,
+    AnyCommand,
+    CaptureCommand,
+    ExpireCommand,
+    GrantCommand,
+    HoldCommand,
+    RefundCommand,
+    ReleaseCommand,
+    VoidGrantCommand,
+)
 from schemas.usage import UsageEvent
 from services.core.model import (
     DEFAULT_PRIORITY,
     AdjustBalance,
+    AutoReload,
     BucketKind,
+    CaptureHold,
+    ChangeSettings,
     Command,
     ConsumeUsage,
+    ExpireDue,
     GrantCredits,
+    PlaceHold,
+    RefundRequest,
+    ReleaseHold,
+    VoidGrant,
 )
 from services.core.pricing import PriceBook
 
@@ -87,13 +107,62 @@ def decode_command(key: bytes | None, value: bytes | None) -> Decoded | Rejected
         return mismatch
     if isinstance(parsed, AdjustmentCommand) and parsed.amount == 0:
         return Rejected(DeadLetterCode.SCHEMA_INVALID, "amount: an adjustment must not be 0")
-    command = _grant(parsed) if isinstance(parsed, GrantCommand) else _adjustment(parsed)
+    command = to_domain(parsed)
     return Decoded(
         parsed.account_id,
         IdKind.COMMAND,
         parsed.command_id,
         _digest(parsed.model_dump_json()),
         command,
+    )
+
+
+def to_domain(parsed: AnyCommand) -> Command:
+    """The wire command as the domain's command; all times in UTC."""
+    account_id, command_id = parsed.account_id, parsed.command_id
+    at = parsed.occurred_at.astimezone(UTC)
+    match parsed:
+        case GrantCommand():
+            return _grant(parsed)
+        case AdjustmentCommand():
+            return AdjustBalance(account_id, command_id, parsed.amount, parsed.reason, at)
+        case RefundCommand():
+            return RefundRequest(
+                account_id, command_id, parsed.request_id, parsed.amount, parsed.reason, at
+            )
+        case VoidGrantCommand():
+            return VoidGrant(account_id, command_id, parsed.grant_id, at)
+        case HoldCommand():
+            expires_at = parsed.expires_at.astimezone(UTC)
+            return PlaceHold(account_id, command_id, parsed.hold_id, parsed.amount, expires_at, at)
+        case CaptureCommand():
+            return CaptureHold(
+                account_id, command_id, parsed.hold_id, parsed.amount, parsed.request_id,
+                parsed.endpoint, at,
+            )  # fmt: skip
+        case ReleaseCommand():
+            return ReleaseHold(account_id, command_id, parsed.hold_id, at)
+        case AccountSettingsCommand():
+            return _settings(parsed, at)
+        case ExpireCommand():
+            return ExpireDue(account_id, command_id, at)
+
+
+def _settings(parsed: AccountSettingsCommand, at: datetime) -> ChangeSettings:
+    given = parsed.model_fields_set
+    reload = parsed.auto_reload
+    return ChangeSettings(
+        account_id=parsed.account_id,
+        command_id=parsed.command_id,
+        occurred_at=at,
+        low_balance_threshold=parsed.low_balance_threshold,
+        auto_reload=AutoReload(reload.threshold, reload.amount, reload.max_per_day)
+        if reload
+        else None,
+        credit_limit=parsed.credit_limit,
+        clear_low_balance_threshold="low_balance_threshold" in given
+        and parsed.low_balance_threshold is None,
+        clear_auto_reload="auto_reload" in given and reload is None,
     )
 
 
@@ -113,16 +182,6 @@ def _grant(grant: GrantCommand) -> GrantCredits:
         applies_to=tuple(grant.applies_to) if grant.applies_to is not None else None,
         name=grant.name,
         metadata=dict(grant.metadata),
-    )
-
-
-def _adjustment(adjustment: AdjustmentCommand) -> AdjustBalance:
-    return AdjustBalance(
-        account_id=adjustment.account_id,
-        command_id=adjustment.command_id,
-        amount=adjustment.amount,
-        reason=adjustment.reason,
-        occurred_at=adjustment.occurred_at.astimezone(UTC),
     )
 
 

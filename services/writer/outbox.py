@@ -14,6 +14,8 @@ import base64
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from services.platform import failpoints
+
 _RELAY_LOCK_KEY = 7_320_451_167
 
 FETCH_OUTBOX = """
@@ -50,6 +52,7 @@ async def _relay_once(pool: asyncpg.Pool, producer: AIOKafkaProducer, max_rows: 
                 await producer.send(row["topic"], row["value"], key=row["key"], headers=headers)
             )
         await asyncio.gather(*acks)
+        failpoints.hit("outbox.after_publish")
         await conn.execute(
             DELETE_OUTBOX, [r["account_id"] for r in rows], [r["outbox_id"] for r in rows]
         )

@@ -1,7 +1,8 @@
 """Plan one partition batch: decoded records + loaded state -> everything to write. No I/O.
 
-The store loads `states` and `seen` for the batch in two queries, this module decides, and the
-store writes the plan in one transaction with the batch's offset advance.
+The store loads `states` (with the refund lineage the batch needs) and `seen` for the batch in a
+few queries, this module decides, and the store writes the plan in one transaction with the
+batch's offset advance.
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.core import AccountState, LedgerEntry, decide, evolve_all
+from services.core import decide, evolve_all
+from services.core.model import (
+    AccountState,
+    AlertRaised,
+    CaptureHold,
+    CommandRejected,
+    LedgerEntry,
+    RefundRequest,
+)
 from services.writer.decoding import DeadLetterCode, Decoded, IdKind, Rejected
 
 SeenKey = tuple[IdKind, str, str]  # (kind, account_id, idempotency id)
@@ -24,6 +33,9 @@ class InputRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
+    # When the record entered the Kafka log: the ledger's `recorded_at`, so that consuming the
+    # same log again writes the same entries, byte for byte.
+    log_time: datetime
     decoded: Decoded | Rejected
 
 
@@ -48,22 +60,39 @@ class ProcessedId:
     idempotency_id: str
     payload_sha256: bytes
     first_seq: int | None
+    rejection: CommandRejected | None = None
 
 
 @dataclass(slots=True)
 class BatchPlan:
     entries: list[LedgerEntry] = field(default_factory=list)
+    alerts: list[AlertRaised] = field(default_factory=list)
     states: dict[str, AccountState] = field(default_factory=dict)
     processed: list[ProcessedId] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
 
 
+def lineage_keys(decoded: Decoded) -> list[tuple[str, str]]:
+    """(account_id, request_id) pairs whose consume lineage deciding this record needs."""
+    command = decoded.command
+    if isinstance(command, RefundRequest | CaptureHold):
+        return [(command.account_id, command.request_id)]
+    return []
+
+
+def seen_keys(decoded: Decoded) -> list[SeenKey]:
+    """Idempotency ids this record claims: its own, and a capture's request id."""
+    keys: list[SeenKey] = [(decoded.id_kind, decoded.account_id, decoded.idempotency_id)]
+    if isinstance(decoded.command, CaptureHold):
+        keys.append((IdKind.REQUEST, decoded.account_id, decoded.command.request_id))
+    return keys
+
+
 def plan_batch(
     records: Sequence[InputRecord],
     states: Mapping[str, AccountState],
     seen: Mapping[SeenKey, bytes],
-    recorded_at: datetime,
 ) -> BatchPlan:
     """Records in offset order; `states` holds every account the batch names."""
     plan = BatchPlan(states=dict(states))
@@ -73,33 +102,51 @@ def plan_batch(
         if isinstance(decoded, Rejected):
             plan.dead_letters.append(DeadLetter(record, decoded.code, decoded.message))
             continue
-        key: SeenKey = (decoded.id_kind, decoded.account_id, decoded.idempotency_id)
-        earlier = seen_now.get(key)
+        own_key, *other_keys = seen_keys(decoded)
+        earlier = seen_now.get(own_key)
         if earlier == decoded.payload_sha256:
             plan.duplicates += 1
             continue
-        if earlier is not None:
+        if earlier is not None or any(k in seen_now for k in other_keys):
             plan.dead_letters.append(DeadLetter(record, _reuse_code(decoded), _reuse_text(decoded)))
             continue
-        seen_now[key] = decoded.payload_sha256
-        _apply(plan, decoded, recorded_at)
+        _apply(plan, decoded, record.log_time)
+        for key in (own_key, *other_keys):
+            seen_now[key] = decoded.payload_sha256
     return plan
 
 
 def _apply(plan: BatchPlan, decoded: Decoded, recorded_at: datetime) -> None:
     state = plan.states[decoded.account_id]
-    entries = decide(state, decoded.command, recorded_at)
-    plan.states[decoded.account_id] = evolve_all(state, entries)
+    events = decide(state, decoded.command, recorded_at)
+    plan.states[decoded.account_id] = evolve_all(state, events)
+    entries = [e for e in events if isinstance(e, LedgerEntry)]
     plan.entries.extend(entries)
+    plan.alerts.extend(e for e in events if isinstance(e, AlertRaised))
+    rejection = next((e for e in events if isinstance(e, CommandRejected)), None)
+    first_seq = entries[0].seq if entries else None
     plan.processed.append(
         ProcessedId(
-            kind=decoded.id_kind,
-            account_id=decoded.account_id,
-            idempotency_id=decoded.idempotency_id,
-            payload_sha256=decoded.payload_sha256,
-            first_seq=entries[0].seq if entries else None,
+            decoded.id_kind,
+            decoded.account_id,
+            decoded.idempotency_id,
+            decoded.payload_sha256,
+            first_seq,
+            rejection,
         )
     )
+    command = decoded.command
+    if isinstance(command, CaptureHold) and rejection is None:
+        # The capture's request id now names a consume: a usage event reusing it is refused.
+        plan.processed.append(
+            ProcessedId(
+                IdKind.REQUEST,
+                decoded.account_id,
+                command.request_id,
+                decoded.payload_sha256,
+                first_seq,
+            )
+        )
 
 
 def _reuse_code(decoded: Decoded) -> DeadLetterCode:

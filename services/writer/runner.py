@@ -17,13 +17,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.core.pricing import DEFAULT_PRICE_BOOK, PriceBook
-from services.platform import offsets
+from services.platform import failpoints, offsets
 from services.platform.kafka import new_consumer
+from services.platform.postgres import TRANSIENT_ERRORS
 from services.platform.settings import Settings
 from services.writer import store
 from services.writer.decoding import Decoded, decode_command, decode_usage
 from services.writer.outbox import relay_outbox
-from services.writer.plan import InputRecord, plan_batch
+from services.writer.plan import InputRecord, lineage_keys, plan_batch, seen_keys
 
 log = logging.getLogger("creditledger.writer")
 
@@ -85,7 +86,7 @@ class LedgerWriter:
             try:
                 await self.apply_batch(tp.topic, tp.partition, records)
                 return
-            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as error:
+            except TRANSIENT_ERRORS as error:
                 log.warning("batch %s[%d] failed (%s); retrying", tp.topic, tp.partition, error)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, RETRY_BACKOFF_MAX_S)
@@ -93,21 +94,28 @@ class LedgerWriter:
     async def apply_batch(
         self, topic: str, partition: int, records: Sequence[ConsumerRecord]
     ) -> None:
-        recorded_at = datetime.now(UTC)
+        processed_at = datetime.now(UTC)  # for operators (dead letters, ids); not in entries
         async with self.pool.acquire() as conn, conn.transaction():
             stored_offset = await offsets.claim_offset(conn, self.consumer_name, topic, partition)
             inputs = [self._to_input(topic, r) for r in records if r.offset >= stored_offset]
             if not inputs:
                 return
             decoded = [i.decoded for i in inputs if isinstance(i.decoded, Decoded)]
-            states = await store.lock_accounts(conn, (d.account_id for d in decoded))
-            seen = await store.load_seen(
-                conn, [(d.id_kind, d.account_id, d.idempotency_id) for d in decoded]
+            states = await store.lock_accounts(
+                conn,
+                (d.account_id for d in decoded),
+                (key for d in decoded for key in lineage_keys(d)),
             )
-            plan = plan_batch(inputs, states, seen, recorded_at)
-            await store.write_plan(conn, plan, self.settings.ledger_topic, recorded_at)
+            seen = await store.load_seen(conn, (key for d in decoded for key in seen_keys(d)))
+            plan = plan_batch(inputs, states, seen)
+            failpoints.hit("writer.before_write")
+            await store.write_plan(
+                conn, plan, self.settings.ledger_topic, self.settings.alerts_topic, processed_at
+            )
             next_offset = records[-1].offset + 1
             await offsets.save_offset(conn, self.consumer_name, topic, partition, next_offset)
+            failpoints.hit("writer.before_commit")
+        failpoints.hit("writer.after_commit")
         self.events_applied += len(plan.processed)
 
     def _to_input(self, topic: str, record: ConsumerRecord) -> InputRecord:
@@ -124,5 +132,6 @@ class LedgerWriter:
             key=key,
             value=value,
             headers=tuple((name, bytes(v)) for name, v in record.headers),
+            log_time=datetime.fromtimestamp(record.timestamp / 1000, UTC),
             decoded=decoded,
         )

@@ -1,5 +1,5 @@
-"""The writer's SQL: load a batch's accounts and seen ids, then write its plan. Each function is
-one round trip whatever the batch size (unnest arrays in, COPY for appends)."""
+"""The writer's SQL: load a batch's accounts, lineage and seen ids, then write its plan. Each
+function is one round trip whatever the batch size (unnest arrays in, COPY for appends)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,20 @@ from typing import Any
 
 import asyncpg
 
-from services.core import AccountState, Bucket, BucketKind, LedgerEntry
+from services.core.evolve import consumption_after
+from services.core.model import (
+    AccountState,
+    BucketKind,
+    Consumption,
+    EntryReason,
+    LedgerEntry,
+)
 from services.platform.postgres import DbConnection
 from services.platform.settings import dead_letter_topic
 from services.writer.decoding import IdKind
 from services.writer.plan import BatchPlan, DeadLetter, SeenKey
-from services.writer.wire import entry_to_json_bytes
+from services.writer.snapshot import state_from_json, state_to_json
+from services.writer.wire import alert_to_json_bytes, entry_to_json_bytes
 
 LOCK_ACCOUNTS = """
 WITH created AS (
@@ -23,15 +31,25 @@ WITH created AS (
     SELECT unnest($1::text[]) ORDER BY 1
     ON CONFLICT (account_id) DO NOTHING
 )
-SELECT account_id, seq, balance, buckets FROM writer_accounts
+SELECT account_id, seq, balance, snapshot FROM writer_accounts
 WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE
 """
 
 # The rows a concurrent insert created are not visible to the SELECT of the same statement, so
 # the lock is taken in a second statement when the first found fewer rows than asked.
 RELOCK_ACCOUNTS = """
-SELECT account_id, seq, balance, buckets FROM writer_accounts
+SELECT account_id, seq, balance, snapshot FROM writer_accounts
 WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE
+"""
+
+LOAD_LINEAGE = """
+SELECT e.account_id, e.seq, e.delta, e.balance_after, e.reason, e.source, e.bucket_grant_id,
+       e.bucket_kind, e.metadata, e.occurred_at, e.recorded_at
+FROM ledger_entries e
+JOIN unnest($1::text[], $2::text[]) AS k(account_id, source)
+  ON e.account_id = k.account_id AND e.source = k.source
+WHERE e.reason IN ('consume', 'refund')
+ORDER BY e.account_id, e.seq
 """
 
 LOAD_SEEN = """
@@ -47,29 +65,71 @@ JOIN unnest($3::text[], $4::text[]) AS k(account_id, id)
 """
 
 SAVE_ACCOUNTS = """
-UPDATE writer_accounts w SET seq = s.seq, balance = s.balance, buckets = s.buckets,
-       updated_at = $5
-FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[])
-     AS s(account_id, seq, balance, buckets)
+UPDATE writer_accounts w SET seq = s.seq, balance = s.balance, snapshot = s.snapshot,
+       next_due_at = s.next_due_at, updated_at = now()
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[], $5::timestamptz[])
+     AS s(account_id, seq, balance, snapshot, next_due_at)
 WHERE w.account_id = s.account_id
 """
 
 ENTRY_COLUMNS = (
     "account_id", "seq", "entry_id", "delta", "balance_after", "reason", "source",
-    "bucket_grant_id", "bucket_kind", "bucket_expires_at", "metadata", "occurred_at", "recorded_at",
+    "bucket_grant_id", "bucket_kind", "bucket_expires_at", "metadata", "reserved_delta",
+    "occurred_at", "recorded_at",
 )  # fmt: skip
 
+OutboxRow = tuple[str, str, bytes | None, bytes, list[list[str]]]
 
-async def lock_accounts(conn: DbConnection, account_ids: Iterable[str]) -> dict[str, AccountState]:
+
+async def lock_accounts(
+    conn: DbConnection, account_ids: Iterable[str], lineage: Iterable[tuple[str, str]]
+) -> dict[str, AccountState]:
+    """Lock and load the accounts, with the consume lineage of the (account, request) pairs."""
     wanted = sorted(set(account_ids))
     rows = await conn.fetch(LOCK_ACCOUNTS, wanted)
     if len(rows) < len(wanted):
         rows = await conn.fetch(RELOCK_ACCOUNTS, wanted)
     assert len(rows) == len(wanted), "every account of the batch has a locked row"
-    return {r["account_id"]: _state_from_row(r) for r in rows}
+    consumptions = await _load_lineage(conn, lineage)
+    return {
+        r["account_id"]: state_from_json(
+            r["account_id"], r["seq"], r["balance"], r["snapshot"],
+            consumptions.get(r["account_id"], {}),
+        )
+        for r in rows
+    }  # fmt: skip
+
+
+async def _load_lineage(
+    conn: DbConnection, lineage: Iterable[tuple[str, str]]
+) -> dict[str, dict[str, Consumption]]:
+    pairs = sorted(set(lineage))
+    if not pairs:
+        return {}
+    accounts = [a for a, _ in pairs for _ in range(2)]
+    sources = [s for _, r in pairs for s in (f"request:{r}", f"refund:{r}")]
+    by_account: dict[str, dict[str, Consumption]] = {}
+    for row in await conn.fetch(LOAD_LINEAGE, accounts, sources):
+        entry = _lineage_entry(row)
+        assert entry.request_id is not None
+        account = by_account.setdefault(entry.account_id, {})
+        account[entry.request_id] = consumption_after(account.get(entry.request_id), entry)
+    return by_account
+
+
+def _lineage_entry(row: asyncpg.Record) -> LedgerEntry:
+    return LedgerEntry(
+        account_id=row["account_id"], seq=row["seq"], delta=row["delta"],
+        balance_after=row["balance_after"], reason=EntryReason(row["reason"]),
+        source=row["source"], bucket_grant_id=row["bucket_grant_id"],
+        bucket_kind=BucketKind(row["bucket_kind"]) if row["bucket_kind"] else None,
+        metadata=row["metadata"], occurred_at=row["occurred_at"],
+        recorded_at=row["recorded_at"], request_id=row["source"].split(":", 1)[1],
+    )  # fmt: skip
 
 
 async def load_seen(conn: DbConnection, keys: Iterable[SeenKey]) -> dict[SeenKey, bytes]:
+    keys = list(keys)
     requests = [(a, i) for kind, a, i in keys if kind is IdKind.REQUEST]
     commands = [(a, i) for kind, a, i in keys if kind is IdKind.COMMAND]
     rows = await conn.fetch(
@@ -81,22 +141,20 @@ async def load_seen(conn: DbConnection, keys: Iterable[SeenKey]) -> dict[SeenKey
 
 
 async def write_plan(
-    conn: DbConnection, plan: BatchPlan, ledger_topic: str, recorded_at: datetime
+    conn: DbConnection, plan: BatchPlan, ledger_topic: str, alerts_topic: str, at: datetime
 ) -> None:
     if plan.entries:
         await conn.copy_records_to_table(
             "ledger_entries", records=[_entry_row(e) for e in plan.entries], columns=ENTRY_COLUMNS
         )
-    await _write_processed(conn, plan, recorded_at)
-    await _write_dead_letters(conn, plan.dead_letters, recorded_at)
-    await _write_outbox(conn, plan, ledger_topic)
+    await _write_processed(conn, plan, at)
+    await _write_dead_letters(conn, plan.dead_letters, at)
+    await _write_outbox(conn, plan, ledger_topic, alerts_topic)
     changed = list(plan.states.values())
     await conn.execute(
         SAVE_ACCOUNTS,
         [s.account_id for s in changed], [s.seq for s in changed], [s.balance for s in changed],
-        # An object keyed by grant id, not a list: asyncpg would read a list inside the
-        # jsonb[] parameter as another array dimension.
-        [{b.grant_id: _bucket_json(b) for b in s.buckets} for s in changed], recorded_at,
+        [state_to_json(s) for s in changed], [s.next_due_at() for s in changed],
     )  # fmt: skip
 
 
@@ -107,10 +165,14 @@ async def _write_processed(conn: DbConnection, plan: BatchPlan, at: datetime) ->
         if p.kind is IdKind.REQUEST
     ]
     commands = [
-        (p.account_id, p.idempotency_id, p.payload_sha256, "applied", None, at)
+        (
+            p.account_id, p.idempotency_id, p.payload_sha256,
+            "rejected" if p.rejection else "applied",
+            f"{p.rejection.code}: {p.rejection.detail}" if p.rejection else None, at,
+        )
         for p in plan.processed
         if p.kind is IdKind.COMMAND
-    ]
+    ]  # fmt: skip
     if requests:
         await conn.copy_records_to_table(
             "processed_requests",
@@ -141,21 +203,25 @@ async def _write_dead_letters(conn: DbConnection, dead: Sequence[DeadLetter], at
     )  # fmt: skip
 
 
-async def _write_outbox(conn: DbConnection, plan: BatchPlan, ledger_topic: str) -> None:
-    rows: list[tuple[str, str, bytes | None, bytes, list[list[str]]]] = [
+async def _write_outbox(
+    conn: DbConnection, plan: BatchPlan, ledger_topic: str, alerts_topic: str
+) -> None:
+    rows: list[OutboxRow] = [
         (e.account_id, ledger_topic, e.account_id.encode(), entry_to_json_bytes(e), [])
         for e in plan.entries
     ]
-    rows.extend(_dead_letter_outbox_row(d) for d in plan.dead_letters)
+    rows += [
+        (a.account_id, alerts_topic, a.account_id.encode(), alert_to_json_bytes(a), [])
+        for a in plan.alerts
+    ]
+    rows += [_dead_letter_outbox_row(d) for d in plan.dead_letters]
     if rows:
         await conn.copy_records_to_table(
             "outbox", records=rows, columns=("account_id", "topic", "key", "value", "headers")
         )
 
 
-def _dead_letter_outbox_row(
-    dead: DeadLetter,
-) -> tuple[str, str, bytes | None, bytes, list[list[str]]]:
+def _dead_letter_outbox_row(dead: DeadLetter) -> OutboxRow:
     record = dead.record
     ours = [
         ("dlt.original.topic", record.topic.encode()),
@@ -165,48 +231,14 @@ def _dead_letter_outbox_row(
         ("dlt.error.message", dead.message.encode()),
     ]
     headers = [[name, base64.b64encode(value).decode()] for name, value in (*record.headers, *ours)]
-    return (
-        dead.account_id,
-        dead_letter_topic(record.topic),
-        record.key,
-        record.value or b"",
-        headers,
-    )
+    topic = dead_letter_topic(record.topic)
+    return (dead.account_id, topic, record.key, record.value or b"", headers)
 
 
 def _entry_row(e: LedgerEntry) -> tuple[Any, ...]:
     return (
         e.account_id, e.seq, e.entry_id, e.delta, e.balance_after, e.reason.value, e.source,
         e.bucket_grant_id, e.bucket_kind.value if e.bucket_kind else None,
-        e.grant.expires_at if e.grant else None, dict(e.metadata),
+        e.grant.expires_at if e.grant else None, dict(e.metadata), e.reserved_delta,
         e.occurred_at, e.recorded_at,
     )  # fmt: skip
-
-
-def _bucket_json(b: Bucket) -> dict[str, Any]:
-    return {
-        "grant_id": b.grant_id, "kind": b.kind.value, "priority": b.priority,
-        "effective_at": b.effective_at.isoformat(),
-        "expires_at": b.expires_at.isoformat() if b.expires_at else None,
-        "granted_seq": b.granted_seq, "remaining": b.remaining,
-        "applies_to": list(b.applies_to) if b.applies_to is not None else None,
-    }  # fmt: skip
-
-
-def _bucket_from_json(d: dict[str, Any]) -> Bucket:
-    return Bucket(
-        grant_id=d["grant_id"], kind=BucketKind(d["kind"]), priority=d["priority"],
-        effective_at=datetime.fromisoformat(d["effective_at"]),
-        expires_at=datetime.fromisoformat(d["expires_at"]) if d["expires_at"] else None,
-        granted_seq=d["granted_seq"], remaining=d["remaining"],
-        applies_to=tuple(d["applies_to"]) if d["applies_to"] is not None else None,
-    )  # fmt: skip
-
-
-def _state_from_row(row: asyncpg.Record) -> AccountState:
-    return AccountState(
-        account_id=row["account_id"],
-        seq=row["seq"],
-        balance=row["balance"],
-        buckets=tuple(_bucket_from_json(d) for d in row["buckets"].values()),
-    )

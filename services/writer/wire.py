@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from schemas.ledger import EntryBucket, LedgerEntryMessage
-from services.core import LedgerEntry
+from schemas.ledger import AlertMessage, EntryBucket, LedgerEntryMessage
+from services.core.model import AlertRaised, LedgerEntry
 
 
 def entry_to_message(entry: LedgerEntry) -> LedgerEntryMessage:
@@ -23,6 +23,7 @@ def entry_to_message(entry: LedgerEntry) -> LedgerEntryMessage:
         source=entry.source,
         bucket=bucket,
         metadata=dict(entry.metadata),
+        reserved_delta=entry.reserved_delta,
         occurred_at=entry.occurred_at,
         recorded_at=entry.recorded_at,
     )
@@ -30,3 +31,17 @@ def entry_to_message(entry: LedgerEntry) -> LedgerEntryMessage:
 
 def entry_to_json_bytes(entry: LedgerEntry) -> bytes:
     return entry_to_message(entry).model_dump_json().encode()
+
+
+def alert_to_json_bytes(alert: AlertRaised) -> bytes:
+    """`credits.alerts.v1`: `alert_id` is stable, so a consumer can drop redeliveries."""
+    message = AlertMessage(
+        alert_id=alert.alert_id,
+        account_id=alert.account_id,
+        type=alert.kind.value,
+        occurred_at=alert.occurred_at,
+        available=alert.available,
+        ledger_seq=alert.after_seq,
+        details=dict(alert.details),
+    )
+    return message.model_dump_json().encode()

@@ -3,32 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from services.platform.settings import Settings
 from services.runtime import running
+from tests.messages import grant, usage
 from tests.pipeline import (
     publish,
     read_topic,
     wait_for_consumed,
     wait_for_view_seq,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
-T0 = "2026-11-21T10:00:00Z"
-
-
-def grant(account_id: str, amount: int, command_id: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "grant", "command_id": command_id, "account_id": account_id,
-            "occurred_at": T0, "amount": amount, **extra}  # fmt: skip
-
-
-def usage(account_id: str, request_id: str, status: int = 200, **extra: Any) -> dict[str, Any]:
-    return {"request_id": request_id, "account_id": account_id, "key_id": "key_1",
-            "endpoint": "POST /v1/scanner/scan", "status_code": status, "occurred_at": T0,
-            **extra}  # fmt: skip
 
 
 async def test_usage_and_grants_become_ledger_entries_and_balance(namespace: Settings) -> None:
@@ -70,9 +59,16 @@ async def test_usage_and_grants_become_ledger_entries_and_balance(namespace: Set
 async def test_ledger_topic_carries_every_entry_once_committed(namespace: Settings) -> None:
     async with running(namespace, ("writer", "projector")) as pipeline:
         await publish(pipeline.producer, namespace.commands_topic, [grant("acct_b", 50, "g1")])
+        # Across the two input topics, order is the writer's reading order: let the grant land.
+        await wait_for_view_seq(pipeline.pool, "acct_b", 1)
         await publish(pipeline.producer, namespace.usage_topic, [usage("acct_b", "r1", credits=7)])
         await wait_for_view_seq(pipeline.pool, "acct_b", 2)
-        assert await pipeline.pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+        async def outbox_drained() -> bool:
+            return int(await pipeline.pool.fetchval("SELECT count(*) FROM outbox")) == 0
+
+        # The projector can see a message before the relay's delete commits: wait for it.
+        await wait_until(outbox_drained, "the outbox relay to delete what it published")
     records = await read_topic(namespace, namespace.ledger_topic, 2)
     messages = sorted((json.loads(r.value) for r in records), key=lambda m: m["seq"])
     assert [(m["seq"], m["reason"], m["delta"], m["balance_after"]) for m in messages] == [

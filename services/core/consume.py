@@ -1,0 +1,128 @@
+"""Consumes and refunds: usage draws buckets (drawdown.py); refunds follow the lineage back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from services.core.drawdown import plan_draws
+from services.core.model import (
+    AlertKind,
+    ConsumeUsage,
+    EntryReason,
+    MetadataValue,
+    RefundRequest,
+)
+from services.core.tape import Tape
+
+
+def consume(tape: Tape, usage: ConsumeUsage) -> None:
+    assert usage.credits >= 0, "a call never pays the caller"
+    if usage.credits == 0:
+        return
+    metadata: dict[str, MetadataValue] = {
+        "endpoint": usage.endpoint,
+        "key_id": usage.key_id,
+        "status_code": usage.status_code,
+    }
+    charged = charge(
+        tape, usage.request_id, usage.credits, usage.endpoint, usage.occurred_at, metadata
+    )
+    if usage.status_code >= 400 and charged > 0:
+        refund_reason = "client_error" if usage.status_code < 500 else "server_error"
+        refund(
+            tape,
+            usage.request_id,
+            charged,
+            usage.occurred_at,
+            {**metadata, "reason": refund_reason},
+        )
+
+
+def charge(
+    tape: Tape,
+    request_id: str,
+    credits: int,
+    endpoint: str,
+    at: datetime,
+    metadata: dict[str, MetadataValue],
+) -> int:
+    """Consume entries for `credits`, one per bucket; return what was charged."""
+    plan = plan_draws(tape.state, credits, endpoint, at)
+    for bucket, amount in plan.draws:
+        tape.entry(
+            delta=-amount,
+            reason=EntryReason.CONSUME,
+            source=f"request:{request_id}",
+            occurred_at=at,
+            bucket=bucket,
+            metadata=metadata,
+            request_id=request_id,
+        )
+    if plan.uncharged > 0:
+        # Usage is a fact: what the credit limit does not cover is recorded, flagged, alerted.
+        flagged = {**metadata, "flag": "beyond_credit_limit", "uncharged": plan.uncharged}
+        tape.entry(
+            delta=0,
+            reason=EntryReason.CONSUME,
+            source=f"request:{request_id}",
+            occurred_at=at,
+            metadata=flagged,
+        )
+        tape.alert(
+            AlertKind.CREDIT_LIMIT_EXCEEDED,
+            at,
+            {"request_id": request_id, "uncharged": plan.uncharged},
+        )
+    return plan.charged
+
+
+def refund(
+    tape: Tape, request_id: str, amount: int, at: datetime, metadata: dict[str, MetadataValue]
+) -> None:
+    """Give `amount` back to the buckets the request drew from, last draw first."""
+    consumption = tape.state.consumptions[request_id]
+    assert 0 < amount <= consumption.refundable
+    left = amount
+    for draw in reversed(consumption.draws):
+        give = min(left, draw.amount - draw.refunded)
+        if give == 0:
+            continue
+        bucket = tape.bucket(draw.grant_id)
+        extra: dict[str, MetadataValue] = {}
+        if bucket is None and draw.grant_id is not None:
+            extra["refund_of_grant"] = draw.grant_id  # that bucket closed: credits come back free
+        tape.entry(
+            delta=give,
+            reason=EntryReason.REFUND,
+            source=f"refund:{request_id}",
+            occurred_at=at,
+            bucket=bucket,
+            metadata={**metadata, **extra},
+            request_id=request_id,
+        )
+        left -= give
+        if left == 0:
+            return
+
+
+def refund_command(tape: Tape, command: RefundRequest) -> None:
+    consumption = tape.state.consumptions.get(command.request_id)
+    if consumption is None:
+        tape.reject("unknown-request", f"no consume for request {command.request_id!r}")
+        return
+    refundable = consumption.refundable
+    if refundable == 0:
+        tape.reject("already-refunded", f"request {command.request_id!r} is fully refunded")
+        return
+    amount = command.amount if command.amount is not None else refundable
+    if amount > refundable:
+        tape.reject(
+            "refund-exceeds-consumed",
+            f"refund of {amount} but only {refundable} of {command.request_id!r} is refundable",
+        )
+        return
+    metadata: dict[str, MetadataValue] = {
+        "reason": command.reason,
+        "command_id": command.command_id,
+    }
+    refund(tape, command.request_id, amount, command.occurred_at, metadata)

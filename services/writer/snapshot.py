@@ -1,0 +1,102 @@
+"""The writer's account snapshot as JSON (`writer_accounts.snapshot`), and back.
+
+The snapshot holds the whole account state except refund lineage, which lives in the ledger and
+is loaded per batch for the requests a batch refunds or captures.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from services.core.model import (
+    AccountSettings,
+    AccountState,
+    AlertFlags,
+    AutoReload,
+    Bucket,
+    BucketKind,
+    Consumption,
+    Hold,
+)
+
+
+def state_to_json(state: AccountState) -> dict[str, Any]:
+    settings, flags = state.settings, state.flags
+    reload = settings.auto_reload
+    return {
+        # An object keyed by grant id, not a list: asyncpg reads a list inside a jsonb[]
+        # parameter as another array dimension.
+        "buckets": {b.grant_id: _bucket_json(b) for b in state.buckets},
+        "holds": {h.hold_id: [h.amount, h.expires_at.isoformat()] for h in state.holds},
+        "settings": {
+            "low_balance_threshold": settings.low_balance_threshold,
+            "auto_reload": [reload.threshold, reload.amount, reload.max_per_day]
+            if reload
+            else None,
+            "credit_limit": settings.credit_limit,
+        },
+        "flags": {
+            "low_balance": flags.low_balance,
+            "depleted": flags.depleted,
+            "auto_reload": flags.auto_reload,
+            "auto_reload_day": flags.auto_reload_day.isoformat() if flags.auto_reload_day else None,
+            "auto_reloads_that_day": flags.auto_reloads_that_day,
+        },
+    }
+
+
+def state_from_json(
+    account_id: str,
+    seq: int,
+    balance: int,
+    snapshot: dict[str, Any],
+    consumptions: dict[str, Consumption],
+) -> AccountState:
+    settings = snapshot.get("settings") or {}
+    flags = snapshot.get("flags") or {}
+    reload = settings.get("auto_reload")
+    day = flags.get("auto_reload_day")
+    return AccountState(
+        account_id=account_id,
+        seq=seq,
+        balance=balance,
+        buckets=tuple(_bucket_from_json(b) for b in (snapshot.get("buckets") or {}).values()),
+        holds=tuple(
+            Hold(hold_id, amount, datetime.fromisoformat(expires_at))
+            for hold_id, (amount, expires_at) in (snapshot.get("holds") or {}).items()
+        ),
+        settings=AccountSettings(
+            low_balance_threshold=settings.get("low_balance_threshold"),
+            auto_reload=AutoReload(*reload) if reload else None,
+            credit_limit=settings.get("credit_limit", 0),
+        ),
+        flags=AlertFlags(
+            low_balance=flags.get("low_balance", False),
+            depleted=flags.get("depleted", False),
+            auto_reload=flags.get("auto_reload", False),
+            auto_reload_day=date.fromisoformat(day) if day else None,
+            auto_reloads_that_day=flags.get("auto_reloads_that_day", 0),
+        ),
+        consumptions=consumptions,
+    )
+
+
+def _bucket_json(b: Bucket) -> dict[str, Any]:
+    return {
+        "grant_id": b.grant_id, "kind": b.kind.value, "priority": b.priority,
+        "effective_at": b.effective_at.isoformat(),
+        "expires_at": b.expires_at.isoformat() if b.expires_at else None,
+        "granted_seq": b.granted_seq, "remaining": b.remaining,
+        "applies_to": list(b.applies_to) if b.applies_to is not None else None,
+    }  # fmt: skip
+
+
+def _bucket_from_json(d: dict[str, Any]) -> Bucket:
+    return Bucket(
+        grant_id=d["grant_id"], kind=BucketKind(d["kind"]), priority=d["priority"],
+        effective_at=datetime.fromisoformat(d["effective_at"]),
+        expires_at=datetime.fromisoformat(d["expires_at"]) if d["expires_at"] else None,
+        granted_seq=d["granted_seq"], remaining=d["remaining"],
+        applies_to=tuple(d["applies_to"]) if d["applies_to"] is not None else None,
+    )  # fmt: skip
