@@ -107,6 +107,9 @@ def reset_at(view: BalanceView, now: datetime) -> datetime | None:
     expiries = [
         g.expires_at
         for g in view.grants.values()
-        if g.kind == "subscription" and g.expires_at is not None and g.expires_at > now
+        if g.kind == "subscription"
+        and not g.closed
+        and g.expires_at is not None
+        and g.expires_at > now
     ]
     return min(expiries, default=None)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from schemas.commands import (
     COMMAND_ADAPTER,
@@ -93,7 +94,7 @@ def decode_usage(
         event.account_id,
         IdKind.REQUEST,
         event.request_id,
-        _digest(event.model_dump_json()),
+        _digest(event),
         command,
     )
 
@@ -112,7 +113,7 @@ def decode_command(key: bytes | None, value: bytes | None) -> Decoded | Rejected
         parsed.account_id,
         IdKind.COMMAND,
         parsed.command_id,
-        _digest(parsed.model_dump_json()),
+        _digest(parsed),
         command,
     )
 
@@ -201,5 +202,18 @@ def _rejection(error: ValidationError) -> Rejected:
     return Rejected(DeadLetterCode.SCHEMA_INVALID, f"{location}: {first['msg']}"[:500])
 
 
-def _digest(canonical_json: str) -> bytes:
-    return hashlib.sha256(canonical_json.encode()).digest()
+def _digest(model: BaseModel) -> bytes:
+    """Hash of the canonical payload: the same instant written with another offset, other key
+    order or other whitespace is the same payload (a harmless retry, not a reuse)."""
+    canonical = json.dumps(_utc(model.model_dump()), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+def _utc(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, dict):
+        return {k: _utc(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_utc(v) for v in value]
+    return value

@@ -107,8 +107,13 @@ def plan_batch(
         if earlier == decoded.payload_sha256:
             plan.duplicates += 1
             continue
-        if earlier is not None or any(k in seen_now for k in other_keys):
+        if earlier is not None:
             plan.dead_letters.append(DeadLetter(record, _reuse_code(decoded), _reuse_text(decoded)))
+            continue
+        if taken := [k for k in other_keys if k in seen_now]:
+            kind, _, taken_id = taken[0]  # a capture's request id already names a consume
+            text = f"{kind.value} id {taken_id!r} was already used"
+            plan.dead_letters.append(DeadLetter(record, DeadLetterCode.REQUEST_ID_REUSED, text))
             continue
         _apply(plan, decoded, record.log_time)
         for key in (own_key, *other_keys):
