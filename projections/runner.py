@@ -79,16 +79,16 @@ class Projector:
         self, topic: str, partition: int, records: Sequence[ConsumerRecord]
     ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            stored_offset = await offsets.claim_offset(conn, self.consumer_name, topic, partition)
+            stored = await offsets.claim_offsets(conn, self.consumer_name, [(topic, partition)])
             entries = [
                 LedgerEntryMessage.model_validate_json(r.value)
                 for r in records
-                if r.offset >= stored_offset
+                if r.offset >= stored[(topic, partition)]
             ]
             if not entries:
                 return
             for apply_model_batch in PROJECTIONS.values():
                 await apply_model_batch(conn, entries)
             next_offset = records[-1].offset + 1
-            await offsets.save_offset(conn, self.consumer_name, topic, partition, next_offset)
+            await offsets.save_offsets(conn, self.consumer_name, {(topic, partition): next_offset})
         self.entries_applied += len(entries)

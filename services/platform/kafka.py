@@ -58,7 +58,11 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
         existing = set(await admin.list_topics())
         missing = [t for t in all_topics(settings) if t not in existing]
         if missing:
-            new_topics = [NewTopic(t, settings.topic_partitions, 1) for t in missing]
+            inputs = set(settings.input_topics)
+            new_topics = [
+                NewTopic(t, settings.topic_partitions, 1, topic_configs=_configs(t in inputs))
+                for t in missing
+            ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
                 await admin.create_topics(new_topics)
     finally:
@@ -75,3 +79,11 @@ async def _start_with_deadline(admin: AIOKafkaAdminClient, timeout_s: float) -> 
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
+
+
+def _configs(is_input: bool) -> dict[str, str]:
+    if not is_input:
+        return {}
+    # Broker append time, not the producer's clock: the writer merges the two input topics by
+    # it, and it is the ledger's `recorded_at`, so a replay of the log decides the same.
+    return {"message.timestamp.type": "LogAppendTime"}

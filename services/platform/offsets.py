@@ -6,7 +6,7 @@ commit would replay or skip a batch. Here position and effect commit or roll bac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -14,18 +14,23 @@ from aiokafka.structs import TopicPartition
 
 from services.platform.postgres import DbConnection
 
-SAVE_OFFSET = """
-INSERT INTO kafka_offsets (consumer, topic, kafka_partition, next_offset) VALUES ($1, $2, $3, $4)
+SAVE_OFFSETS = """
+INSERT INTO kafka_offsets (consumer, topic, kafka_partition, next_offset)
+SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS x(t, p, o)
 ON CONFLICT (consumer, topic, kafka_partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
 """
 
-CLAIM_OFFSET = """
-WITH created AS (
-    INSERT INTO kafka_offsets (consumer, topic, kafka_partition, next_offset)
-    VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING
-)
-SELECT next_offset FROM kafka_offsets
-WHERE consumer = $1 AND topic = $2 AND kafka_partition = $3 FOR UPDATE
+CREATE_OFFSETS = """
+INSERT INTO kafka_offsets (consumer, topic, kafka_partition, next_offset)
+SELECT $1, t, p, 0 FROM unnest($2::text[], $3::int[]) AS x(t, p)
+ORDER BY 2, 3
+ON CONFLICT DO NOTHING
+"""
+
+LOCK_OFFSETS = """
+SELECT topic, kafka_partition, next_offset FROM kafka_offsets
+WHERE consumer = $1 AND (topic, kafka_partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))
+ORDER BY topic, kafka_partition FOR UPDATE
 """
 
 LOAD_OFFSETS = """
@@ -34,23 +39,33 @@ WHERE consumer = $1 AND topic = ANY($2::text[])
 """
 
 
-async def save_offset(
-    conn: DbConnection, consumer: str, topic: str, partition: int, next_offset: int
+TopicPartitionKey = tuple[str, int]
+
+
+async def save_offsets(
+    conn: DbConnection, consumer: str, next_offsets: Mapping[TopicPartitionKey, int]
 ) -> None:
-    await conn.execute(SAVE_OFFSET, consumer, topic, partition, next_offset)
+    keys = sorted(next_offsets)
+    await conn.execute(
+        SAVE_OFFSETS, consumer, [t for t, _ in keys], [p for _, p in keys],
+        [next_offsets[k] for k in keys],
+    )  # fmt: skip
 
 
-async def claim_offset(conn: DbConnection, consumer: str, topic: str, partition: int) -> int:
-    """Lock the partition's stored offset for this transaction and return it.
+async def claim_offsets(
+    conn: DbConnection, consumer: str, partitions: Iterable[TopicPartitionKey]
+) -> dict[TopicPartitionKey, int]:
+    """Lock the partitions' stored offsets for this transaction and return them.
 
-    A writer that lost the partition in a rebalance and retries an old batch finds the offset
+    A writer that lost a partition in a rebalance and retries an old batch finds the offset
     moved past its records: it drops them instead of moving the offset back.
     """
-    offset = await conn.fetchval(CLAIM_OFFSET, consumer, topic, partition)
-    if offset is None:  # created by this statement: invisible to its own SELECT
-        offset = await conn.fetchval(CLAIM_OFFSET, consumer, topic, partition)
-    assert isinstance(offset, int)
-    return offset
+    keys = sorted(set(partitions))
+    topics, numbers = [t for t, _ in keys], [p for _, p in keys]
+    await conn.execute(CREATE_OFFSETS, consumer, topics, numbers)
+    rows = await conn.fetch(LOCK_OFFSETS, consumer, topics, numbers)
+    assert len(rows) == len(keys), "every claimed partition has an offset row"
+    return {(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}
 
 
 async def load_offsets(
@@ -63,11 +78,20 @@ async def load_offsets(
 class SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
     """On assignment, resume each partition from the offset committed in Postgres."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, pool: asyncpg.Pool, consumer_name: str) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        pool: asyncpg.Pool,
+        consumer_name: str,
+        on_revoked: Callable[[list[TopicPartition]], None] = lambda _: None,
+    ) -> None:
         self.consumer, self.pool, self.consumer_name = consumer, pool, consumer_name
+        self.on_revoked = on_revoked
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None  # nothing buffered: every batch commits before the next fetch
+        # What was fetched from them but not applied is dropped: whoever gets them next (us
+        # too) seeks to the stored offsets and reads it again.
+        self.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         topics = sorted({tp.topic for tp in assigned})

@@ -1,8 +1,9 @@
 """The writer's consume loop: one Postgres transaction per partition batch.
 
-Each batch's entries, idempotency ids, dead letters, outbox rows and the partition's next offset
-commit together, so a crash anywhere replays the batch from the stored offset and the replay
-finds its ids already processed: exactly-once effect on the ledger.
+A batch is the merged records of partition `p` of both input topics (merge.py). Its entries,
+idempotency ids, dead letters, outbox rows and both partitions' next offsets commit together, so
+a crash anywhere replays the batch from the stored offsets and the replay finds its ids already
+processed: an exactly-once effect on the ledger.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from services.platform.postgres import TRANSIENT_ERRORS
 from services.platform.settings import Settings
 from services.writer import store
 from services.writer.decoding import Decoded, decode_command, decode_usage
+from services.writer.merge import PartitionMerge
 from services.writer.outbox import relay_outbox
 from services.writer.plan import InputRecord, lineage_keys, plan_batch, seen_keys
 
@@ -39,14 +41,13 @@ class LedgerWriter:
         producer: AIOKafkaProducer,
         price_book: PriceBook = DEFAULT_PRICE_BOOK,
     ) -> None:
-        self.settings, self.pool, self.producer, self.price_book = (
-            settings,
-            pool,
-            producer,
-            price_book,
-        )
+        self.settings, self.pool, self.producer = settings, pool, producer
+        self.price_book = price_book
         self.consumer_name = settings.consumer_group
-        self.events_applied = 0
+        # Tie-break rank: at the same millisecond a command (a grant, say) goes first.
+        self.topics = (settings.commands_topic, settings.usage_topic)
+        self.merges: dict[int, PartitionMerge[ConsumerRecord]] = {}
+        self.records_applied = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.settings.kafka_bootstrap is not None
@@ -56,8 +57,10 @@ class LedgerWriter:
             self.settings.batch_max_records,
         )
         consumer.subscribe(
-            list(self.settings.input_topics),
-            listener=offsets.SeekToStoredOffsets(consumer, self.pool, self.consumer_name),
+            list(self.topics),
+            listener=offsets.SeekToStoredOffsets(
+                consumer, self.pool, self.consumer_name, on_revoked=self._drop_merges
+            ),
         )
         await consumer.start()
         try:
@@ -68,38 +71,55 @@ class LedgerWriter:
             await consumer.stop()
 
     async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
-        batches = await consumer.getmany(
+        fetched = await consumer.getmany(
             timeout_ms=self.settings.fetch_timeout_ms, max_records=self.settings.batch_max_records
         )
-        for tp, records in batches.items():
-            await self._apply_with_retry(consumer, tp, records)
-        if batches:
+        for tp, records in fetched.items():
+            self._merge_for(tp.partition).add(tp.topic, records)
+        applied = 0
+        for partition, merge in list(self.merges.items()):
+            while merge.buffered():
+                caught_up = {t: await _caught_up(consumer, t, partition) for t in self.topics}
+                ready = merge.take_ready(caught_up, self.settings.batch_max_records)
+                if not ready:
+                    break
+                await self._apply_with_retry(partition, ready)
+                applied += len(ready)
+        if applied:
             await relay_outbox(self.pool, self.producer, self.settings.outbox_batch_max_rows)
 
-    async def _apply_with_retry(
-        self, consumer: AIOKafkaConsumer, tp: TopicPartition, records: Sequence[ConsumerRecord]
-    ) -> None:
+    def _drop_merges(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            self.merges.pop(tp.partition, None)
+
+    def _merge_for(self, partition: int) -> PartitionMerge[ConsumerRecord]:
+        if partition not in self.merges:
+            self.merges[partition] = PartitionMerge(self.topics)
+        return self.merges[partition]
+
+    async def _apply_with_retry(self, partition: int, records: Sequence[ConsumerRecord]) -> None:
         # Transient failures (Postgres restarting, a deadlock, a serialization failure) retry the
         # same batch: nothing of it committed, so trying again is safe. Backoff is bounded.
         backoff_s = 0.1
         while True:
             try:
-                await self.apply_batch(tp.topic, tp.partition, records)
+                await self.apply_batch(partition, records)
                 return
             except TRANSIENT_ERRORS as error:
-                log.warning("batch %s[%d] failed (%s); retrying", tp.topic, tp.partition, error)
+                log.warning("batch of partition %d failed (%s); retrying", partition, error)
                 await asyncio.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, RETRY_BACKOFF_MAX_S)
 
-    async def apply_batch(
-        self, topic: str, partition: int, records: Sequence[ConsumerRecord]
-    ) -> None:
+    async def apply_batch(self, partition: int, records: Sequence[ConsumerRecord]) -> None:
+        """Apply records (in merge order) of partition `partition` of the input topics."""
         processed_at = datetime.now(UTC)  # for operators (dead letters, ids); not in entries
+        claimed = {(r.topic, partition) for r in records}
         async with self.pool.acquire() as conn, conn.transaction():
-            stored_offset = await offsets.claim_offset(conn, self.consumer_name, topic, partition)
-            inputs = [self._to_input(topic, r) for r in records if r.offset >= stored_offset]
-            if not inputs:
+            stored = await offsets.claim_offsets(conn, self.consumer_name, claimed)
+            fresh = [r for r in records if r.offset >= stored[(r.topic, partition)]]
+            if not fresh:
                 return
+            inputs = [self._to_input(r) for r in fresh]
             decoded = [i.decoded for i in inputs if isinstance(i.decoded, Decoded)]
             states = await store.lock_accounts(
                 conn,
@@ -112,21 +132,21 @@ class LedgerWriter:
             await store.write_plan(
                 conn, plan, self.settings.ledger_topic, self.settings.alerts_topic, processed_at
             )
-            next_offset = records[-1].offset + 1
-            await offsets.save_offset(conn, self.consumer_name, topic, partition, next_offset)
+            next_offsets = {(r.topic, partition): r.offset + 1 for r in fresh}  # last one wins
+            await offsets.save_offsets(conn, self.consumer_name, next_offsets)
             failpoints.hit("writer.before_commit")
         failpoints.hit("writer.after_commit")
-        self.events_applied += len(plan.processed)
+        self.records_applied += len(fresh)
 
-    def _to_input(self, topic: str, record: ConsumerRecord) -> InputRecord:
+    def _to_input(self, record: ConsumerRecord) -> InputRecord:
         key: bytes | None = record.key
         value: bytes | None = record.value
-        if topic == self.settings.usage_topic:
+        if record.topic == self.settings.usage_topic:
             decoded = decode_usage(key, value, self.price_book)
         else:
             decoded = decode_command(key, value)
         return InputRecord(
-            topic=topic,
+            topic=record.topic,
             partition=record.partition,
             offset=record.offset,
             key=key,
@@ -135,3 +155,15 @@ class LedgerWriter:
             log_time=datetime.fromtimestamp(record.timestamp / 1000, UTC),
             decoded=decoded,
         )
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, topic: str, partition: int) -> bool:
+    """True when nothing more is known to wait in that partition (or it is not ours to merge)."""
+    tp = TopicPartition(topic, partition)
+    if tp not in consumer.assignment():
+        return True
+    highwater: int | None = consumer.highwater(tp)
+    if highwater is None:
+        return False  # not fetched yet: its first record could be the earliest
+    position: int = await consumer.position(tp)
+    return position >= highwater
