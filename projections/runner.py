@@ -10,23 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from projections.balance import projection as balance_projection
 from schemas.ledger import LedgerEntryMessage
 from services.platform import offsets
 from services.platform.kafka import new_consumer
-from services.platform.postgres import TRANSIENT_ERRORS, DbConnection
+from services.platform.postgres import DbConnection, retry_transient
 from services.platform.settings import Settings
 
 log = logging.getLogger("creditledger.projector")
 
 ApplyBatch = Callable[[DbConnection, Sequence[LedgerEntryMessage]], Awaitable[None]]
 PROJECTIONS: dict[str, ApplyBatch] = {balance_projection.NAME: balance_projection.apply_batch}
-RETRY_BACKOFF_MAX_S = 5.0
 
 
 class Projector:
@@ -58,22 +58,10 @@ class Projector:
             timeout_ms=self.settings.fetch_timeout_ms, max_records=self.settings.batch_max_records
         )
         for tp, records in batches.items():
-            await self._apply_with_retry(tp, records)
-
-    async def _apply_with_retry(
-        self, tp: TopicPartition, records: Sequence[ConsumerRecord]
-    ) -> None:
-        backoff_s = 0.1
-        while True:
-            try:
-                await self.apply_batch(tp.topic, tp.partition, records)
-                return
-            except TRANSIENT_ERRORS as error:
-                log.warning(
-                    "projector batch %s[%d] failed (%s); retrying", tp.topic, tp.partition, error
-                )
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, RETRY_BACKOFF_MAX_S)
+            await retry_transient(
+                partial(self.apply_batch, tp.topic, tp.partition, records),
+                f"projector batch of {tp.topic}[{tp.partition}]",
+            )
 
     async def apply_batch(
         self, topic: str, partition: int, records: Sequence[ConsumerRecord]

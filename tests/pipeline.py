@@ -19,11 +19,20 @@ POLL_INTERVAL_S = 0.05
 
 
 async def wait_until(
-    condition: Callable[[], Awaitable[bool]], what: str, deadline_s: float = DEFAULT_DEADLINE_S
+    condition: Callable[[], Awaitable[bool]],
+    what: str,
+    deadline_s: float = DEFAULT_DEADLINE_S,
+    components: Sequence[asyncio.Task[None]] = (),
 ) -> None:
-    """Poll `condition` until it holds; fail with `what` once the deadline passes."""
+    """Poll `condition` until it holds; fail with `what` once the deadline passes, or at once
+    with its error when one of the running `components` has died."""
     deadline = time.monotonic() + deadline_s
     while not await condition():
+        for task in components:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise AssertionError(f"a component died while waiting for {what}") from (
+                    task.exception()
+                )
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {deadline_s} s waiting for {what}")
         await asyncio.sleep(POLL_INTERVAL_S)
@@ -55,7 +64,12 @@ async def wait_for_view_seq(pool: asyncpg.Pool, account_id: str, seq: int) -> No
     await wait_until(caught_up, f"{account_id}'s balance view to reach seq {seq}")
 
 
-async def wait_for_consumed(pool: asyncpg.Pool, settings: Settings, messages: int) -> None:
+async def wait_for_consumed(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    messages: int,
+    components: Sequence[asyncio.Task[None]] = (),
+) -> None:
     """Until the writer's stored offsets cover `messages` input records in all."""
 
     async def consumed() -> bool:
@@ -65,7 +79,7 @@ async def wait_for_consumed(pool: asyncpg.Pool, settings: Settings, messages: in
         )
         return int(total) >= messages
 
-    await wait_until(consumed, f"the writer to consume {messages} records")
+    await wait_until(consumed, f"the writer to consume {messages} records", components=components)
 
 
 async def read_topic(settings: Settings, topic: str, count: int) -> list[ConsumerRecord]:
@@ -91,8 +105,15 @@ async def read_topic(settings: Settings, topic: str, count: int) -> list[Consume
 class Driver:
     """Publishes to a running pipeline and waits until everything published has settled."""
 
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        components: Sequence[asyncio.Task[None]] = (),
+    ) -> None:
         self.settings, self.pool, self.producer = settings, pool, producer
+        self.components = components  # a dead one fails the wait at once, with its error
         self.published = 0
 
     async def usage(self, *events: dict[str, Any] | tuple[str, bytes]) -> None:
@@ -105,7 +126,7 @@ class Driver:
 
     async def settled(self) -> None:
         """Writer consumed all we published, outbox drained, every view at its account's seq."""
-        await wait_for_consumed(self.pool, self.settings, self.published)
+        await wait_for_consumed(self.pool, self.settings, self.published, self.components)
 
         async def views_caught_up() -> bool:
             behind = await self.pool.fetchval(
@@ -116,7 +137,9 @@ class Driver:
             pending = await self.pool.fetchval("SELECT count(*) FROM outbox")
             return int(behind) == 0 and int(pending) == 0
 
-        await wait_until(views_caught_up, "the projector to catch up with the writer")
+        await wait_until(
+            views_caught_up, "the projector to catch up with the writer", components=self.components
+        )
 
     async def entries(self, account_id: str) -> list[asyncpg.Record]:
         return await self.pool.fetch(

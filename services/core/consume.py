@@ -88,9 +88,12 @@ def refund(
         if give == 0:
             continue
         bucket = tape.bucket(draw.grant_id)
+        if bucket is not None and bucket.expired_at(at):
+            bucket = None  # expired (even if not yet pruned): the same as closed
         extra: dict[str, MetadataValue] = {}
         if bucket is None and draw.grant_id is not None:
-            extra["refund_of_grant"] = draw.grant_id  # that bucket closed: credits come back free
+            # Its bucket expired or was voided: the credits come back outside any bucket.
+            extra["refund_of_grant"] = draw.grant_id
         tape.entry(
             delta=give,
             reason=EntryReason.REFUND,

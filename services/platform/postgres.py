@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 # Any fixed number works: every process that migrates takes this advisory lock, so two
 # services starting at once apply each migration exactly once.
+log = logging.getLogger("creditledger.postgres")
+T = TypeVar("T")
+
 _MIGRATION_LOCK_KEY = 7_320_451_166
 _JSONB_VERSION = b"\x01"  # jsonb's binary wire format: a version byte, then the JSON text
 
@@ -94,4 +100,27 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
     asyncpg.LockNotAvailableError,
     asyncpg.QueryCanceledError,
+    # Seen when the server drops a connection while asyncpg is between two protocol steps of a
+    # transaction ("cannot switch to state …"): the connection is gone, the batch is intact.
+    asyncpg.InternalClientError,
 )
+
+RETRY_BACKOFF_FIRST_S = 0.1
+RETRY_BACKOFF_MAX_S = 5.0
+
+
+async def retry_transient(operation: Callable[[], Awaitable[T]], what: str) -> T:
+    """Run `operation` until it succeeds or fails for a reason other than a transient one.
+
+    Not bounded in attempts on purpose: while Postgres is away the work waits (a bound would only
+    turn the outage into a crash-restart loop with the same effect); the backoff is bounded.
+    """
+    backoff_s = RETRY_BACKOFF_FIRST_S
+    while True:
+        try:
+            return await operation()
+        except TRANSIENT_ERRORS as error:
+            log.warning("%s failed (%s: %s); retrying in %.1f s", what, type(error).__name__,
+                        error, backoff_s)  # fmt: skip
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, RETRY_BACKOFF_MAX_S)

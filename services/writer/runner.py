@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -20,7 +21,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from services.core.pricing import DEFAULT_PRICE_BOOK, PriceBook
 from services.platform import failpoints, offsets
 from services.platform.kafka import new_consumer
-from services.platform.postgres import TRANSIENT_ERRORS
+from services.platform.postgres import retry_transient
 from services.platform.settings import Settings
 from services.writer import store
 from services.writer.decoding import Decoded, decode_command, decode_usage
@@ -29,8 +30,6 @@ from services.writer.outbox import relay_outbox
 from services.writer.plan import InputRecord, lineage_keys, plan_batch, seen_keys
 
 log = logging.getLogger("creditledger.writer")
-
-RETRY_BACKOFF_MAX_S = 5.0
 
 
 class LedgerWriter:
@@ -64,7 +63,7 @@ class LedgerWriter:
         )
         await consumer.start()
         try:
-            await relay_outbox(self.pool, self.producer, self.settings.outbox_batch_max_rows)
+            await self._relay()  # what a crash left unpublished goes first
             while not stop.is_set():
                 await self._poll_once(consumer)
         finally:
@@ -83,10 +82,19 @@ class LedgerWriter:
                 ready = merge.take_ready(caught_up, self.settings.batch_max_records)
                 if not ready:
                     break
-                await self._apply_with_retry(partition, ready)
+                await retry_transient(
+                    partial(self.apply_batch, partition, ready),
+                    f"writer batch of partition {partition}",
+                )
                 applied += len(ready)
         if applied:
-            await relay_outbox(self.pool, self.producer, self.settings.outbox_batch_max_rows)
+            await self._relay()
+
+    async def _relay(self) -> None:
+        max_rows = self.settings.outbox_batch_max_rows
+        await retry_transient(
+            lambda: relay_outbox(self.pool, self.producer, max_rows), "outbox relay"
+        )
 
     def _drop_merges(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:
@@ -96,19 +104,6 @@ class LedgerWriter:
         if partition not in self.merges:
             self.merges[partition] = PartitionMerge(self.topics)
         return self.merges[partition]
-
-    async def _apply_with_retry(self, partition: int, records: Sequence[ConsumerRecord]) -> None:
-        # Transient failures (Postgres restarting, a deadlock, a serialization failure) retry the
-        # same batch: nothing of it committed, so trying again is safe. Backoff is bounded.
-        backoff_s = 0.1
-        while True:
-            try:
-                await self.apply_batch(partition, records)
-                return
-            except TRANSIENT_ERRORS as error:
-                log.warning("batch of partition %d failed (%s); retrying", partition, error)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, RETRY_BACKOFF_MAX_S)
 
     async def apply_batch(self, partition: int, records: Sequence[ConsumerRecord]) -> None:
         """Apply records (in merge order) of partition `partition` of the input topics."""

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from services.platform.postgres import retry_transient
 from services.platform.settings import Settings
 
 log = logging.getLogger("creditledger.scheduler")
@@ -57,7 +58,10 @@ async def run_scheduler(
     pool: asyncpg.Pool, producer: AIOKafkaProducer, settings: Settings, stop: asyncio.Event
 ) -> None:
     while not stop.is_set():
-        published = await publish_due_expiries(pool, producer, settings, datetime.now(UTC))
+        published = await retry_transient(
+            lambda: publish_due_expiries(pool, producer, settings, datetime.now(UTC)),
+            "expiry scan",
+        )
         if published:
             log.info("published %d expire commands", published)
         with contextlib.suppress(TimeoutError):

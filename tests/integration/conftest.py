@@ -14,4 +14,4 @@ from tests.pipeline import Driver
 @pytest.fixture
 async def driver(namespace: Settings) -> AsyncIterator[Driver]:
     async with running(namespace, ("writer", "projector")) as pipeline:
-        yield Driver(namespace, pipeline.pool, pipeline.producer)
+        yield Driver(namespace, pipeline.pool, pipeline.producer, pipeline.tasks)

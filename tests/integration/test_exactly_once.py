@@ -5,53 +5,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
 
-import asyncpg
 import pytest
 
 from services.platform.failpoints import CRASH_EXIT_CODE
 from services.platform.settings import Settings
 from services.runtime import running
 from tests.conftest import NamespaceFactory
-from tests.messages import at, grant, usage
+from tests.messages import grant
 from tests.pipeline import Driver, publish, wait_for_consumed
+from tests.workload import (
+    ACCOUNTS,
+    GRANT_CREDITS,
+    balances,
+    expected_balances,
+    ledger_sums,
+    workload,
+)
 
 pytestmark = pytest.mark.integration
-ACCOUNTS = [f"acct_{n:02d}" for n in range(12)]
-GRANT_CREDITS = 10_000
-
-
-def workload(seed: int, calls: int) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    return [
-        usage(rng.choice(ACCOUNTS), f"r{seed}-{n}", rng.choice((200, 200, 200, 404, 500)),
-              credits=rng.randint(0, 9), occurred_at=at(n / 100))
-        for n in range(calls)
-    ]  # fmt: skip
-
-
-def expected_balances(events: list[dict[str, Any]]) -> dict[str, int]:
-    balances = dict.fromkeys(ACCOUNTS, GRANT_CREDITS)
-    for event in events:
-        if event["status_code"] < 400:
-            balances[event["account_id"]] -= event["credits"]
-    return balances
-
-
-async def balances(pool: asyncpg.Pool) -> dict[str, int]:
-    rows = await pool.fetch("SELECT account_id, balance FROM balance_view")
-    return {r["account_id"]: r["balance"] for r in rows}
-
-
-async def ledger_sums(pool: asyncpg.Pool) -> dict[str, int]:
-    rows = await pool.fetch(
-        "SELECT account_id, sum(delta)::bigint AS s FROM ledger_entries GROUP BY 1"
-    )
-    return {r["account_id"]: r["s"] for r in rows}
 
 
 async def run_writer_process(settings: Settings, failpoints: str) -> int:
@@ -100,7 +74,7 @@ async def test_a_writer_killed_mid_stream_resumes_without_loss_or_double_count(
     # Grants and usage are on two topics: the crash run read them in some order, and so will
     # the restart. Every grant is large enough that the order does not change any balance.
     async with running(namespace, ("writer", "projector")) as pipeline:
-        driver = Driver(namespace, pipeline.pool, pipeline.producer)
+        driver = Driver(namespace, pipeline.pool, pipeline.producer, pipeline.tasks)
         driver.published = len(grants) + len(events)
         await driver.settled()
         assert await ledger_sums(pipeline.pool) == expected_balances(events)
@@ -129,7 +103,7 @@ async def test_three_writers_in_one_group_share_partitions_without_double_counti
             await publish(side.producer, namespace.usage_topic, events[:750])
             await leaving.__aexit__(None, None, None)  # leaves under load: a rebalance
             await publish(side.producer, namespace.usage_topic, events[750:])
-            driver = Driver(namespace, side.pool, side.producer)
+            driver = Driver(namespace, side.pool, side.producer, side.tasks)
             driver.published = len(grants) + len(events)
             await driver.settled()
         assert await balances(side.pool) == expected_balances(events)

@@ -166,7 +166,7 @@ async def test_the_scheduler_expires_a_quiet_accounts_grant(namespace: Settings)
     # Expires in the writer's past (the tests' T0 is days ago): the scheduler publishes `expire`.
     settings = namespace.model_copy(update={"expiry_scan_interval_s": 0.2})
     async with running(settings, ("writer", "projector")) as pipeline:
-        driver = Driver(settings, pipeline.pool, pipeline.producer)
+        driver = Driver(settings, pipeline.pool, pipeline.producer, pipeline.tasks)
         await driver.commands(grant("g", 10, "promo", bucket="promotional", expires_at=at(5)))
         await driver.settled()
         await _wait_for_expiry(driver)
