@@ -24,6 +24,9 @@ DETACHED_START_DEADLINE_S = 90.0
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # aiokafka narrates every group join at INFO; its warnings and errors still show.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = _parser().parse_args(argv)
     handler = {
         "stack": _stack, "serve": _serve, "writer": _serve, "projector": _serve, "api": _serve,
