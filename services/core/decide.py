@@ -56,6 +56,12 @@ def _grant(tape: Tape, grant: GrantCredits) -> None:
     if tape.bucket(grant.command_id) is not None:
         tape.reject("grant-exists", f"grant {grant.command_id!r} is already open")
         return
+    if grant.expires_at is not None and grant.expires_at <= max(
+        grant.occurred_at, grant.effective_at
+    ):
+        # Credits that would be gone before they arrive: refused, not granted-and-expired.
+        tape.reject("grant-expired", f"grant {grant.command_id!r} expires before it applies")
+        return
     bucket = Bucket(
         grant_id=grant.command_id,
         kind=grant.kind,
