@@ -18,7 +18,11 @@ class EntryBucket(BaseModel):
 
     grant_id: str
     kind: str
-    expires_at: UtcTime | None = None  # set on grant entries so readers can track expiry
+    # Set on grant entries only: the terms of the bucket the grant opens.
+    expires_at: UtcTime | None = None
+    effective_at: UtcTime | None = None
+    priority: int | None = None
+    applies_to: list[str] | None = None
 
 
 class LedgerEntryMessage(BaseModel):

@@ -13,6 +13,7 @@ CREATE TABLE ledger_entries (
     bucket_grant_id text,
     bucket_kind     text,
     bucket_expires_at timestamptz,  -- on grant entries: when the bucket expires
+    bucket_terms    jsonb,          -- on grant entries: effective_at, priority, applies_to
     metadata        jsonb       NOT NULL DEFAULT '{}'::jsonb,
     reserved_delta  bigint      NOT NULL DEFAULT 0,  -- holds: credits moved into (+) or out of reserve
     occurred_at     timestamptz NOT NULL,

@@ -79,9 +79,17 @@ def charge(
 def refund(
     tape: Tape, request_id: str, amount: int, at: datetime, metadata: dict[str, MetadataValue]
 ) -> None:
-    """Give `amount` back to the buckets the request drew from, last draw first."""
+    """Give `amount` back to the buckets the request drew from, last draw first.
+
+    Each refund entry names the call's endpoint and consume time, and `refundable_after`, what
+    is still refundable once it is applied (0: the call is now fully refunded).
+    """
     consumption = tape.state.consumptions[request_id]
     assert 0 < amount <= consumption.refundable
+    lineage: dict[str, MetadataValue] = {
+        "endpoint": consumption.endpoint,
+        "consumed_at": consumption.consumed_at.isoformat() if consumption.consumed_at else None,
+    }
     left = amount
     for draw in reversed(consumption.draws):
         give = min(left, draw.amount - draw.refunded)
@@ -100,7 +108,12 @@ def refund(
             source=f"refund:{request_id}",
             occurred_at=at,
             bucket=bucket,
-            metadata={**metadata, **extra},
+            metadata={
+                **metadata,
+                **lineage,
+                **extra,
+                "refundable_after": consumption.refundable - (amount - left) - give,
+            },
             request_id=request_id,
         )
         left -= give

@@ -102,9 +102,16 @@ def consumption_after(consumption: Consumption | None, entry: LedgerEntry) -> Co
     """Lineage of one request after one of its consume or refund entries."""
     assert entry.request_id is not None
     if entry.reason is EntryReason.CONSUME:
-        earlier = consumption.draws if consumption else ()
         draw = Draw(entry.bucket_grant_id, entry.bucket_kind, -entry.delta)
-        return Consumption(entry.request_id, (*earlier, draw))
+        if consumption is not None:
+            return replace(consumption, draws=(*consumption.draws, draw))
+        endpoint = entry.metadata.get("endpoint")
+        return Consumption(
+            entry.request_id,
+            (draw,),
+            endpoint=endpoint if isinstance(endpoint, str) else None,
+            consumed_at=entry.occurred_at,
+        )
     assert consumption is not None, f"refund of unknown request {entry.request_id}"
     refund_left = entry.delta
     target = entry.metadata.get("refund_of_grant", entry.bucket_grant_id)
@@ -117,7 +124,7 @@ def consumption_after(consumption: Consumption | None, entry: LedgerEntry) -> Co
         draws[index] = replace(draw, refunded=draw.refunded + take)
         refund_left -= take
     assert refund_left == 0, f"refund beyond what request {entry.request_id} consumed"
-    return Consumption(entry.request_id, tuple(draws))
+    return replace(consumption, draws=tuple(draws))
 
 
 def _raise_flag(flags: AlertFlags, alert: AlertRaised) -> AlertFlags:

@@ -101,6 +101,10 @@ class Consumption:
 
     request_id: str
     draws: tuple[Draw, ...]
+    # From its first consume entry: refund entries carry them, so read models can net a refund
+    # against the call's own endpoint and day however late the refund comes.
+    endpoint: str | None = None
+    consumed_at: datetime | None = None
 
     @property
     def refundable(self) -> int:

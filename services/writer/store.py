@@ -23,7 +23,7 @@ from services.platform.settings import dead_letter_topic
 from services.writer.decoding import IdKind
 from services.writer.plan import BatchPlan, DeadLetter, SeenKey
 from services.writer.snapshot import state_from_json, state_to_json
-from services.writer.wire import alert_to_json_bytes, entry_to_json_bytes
+from services.writer.wire import alert_to_json_bytes, entry_to_json_bytes, grant_terms
 
 LOCK_ACCOUNTS = """
 WITH created AS (
@@ -74,8 +74,8 @@ WHERE w.account_id = s.account_id
 
 ENTRY_COLUMNS = (
     "account_id", "seq", "entry_id", "delta", "balance_after", "reason", "source",
-    "bucket_grant_id", "bucket_kind", "bucket_expires_at", "metadata", "reserved_delta",
-    "occurred_at", "recorded_at",
+    "bucket_grant_id", "bucket_kind", "bucket_expires_at", "bucket_terms", "metadata",
+    "reserved_delta", "occurred_at", "recorded_at",
 )  # fmt: skip
 
 OutboxRow = tuple[str, str, bytes | None, bytes, list[list[str]]]
@@ -239,6 +239,13 @@ def _entry_row(e: LedgerEntry) -> tuple[Any, ...]:
     return (
         e.account_id, e.seq, e.entry_id, e.delta, e.balance_after, e.reason.value, e.source,
         e.bucket_grant_id, e.bucket_kind.value if e.bucket_kind else None,
-        e.grant.expires_at if e.grant else None, dict(e.metadata), e.reserved_delta,
+        e.grant.expires_at if e.grant else None, _terms_json(e), dict(e.metadata), e.reserved_delta,
         e.occurred_at, e.recorded_at,
     )  # fmt: skip
+
+
+def _terms_json(entry: LedgerEntry) -> dict[str, Any] | None:
+    if entry.grant is None:
+        return None
+    terms = grant_terms(entry.grant)
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in terms.items()}

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from schemas.ledger import AlertMessage, EntryBucket, LedgerEntryMessage
-from services.core.model import AlertRaised, LedgerEntry
+from services.core.model import AlertRaised, Bucket, LedgerEntry
 
 
 def entry_to_message(entry: LedgerEntry) -> LedgerEntryMessage:
     bucket = None
     if entry.bucket_grant_id is not None and entry.bucket_kind is not None:
-        expires_at = entry.grant.expires_at if entry.grant else None
-        bucket = EntryBucket(
-            grant_id=entry.bucket_grant_id, kind=entry.bucket_kind.value, expires_at=expires_at
-        )
+        bucket = EntryBucket(grant_id=entry.bucket_grant_id, kind=entry.bucket_kind.value)
+        if (grant := entry.grant) is not None:
+            bucket = bucket.model_copy(update=grant_terms(grant))
     return LedgerEntryMessage(
         id=entry.entry_id,
         account_id=entry.account_id,
@@ -45,3 +44,13 @@ def alert_to_json_bytes(alert: AlertRaised) -> bytes:
         details=dict(alert.details),
     )
     return message.model_dump_json().encode()
+
+
+def grant_terms(grant: Bucket) -> dict[str, object]:
+    """A new bucket's terms, as carried by its grant entry (topic and `bucket_terms` column)."""
+    return {
+        "expires_at": grant.expires_at,
+        "effective_at": grant.effective_at,
+        "priority": grant.priority,
+        "applies_to": list(grant.applies_to) if grant.applies_to is not None else None,
+    }

@@ -343,6 +343,8 @@ def test_4xx_call_is_consumed_then_refunded_with_reason_client_error() -> None:
         "key_id": "key_7",
         "status_code": 404,
         "reason": "client_error",
+        "consumed_at": consume.occurred_at.isoformat(),
+        "refundable_after": 0,
     }
     assert [e.balance_after for e in entries] == [7, 10]
     assert remaining(evolve_all(state, entries)) == {"g": 10}
@@ -415,7 +417,14 @@ def test_refund_command_returns_credits_to_their_buckets_last_draw_first() -> No
     entries = decide_entries(state, refund("r1", 4))
     assert draws(entries) == [("refund", None, 3), ("refund", "g_b", 1)]
     assert {e.source for e in entries} == {"refund:r1"}
-    assert [dict(e.metadata) for e in entries] == [{"reason": "goodwill", "command_id": "rf_1"}] * 2
+    lineage = {"reason": "goodwill", "command_id": "rf_1", "endpoint": SCAN}
+    consumed_at = state.consumptions["r1"].consumed_at
+    assert consumed_at is not None
+    lineage["consumed_at"] = consumed_at.isoformat()
+    assert [dict(e.metadata) for e in entries] == [
+        {**lineage, "refundable_after": 7},
+        {**lineage, "refundable_after": 6},
+    ]
     assert remaining(evolve_all(state, entries)) == {"g_a": 0, "g_b": 1}
 
 
