@@ -16,7 +16,10 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
+from projections.activity import projection as activity_projection
 from projections.balance import projection as balance_projection
+from projections.grants import projection as grants_projection
+from projections.usage import projection as usage_projection
 from schemas.ledger import LedgerEntryMessage
 from services.platform import offsets
 from services.platform.kafka import new_consumer
@@ -26,7 +29,12 @@ from services.platform.settings import Settings
 log = logging.getLogger("creditledger.projector")
 
 ApplyBatch = Callable[[DbConnection, Sequence[LedgerEntryMessage]], Awaitable[None]]
-PROJECTIONS: dict[str, ApplyBatch] = {balance_projection.NAME: balance_projection.apply_batch}
+PROJECTIONS: dict[str, ApplyBatch] = {
+    balance_projection.NAME: balance_projection.apply_batch,
+    activity_projection.NAME: activity_projection.apply_batch,
+    usage_projection.NAME: usage_projection.apply_batch,
+    grants_projection.NAME: grants_projection.apply_batch,
+}
 
 
 class Projector:

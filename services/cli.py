@@ -16,7 +16,7 @@ import httpx
 
 from services import runtime
 from services.platform import stack
-from services.platform.postgres import migrate
+from services.platform.postgres import create_pool, migrate
 from services.platform.settings import Settings
 
 DETACHED_START_DEADLINE_S = 90.0
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {
         "stack": _stack, "serve": _serve, "writer": _serve, "projector": _serve, "api": _serve,
-        "demo": _demo, "migrate": _migrate,
+        "demo": _demo, "migrate": _migrate, "projections": _projections,
     }[args.command]  # fmt: skip
     result: int = handler(args)
     return result
@@ -47,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=f"run the {name} alone")
     sub.add_parser("demo", help="publish a demo load and print the balances read over HTTP")
     sub.add_parser("migrate", help="apply database migrations")
+    projections = sub.add_parser("projections", help="rebuild or audit the read models")
+    projections.add_argument("action", choices=("rebuild", "audit"))
     return parser
 
 
@@ -136,6 +138,40 @@ def _migrate(_: argparse.Namespace) -> int:
     applied = asyncio.run(migrate(settings.database_url))
     print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0
+
+
+def _projections(args: argparse.Namespace) -> int:
+    from projections.audit import audit
+    from projections.rebuild import rebuild
+
+    settings = runtime.resolve_settings(start_stack=False)
+    assert settings.database_url is not None
+
+    async def run() -> int:
+        await migrate(str(settings.database_url))
+        pool = await create_pool(str(settings.database_url))
+        try:
+            if args.action == "rebuild":
+                report = await rebuild(pool, _progress)
+                rate = f"{report.entries_per_s:,.0f} entries/s"
+                print(f"\rrebuilt {report.accounts} accounts from {report.entries} entries in "
+                      f"{report.seconds:.1f} s ({rate})")  # fmt: skip
+                return 0
+            result = await audit(pool)
+            for drift in result.drifts:
+                print(f"DRIFT {drift.account_id} {drift.model}: {drift.detail}")
+            print(f"audited {result.accounts} accounts, {result.entries} entries: "
+                  f"{len(result.drifts)} drifted")  # fmt: skip
+            return 1 if result.drifts else 0
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+def _progress(accounts: int, entries: int) -> None:
+    if accounts % 500 == 0:
+        print(f"\rfolding: {accounts} accounts, {entries} entries", end="", file=sys.stderr)
 
 
 if __name__ == "__main__":

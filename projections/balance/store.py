@@ -48,7 +48,7 @@ async def save_views(conn: DbConnection, views: Sequence[BalanceView]) -> None:
         SAVE_VIEWS,
         [v.account_id for v in views], [v.last_seq for v in views], [v.balance for v in views],
         [v.reserved for v in views], [v.granted_total for v in views],
-        [v.consumed_total for v in views], [_grants_json(v) for v in views],
+        [v.consumed_total for v in views], [grants_json(v) for v in views],
         [v.last_updated for v in views],
     )  # fmt: skip
 
@@ -71,7 +71,7 @@ def view_from_row(row: asyncpg.Record) -> BalanceView:
     )
 
 
-def _grants_json(view: BalanceView) -> dict[str, Any]:
+def grants_json(view: BalanceView) -> dict[str, Any]:
     return {
         gid: {
             "kind": g.kind, "amount": g.amount, "balance": g.balance,

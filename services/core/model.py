@@ -244,6 +244,7 @@ class ConsumeUsage:
     credits: int
     occurred_at: datetime
     key_id: str | None = None
+    latency_ms: int | None = None  # not billed; carried for the usage read model
 
 
 @dataclass(frozen=True, slots=True)

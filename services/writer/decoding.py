@@ -89,6 +89,7 @@ def decode_usage(
         credits=credits,
         occurred_at=event.occurred_at.astimezone(UTC),
         key_id=event.key_id,
+        latency_ms=event.latency_ms,
     )
     return Decoded(
         event.account_id,

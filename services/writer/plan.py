@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from services.core import decide, evolve_all
 from services.core.model import (
@@ -17,6 +17,7 @@ from services.core.model import (
     AlertRaised,
     CaptureHold,
     CommandRejected,
+    ConsumeUsage,
     LedgerEntry,
     RefundRequest,
 )
@@ -63,6 +64,32 @@ class ProcessedId:
     rejection: CommandRejected | None = None
 
 
+TrafficKey = tuple[str, str, date]  # (account_id, endpoint, UTC day)
+
+
+@dataclass(slots=True)
+class Traffic:
+    """Accepted calls, free ones included: the traffic half of the endpoint usage model."""
+
+    requests: int = 0
+    successful: int = 0
+    failed: int = 0
+    latency_ms_total: int = 0
+    latency_samples: int = 0
+    latency_ms_max: int = 0
+
+    def count(self, usage: ConsumeUsage) -> None:
+        self.requests += 1
+        if usage.status_code >= 400:
+            self.failed += 1
+        else:
+            self.successful += 1
+        if usage.latency_ms is not None:
+            self.latency_ms_total += usage.latency_ms
+            self.latency_samples += 1
+            self.latency_ms_max = max(self.latency_ms_max, usage.latency_ms)
+
+
 @dataclass(slots=True)
 class BatchPlan:
     entries: list[LedgerEntry] = field(default_factory=list)
@@ -70,6 +97,7 @@ class BatchPlan:
     states: dict[str, AccountState] = field(default_factory=dict)
     processed: list[ProcessedId] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    traffic: dict[TrafficKey, Traffic] = field(default_factory=dict)
     duplicates: int = 0
 
 
@@ -141,6 +169,9 @@ def _apply(plan: BatchPlan, decoded: Decoded, recorded_at: datetime) -> None:
         )
     )
     command = decoded.command
+    if isinstance(command, ConsumeUsage):
+        key = (command.account_id, command.endpoint, command.occurred_at.astimezone(UTC).date())
+        plan.traffic.setdefault(key, Traffic()).count(command)
     if isinstance(command, CaptureHold) and rejection is None:
         # The capture's request id now names a consume: a usage event reusing it is refused.
         plan.processed.append(

@@ -72,6 +72,21 @@ FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[], $5::timestamptz
 WHERE w.account_id = s.account_id
 """
 
+ADD_TRAFFIC = """
+INSERT INTO endpoint_usage (account_id, endpoint, day, requests, successful, failed,
+                            latency_ms_total, latency_samples, latency_ms_max)
+SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[], $5::bigint[],
+                     $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+ORDER BY 1, 2, 3
+ON CONFLICT (account_id, endpoint, day) DO UPDATE SET
+    requests = endpoint_usage.requests + EXCLUDED.requests,
+    successful = endpoint_usage.successful + EXCLUDED.successful,
+    failed = endpoint_usage.failed + EXCLUDED.failed,
+    latency_ms_total = endpoint_usage.latency_ms_total + EXCLUDED.latency_ms_total,
+    latency_samples = endpoint_usage.latency_samples + EXCLUDED.latency_samples,
+    latency_ms_max = GREATEST(endpoint_usage.latency_ms_max, EXCLUDED.latency_ms_max)
+"""
+
 ENTRY_COLUMNS = (
     "account_id", "seq", "entry_id", "delta", "balance_after", "reason", "source",
     "bucket_grant_id", "bucket_kind", "bucket_expires_at", "bucket_terms", "metadata",
@@ -150,11 +165,25 @@ async def write_plan(
     await _write_processed(conn, plan, at)
     await _write_dead_letters(conn, plan.dead_letters, at)
     await _write_outbox(conn, plan, ledger_topic, alerts_topic)
+    await _write_traffic(conn, plan)
     changed = list(plan.states.values())
     await conn.execute(
         SAVE_ACCOUNTS,
         [s.account_id for s in changed], [s.seq for s in changed], [s.balance for s in changed],
         [state_to_json(s) for s in changed], [s.next_due_at() for s in changed],
+    )  # fmt: skip
+
+
+async def _write_traffic(conn: DbConnection, plan: BatchPlan) -> None:
+    if not plan.traffic:
+        return
+    keys = sorted(plan.traffic)
+    rows = [plan.traffic[k] for k in keys]
+    await conn.execute(
+        ADD_TRAFFIC, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+        [t.requests for t in rows], [t.successful for t in rows], [t.failed for t in rows],
+        [t.latency_ms_total for t in rows], [t.latency_samples for t in rows],
+        [t.latency_ms_max for t in rows],
     )  # fmt: skip
 
 

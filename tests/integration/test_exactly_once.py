@@ -60,7 +60,7 @@ async def run_writer_process(settings: Settings, failpoints: str) -> int:
 @pytest.mark.parametrize(
     "failpoint",
     ["writer.before_write:3", "writer.before_commit:3", "writer.after_commit:3",
-     "outbox.after_publish:2"],
+     "outbox.after_publish:1"],
 )  # fmt: skip
 async def test_a_writer_killed_mid_stream_resumes_without_loss_or_double_count(
     namespace: Settings, failpoint: str

@@ -1,0 +1,1 @@
+"""Day activity: billable calls and credits per account and UTC day, net of refunds."""

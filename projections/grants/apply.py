@@ -1,0 +1,60 @@
+"""The grants read model from ledger entries. Pure.
+
+A grant entry opens the row (amount = remaining = delta, terms from the entry's bucket); every
+later entry naming the bucket moves `remaining` by its delta; `expiry` and `void` close it with
+state `expired` / `voided` and nothing left. `remaining` never goes below zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from schemas.ledger import LedgerEntryMessage
+
+GrantKey = tuple[str, str]  # (account_id, grant_id)
+
+
+@dataclass(frozen=True)
+class GrantRow:
+    kind: str
+    amount: int
+    remaining: int
+    source: str
+    state: str
+    granted_seq: int
+    granted_at: datetime
+    priority: int | None = None
+    effective_at: datetime | None = None
+    expires_at: datetime | None = None
+    applies_to: tuple[str, ...] | None = None
+    name: str | None = None
+    closed_seq: int | None = None
+
+
+def apply(grants: dict[GrantKey, GrantRow], entry: LedgerEntryMessage) -> None:
+    """`grants` must hold every row the entry names (loaded by the caller)."""
+    bucket = entry.bucket
+    if bucket is None:
+        return
+    key = (entry.account_id, bucket.grant_id)
+    if entry.reason == "grant":
+        name = entry.metadata.get("name")
+        grants[key] = GrantRow(
+            kind=bucket.kind, amount=entry.delta, remaining=entry.delta, source=entry.source,
+            state="active", granted_seq=entry.seq, granted_at=entry.occurred_at,
+            priority=bucket.priority, effective_at=bucket.effective_at,
+            expires_at=bucket.expires_at,
+            applies_to=tuple(bucket.applies_to) if bucket.applies_to is not None else None,
+            name=name if isinstance(name, str) else None,
+        )  # fmt: skip
+        return
+    row = grants[key]
+    remaining = row.remaining + entry.delta
+    assert remaining >= 0, f"grant {bucket.grant_id} below zero"
+    if entry.reason in ("expiry", "void"):
+        assert remaining == 0, "a closing entry takes all that is left"
+        state = "expired" if entry.reason == "expiry" else "voided"
+        grants[key] = replace(row, remaining=0, state=state, closed_seq=entry.seq)
+    else:
+        grants[key] = replace(row, remaining=remaining)

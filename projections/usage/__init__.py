@@ -1,0 +1,1 @@
+"""Endpoint usage: per account, endpoint and UTC day."""
