@@ -174,6 +174,7 @@ async def balance_as_of(
     assert row is not None, "an aggregate query returns one row"
     if row["entries"] == 0:
         return None
+    kind_columns = (row["kinds"] or (), row["kind_amounts"] or (), row["kind_balances"] or ())
     result = AsOfBalance(
         account_id=account_id,
         as_of=as_of,
@@ -184,13 +185,7 @@ async def balance_as_of(
         reserved=row["reserved"],
         granted_total=row["granted_total"],
         consumed_total=row["consumed_total"],
-        buckets=tuple(
-            BucketKindBalance(kind, amount, balance)
-            for kind, amount, balance in zip(
-                row["kinds"] or (), row["kind_amounts"] or (), row["kind_balances"] or (),
-                strict=True,
-            )  # fmt: skip
-        ),
+        buckets=tuple(BucketKindBalance(*k) for k in zip(*kind_columns, strict=True)),
         last_recorded_at=row["last_recorded_at"],
     )
     if by == "recorded":

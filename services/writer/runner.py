@@ -39,8 +39,12 @@ class LedgerWriter:
         pool: asyncpg.Pool,
         producer: AIOKafkaProducer,
         price_book: PriceBook = DEFAULT_PRICE_BOOK,
+        *,
+        publish: bool = True,
     ) -> None:
         self.settings, self.pool, self.producer = settings, pool, producer
+        # A replay into a scratch database writes its outbox rows but publishes nothing.
+        self.publish = publish
         self.price_book = price_book
         self.consumer_name = settings.consumer_group
         # Tie-break rank: at the same millisecond a command (a grant, say) goes first.
@@ -91,6 +95,8 @@ class LedgerWriter:
             await self._relay()
 
     async def _relay(self) -> None:
+        if not self.publish:
+            return
         max_rows = self.settings.outbox_batch_max_rows
         await retry_transient(
             lambda: relay_outbox(self.pool, self.producer, max_rows), "outbox relay"

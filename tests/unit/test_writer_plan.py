@@ -241,6 +241,7 @@ def test_usage_decodes_to_a_consume_with_utc_time() -> None:
         credits=1,
         occurred_at=datetime(2026, 11, 21, 10, 0, tzinfo=UTC),
         key_id="key_7",
+        latency_ms=87,
     )
     assert decoded.command.occurred_at.utcoffset() is not None
 

@@ -1,0 +1,169 @@
+"""`creditledger replay`: the ledger rebuilt from the Kafka input topics into a fresh database,
+compared with the live one, with a manifest that lets anyone reproduce the result.
+
+The writer (publishing nothing, no expiry scheduler: the log already holds every `expire` that
+was sent) consumes both input topics from the earliest offsets, under a consumer group of its
+own, up to the end offsets read at the start (or pinned ones). Each account's replayed entries
+are then compared with the live ones over the seq range both hold, by a checksum of every column.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from services.platform.kafka import new_producer
+from services.platform.postgres import create_pool, migrate
+from services.platform.settings import Settings
+from services.writer.runner import LedgerWriter
+
+CATCH_UP_DEADLINE_S = 3600.0
+ACCOUNT_CHECKSUMS = """
+SELECT account_id, max(seq) AS last_seq,
+       md5(string_agg(concat_ws('|', seq, entry_id, delta, balance_after, reason, source,
+                                bucket_grant_id, bucket_kind, bucket_expires_at, bucket_terms,
+                                metadata, reserved_delta, occurred_at, recorded_at),
+                      E'\\n' ORDER BY seq)) AS checksum
+FROM ledger_entries WHERE seq <= coalesce(($1::jsonb ->> account_id)::bigint, seq)
+GROUP BY account_id
+"""
+CONSUMED = "SELECT topic, kafka_partition, next_offset FROM kafka_offsets WHERE consumer = $1"
+
+Offsets = dict[str, dict[int, int]]  # topic -> partition -> offset
+
+
+@dataclass
+class ReplayManifest:
+    created_at: str
+    code_version: str
+    input_topics: list[str]
+    end_offsets: Offsets
+    consumer_group: str
+    accounts: int = 0
+    entries: int = 0
+    seconds: float = 0.0
+    ledger_sha256: str = ""
+    equal: bool = False
+    differing_accounts: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+async def end_offsets(settings: Settings) -> Offsets:
+    """The input topics' end offsets now: where the replay stops."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(settings.input_topics))
+    finally:
+        await admin.close()
+    partitions = [
+        TopicPartition(topic["topic"], p["partition"])
+        for topic in described
+        for p in topic["partitions"]
+    ]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+    offsets: Offsets = {}
+    for tp, offset in ends.items():
+        offsets.setdefault(tp.topic, {})[tp.partition] = offset
+    return offsets
+
+
+async def replay(
+    live: Settings, target_database_url: str, pinned: Offsets | None = None
+) -> ReplayManifest:
+    assert live.database_url is not None and live.kafka_bootstrap is not None
+    started = time.monotonic()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    settings = live.model_copy(
+        update={"database_url": target_database_url, "consumer_group": f"replay-{stamp}"}
+    )
+    manifest = ReplayManifest(
+        created_at=datetime.now(UTC).isoformat(),
+        code_version=version("creditledger"),
+        input_topics=list(live.input_topics),
+        end_offsets=pinned or await end_offsets(live),
+        consumer_group=settings.consumer_group,
+    )
+    await migrate(target_database_url)
+    await _run_writer_until(settings, manifest.end_offsets)
+    manifest.seconds = time.monotonic() - started
+    await _compare(live.database_url, target_database_url, manifest)
+    return manifest
+
+
+async def _run_writer_until(settings: Settings, ends: Offsets) -> None:
+    assert settings.database_url is not None and settings.kafka_bootstrap is not None
+    pool = await create_pool(settings.database_url)
+    producer = new_producer(settings.kafka_bootstrap)  # idle: the writer publishes nothing
+    await producer.start()
+    stop = asyncio.Event()
+    writer = LedgerWriter(settings, pool, producer, publish=False)
+    task = asyncio.create_task(writer.run(stop))
+    try:
+        deadline = time.monotonic() + CATCH_UP_DEADLINE_S
+        while not await _reached(pool, settings.consumer_group, ends):
+            if task.done():
+                task.result()  # the writer died: raise its error
+            assert time.monotonic() < deadline, "replay did not reach the end offsets in time"
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+        await producer.stop()
+        await pool.close()
+
+
+async def _reached(pool: asyncpg.Pool, group: str, ends: Offsets) -> bool:
+    consumed = {
+        (r["topic"], r["kafka_partition"]): r["next_offset"]
+        for r in await pool.fetch(CONSUMED, group)
+    }
+    return all(
+        consumed.get((topic, partition), 0) >= end
+        for topic, partitions in ends.items()
+        for partition, end in partitions.items()
+        if end > 0
+    )
+
+
+async def _compare(live_url: str, target_url: str, manifest: ReplayManifest) -> None:
+    replayed = await _checksums(target_url, None)
+    last_seqs = {account: seq for account, (seq, _) in replayed.items()}
+    live = await _checksums(live_url, last_seqs)
+    manifest.accounts = len(replayed)
+    manifest.entries = sum(seq for seq, _ in replayed.values())
+    digest = hashlib.sha256()
+    for account in sorted(replayed):
+        digest.update(f"{account}:{replayed[account][1]}\n".encode())
+    manifest.ledger_sha256 = digest.hexdigest()
+    manifest.differing_accounts = sorted(
+        a for a in replayed.keys() | live.keys() if replayed.get(a) != live.get(a)
+    )
+    manifest.equal = not manifest.differing_accounts
+
+
+async def _checksums(url: str, up_to: dict[str, int] | None) -> dict[str, tuple[int, str]]:
+    conn = await asyncpg.connect(url)
+    try:
+        import json
+
+        rows = await conn.fetch(ACCOUNT_CHECKSUMS, json.dumps(up_to) if up_to else None)
+    finally:
+        await conn.close()
+    return {r["account_id"]: (r["last_seq"], r["checksum"]) for r in rows}
