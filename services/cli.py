@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {
         "stack": _stack, "serve": _serve, "writer": _serve, "projector": _serve, "api": _serve,
         "demo": _demo, "migrate": _migrate, "projections": _projections,
-        "balance": _balance, "export": _export, "replay": _replay,
+        "balance": _balance, "export": _export, "replay": _replay, "reprice": _reprice,
     }[args.command]  # fmt: skip
     result: int = handler(args)
     return result
@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
         "--target-database-url", default=None, help="an empty database (default: a new one)"
     )
     replay.add_argument("--manifest", default="replay-manifest.json")
+    reprice = sub.add_parser("reprice", help="re-rate historical usage under another price book")
+    reprice.add_argument("--price-book", required=True, type=Path, help="a JSON price book")
+    reprice.add_argument("--from", dest="from_", type=_aware_time, required=True)
+    reprice.add_argument("--to", type=_aware_time, required=True)
+    reprice.add_argument("--output", default="reprice.csv", help="the scratch report (CSV)")
     return parser
 
 
@@ -260,6 +265,25 @@ def _replay(args: argparse.Namespace) -> int:
         return 0 if manifest.equal else 1
 
     return asyncio.run(run())
+
+
+def _reprice(args: argparse.Namespace) -> int:
+    from services.history.reprice import load_price_book, reprice, totals, write_report
+
+    settings = runtime.resolve_settings(start_stack=False)
+    book = load_price_book(args.price_book)
+
+    async def work(pool: asyncpg.Pool) -> int:
+        rows = await reprice(settings, pool, book, args.from_, args.to)
+        with open(args.output, "w", newline="") as out:  # noqa: ASYNC230 (once, at the end)
+            write_report(rows, out)
+        total = totals(rows.values())
+        change = total.repriced - total.charged
+        print(f"{total.calls} calls: charged {total.charged}, under {book.version} "
+              f"{total.repriced} ({change:+d}); report {args.output}")  # fmt: skip
+        return 0
+
+    return asyncio.run(_with_pool(work))
 
 
 async def _new_database_beside(live_url: str) -> str:
