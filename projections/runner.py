@@ -21,7 +21,7 @@ from projections.balance import projection as balance_projection
 from projections.grants import projection as grants_projection
 from projections.usage import projection as usage_projection
 from schemas.ledger import LedgerEntryMessage
-from services.platform import offsets
+from services.platform import failpoints, offsets
 from services.platform.kafka import new_consumer
 from services.platform.postgres import DbConnection, retry_transient
 from services.platform.settings import Settings
@@ -85,6 +85,8 @@ class Projector:
                 return
             for apply_model_batch in PROJECTIONS.values():
                 await apply_model_batch(conn, entries)
+            failpoints.hit("projector.before_commit")
             next_offset = records[-1].offset + 1
             await offsets.save_offsets(conn, self.consumer_name, {(topic, partition): next_offset})
+        failpoints.hit("projector.after_commit")
         self.entries_applied += len(entries)

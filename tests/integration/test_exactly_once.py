@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from projections.audit import audit
 from services.history.replay import replay
 from services.platform.failpoints import CRASH_EXIT_CODE
 from services.platform.settings import Settings
@@ -30,8 +31,8 @@ from tests.workload import (
 pytestmark = pytest.mark.integration
 
 
-async def run_writer_process(settings: Settings, failpoints: str) -> int:
-    """`creditledger writer` as a process, armed to crash; returns its exit code."""
+async def run_process(settings: Settings, component: str, failpoints: str) -> int:
+    """`creditledger <component>` as a process, armed to crash; returns its exit code."""
     env = {
         **os.environ,
         "CREDITLEDGER_KAFKA_BOOTSTRAP": str(settings.kafka_bootstrap),
@@ -41,13 +42,14 @@ async def run_writer_process(settings: Settings, failpoints: str) -> int:
         "CREDITLEDGER_LEDGER_TOPIC": settings.ledger_topic,
         "CREDITLEDGER_ALERTS_TOPIC": settings.alerts_topic,
         "CREDITLEDGER_CONSUMER_GROUP": settings.consumer_group,
+        "CREDITLEDGER_PROJECTOR_GROUP": settings.projector_group,
         "CREDITLEDGER_ADMIN_TOKEN": "unused",
         "CREDITLEDGER_API_PORT": "0",
         "CREDITLEDGER_BATCH_MAX_RECORDS": "50",  # many small batches: a crash lands mid-stream
         "CREDITLEDGER_FAILPOINTS": failpoints,
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "writer", env=env,
+        sys.executable, "-m", "services.cli", component, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -72,7 +74,7 @@ async def test_a_writer_killed_mid_stream_resumes_without_loss_or_double_count(
         grants = [grant(a, GRANT_CREDITS, f"g-{a}") for a in ACCOUNTS]
         await publish(side.producer, namespace.commands_topic, grants)
         await publish(side.producer, namespace.usage_topic, events)
-    await run_writer_process(namespace, failpoint)
+    await run_process(namespace, "writer", failpoint)
     # Grants and usage are on two topics: the crash run read them in some order, and so will
     # the restart. Every grant is large enough that the order does not change any balance.
     async with running(namespace, ("writer", "projector")) as pipeline:
@@ -145,3 +147,24 @@ async def _all_rows(database_url: str) -> list[asyncpg.Record]:
         return await conn.fetch("SELECT * FROM ledger_entries ORDER BY account_id, seq")
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("failpoint", ["projector.before_commit:3", "projector.after_commit:3"])
+async def test_a_projector_killed_mid_stream_resumes_without_double_counting(
+    namespace: Settings, failpoint: str
+) -> None:
+    events = workload(seed=5, calls=600)
+    small_batches = namespace.model_copy(update={"batch_max_records": 50})
+    async with running(small_batches, ("writer",)) as live:
+        grants = [grant(a, GRANT_CREDITS, f"g-{a}") for a in ACCOUNTS]
+        await publish(live.producer, namespace.commands_topic, grants)
+        await wait_for_consumed(live.pool, namespace, len(grants), live.tasks)
+        await publish(live.producer, namespace.usage_topic, events)
+        await wait_for_consumed(live.pool, namespace, len(grants) + len(events), live.tasks)
+    await run_process(namespace, "projector", failpoint)
+    async with running(namespace, ("projector",)) as pipeline:
+        driver = Driver(namespace, pipeline.pool, pipeline.producer, pipeline.tasks)
+        driver.published = len(grants) + len(events)
+        await driver.settled()
+        assert await balances(pipeline.pool) == expected_balances(events)
+        assert (await audit(pipeline.pool)).drifts == []
