@@ -47,10 +47,10 @@ def entry_from_row(row: asyncpg.Record) -> LedgerEntryMessage:
 
 
 async def ledger_by_account(
-    db: DbConnection | asyncpg.Pool, page_rows: int = PAGE_ROWS
+    db: DbConnection | asyncpg.Pool, page_rows: int = PAGE_ROWS, after_account: str = ""
 ) -> AsyncIterator[tuple[str, list[LedgerEntryMessage]]]:
     """Each account's entries in seq order (an account's entries are held at once)."""
-    after: tuple[str, int] = ("", 0)
+    after: tuple[str, int] = (after_account, 2**62)  # past every seq of `after_account`
     current: list[LedgerEntryMessage] = []
     while True:
         rows = await db.fetch(LEDGER_PAGE, after[0], after[1], page_rows)

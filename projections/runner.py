@@ -66,23 +66,30 @@ class Projector:
             timeout_ms=self.settings.fetch_timeout_ms, max_records=self.settings.batch_max_records
         )
         for tp, records in batches.items():
-            await retry_transient(
+            rewind_to = await retry_transient(
                 partial(self.apply_batch, tp.topic, tp.partition, records),
                 f"projector batch of {tp.topic}[{tp.partition}]",
             )
+            if rewind_to is not None:
+                # A rebuild moved the stored offset back (projections/rebuild.py): read again.
+                log.info("%s[%d] rewound to %d by a rebuild", tp.topic, tp.partition, rewind_to)
+                consumer.seek(tp, rewind_to)
 
     async def apply_batch(
         self, topic: str, partition: int, records: Sequence[ConsumerRecord]
-    ) -> None:
+    ) -> int | None:
+        """Apply the batch; return an offset to seek back to when the stored one is behind it."""
         async with self.pool.acquire() as conn, conn.transaction():
             stored = await offsets.claim_offsets(conn, self.consumer_name, [(topic, partition)])
+            if stored[(topic, partition)] < records[0].offset:
+                return stored[(topic, partition)]
             entries = [
                 LedgerEntryMessage.model_validate_json(r.value)
                 for r in records
                 if r.offset >= stored[(topic, partition)]
             ]
             if not entries:
-                return
+                return None
             for apply_model_batch in PROJECTIONS.values():
                 await apply_model_batch(conn, entries)
             failpoints.hit("projector.before_commit")
@@ -90,3 +97,4 @@ class Projector:
             await offsets.save_offsets(conn, self.consumer_name, {(topic, partition): next_offset})
         failpoints.hit("projector.after_commit")
         self.entries_applied += len(entries)
+        return None

@@ -184,8 +184,11 @@ def _projections(args: argparse.Namespace) -> int:
         pool = await create_pool(str(settings.database_url))
         try:
             if args.action == "rebuild":
-                report = await rebuild(pool, _progress)
+                report = await rebuild(pool, settings.projector_group, _progress)
+                assert report is not None  # only a test stops a rebuild early
                 rate = f"{report.entries_per_s:,.0f} entries/s"
+                if report.resumed_from:
+                    print(f"resumed after account {report.resumed_from!r}", file=sys.stderr)
                 print(f"\rrebuilt {report.accounts} accounts from {report.entries} entries in "
                       f"{report.seconds:.1f} s ({rate})")  # fmt: skip
                 return 0
@@ -297,8 +300,7 @@ async def _new_database_beside(live_url: str) -> str:
 
 
 def _progress(accounts: int, entries: int) -> None:
-    if accounts % 500 == 0:
-        print(f"\rfolding: {accounts} accounts, {entries} entries", end="", file=sys.stderr)
+    print(f"\rfolding: {accounts:,} accounts, {entries:,} entries", end="", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -120,12 +120,18 @@ async def test_a_rebuild_during_live_ingest_ends_equal_with_no_gap_in_service(
     reading = asyncio.create_task(reader())
     live = [usage("m1", f"live{n}", credits=1, occurred_at=at(200 + n)) for n in range(150)]
     await driver.usage(*live[:75])
-    report = await rebuild(driver.pool)
-    await driver.usage(*live[75:])
+    stopped = await rebuild(
+        driver.pool, driver.settings.projector_group, chunk_accounts=1, stop_after_chunks=1
+    )
+    assert stopped is None  # folded one account, then "died": it resumes from there
+    await driver.usage(*live[75:100])
+    report = await rebuild(driver.pool, driver.settings.projector_group, chunk_accounts=1)
+    await driver.usage(*live[100:])
     await driver.settled()
     stop_reading.set()
     await reading
-    assert report.accounts == 2
+    assert report is not None
+    assert (report.resumed_from, report.accounts) == ("m1", 1)
     assert min(seen_counts) == accounts_before
     assert (await audit(driver.pool)).drifts == []
     scan_credits = await driver.pool.fetchval(
