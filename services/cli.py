@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", help="publish a demo load and print the balances read over HTTP")
     sub.add_parser("migrate", help="apply database migrations")
     projections = sub.add_parser("projections", help="rebuild or audit the read models")
-    projections.add_argument("action", choices=("rebuild", "audit"))
+    projections.add_argument("action", choices=("rebuild", "audit", "status"))
     balance = sub.add_parser("balance", help="an account's balance at a point in time")
     balance.add_argument("account_id")
     balance.add_argument("--as-of", required=True, type=_aware_time, help="ISO-8601 with offset")
@@ -174,6 +174,7 @@ def _migrate(_: argparse.Namespace) -> int:
 
 def _projections(args: argparse.Namespace) -> int:
     from projections.audit import audit
+    from projections.lag import projection_lag
     from projections.rebuild import rebuild
 
     settings = runtime.resolve_settings(start_stack=False)
@@ -191,6 +192,10 @@ def _projections(args: argparse.Namespace) -> int:
                     print(f"resumed after account {report.resumed_from!r}", file=sys.stderr)
                 print(f"\rrebuilt {report.accounts} accounts from {report.entries} entries in "
                       f"{report.seconds:.1f} s ({rate})")  # fmt: skip
+                return 0
+            if args.action == "status":
+                lags = await projection_lag(pool)
+                print(json.dumps([lag.to_json() for lag in lags], indent=2))
                 return 0
             result = await audit(pool)
             for drift in result.drifts:

@@ -8,9 +8,12 @@ from datetime import date
 import pytest
 
 from projections.audit import audit
+from projections.lag import projection_lag
 from projections.rebuild import rebuild
+from services.platform.settings import Settings
+from services.runtime import running
 from tests.messages import at, command, grant, usage
-from tests.pipeline import Driver
+from tests.pipeline import Driver, publish, wait_for_consumed, wait_until
 
 pytestmark = pytest.mark.integration
 DAY = date(2026, 11, 21)
@@ -139,3 +142,24 @@ async def test_a_rebuild_during_live_ingest_ends_equal_with_no_gap_in_service(
         SCAN, DAY,
     )  # fmt: skip
     assert scan_credits == 6 * 30 - 30 - 10 + 25 + 5 + 150
+
+
+async def test_projection_lag_is_reported_and_clears_once_caught_up(namespace: Settings) -> None:
+    async with running(namespace, ("writer",)) as writer_only:
+        await publish(writer_only.producer, namespace.commands_topic, [grant("l1", 10, "g")])
+        await publish(writer_only.producer, namespace.usage_topic, [usage("l1", "r1", credits=2)])
+        await wait_for_consumed(writer_only.pool, namespace, 2, writer_only.tasks)
+        behind = {lag.projection: lag for lag in await projection_lag(writer_only.pool)}
+    assert {name: lag.entries_behind for name, lag in behind.items()} == dict.fromkeys(
+        ("balance", "activity", "usage", "grants"), 2
+    )
+    assert behind["balance"].oldest_unapplied_ms > 0
+    async with running(namespace, ("projector",)) as projector:
+        driver = Driver(namespace, projector.pool, projector.producer, projector.tasks)
+        driver.published = 2
+        await driver.settled()
+
+        async def all_caught_up() -> bool:
+            return all(lag.entries_behind == 0 for lag in await projection_lag(projector.pool))
+
+        await wait_until(all_caught_up, "every projection to catch up", components=projector.tasks)

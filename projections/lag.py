@@ -1,0 +1,68 @@
+"""How far the read models trail the ledger: what `projections status` (and later /readyz and
+/metrics) report. One query per model family, each a scan of the per-account checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+
+from services.platform.postgres import DbConnection
+
+BALANCE_LAG = """
+SELECT count(*) AS accounts_behind,
+       coalesce(max(w.seq - coalesce(b.last_seq, 0)), 0) AS entries_behind_max,
+       coalesce(sum(w.seq - coalesce(b.last_seq, 0)), 0)::bigint AS entries_behind,
+       now() - min(e.recorded_at) AS oldest_unapplied_age
+FROM writer_accounts w
+LEFT JOIN balance_view b USING (account_id)
+LEFT JOIN ledger_entries e ON e.account_id = w.account_id AND e.seq = coalesce(b.last_seq, 0) + 1
+WHERE w.seq > coalesce(b.last_seq, 0)
+"""
+CHECKPOINT_LAG = """
+SELECT count(*) AS accounts_behind,
+       coalesce(max(w.seq - coalesce(c.last_seq, 0)), 0) AS entries_behind_max,
+       coalesce(sum(w.seq - coalesce(c.last_seq, 0)), 0)::bigint AS entries_behind,
+       now() - min(e.recorded_at) AS oldest_unapplied_age
+FROM writer_accounts w
+LEFT JOIN projection_checkpoints c ON c.account_id = w.account_id AND c.projection = $1
+LEFT JOIN ledger_entries e ON e.account_id = w.account_id AND e.seq = coalesce(c.last_seq, 0) + 1
+WHERE w.seq > coalesce(c.last_seq, 0)
+"""
+CHECKPOINTED = ("activity", "usage", "grants")
+
+
+@dataclass(frozen=True)
+class Lag:
+    projection: str
+    accounts_behind: int
+    entries_behind: int
+    entries_behind_max: int
+    oldest_unapplied_ms: float  # 0 when caught up: how stale the stalest account is
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "projection": self.projection, "accountsBehind": self.accounts_behind,
+            "entriesBehind": self.entries_behind, "entriesBehindMax": self.entries_behind_max,
+            "oldestUnappliedMs": round(self.oldest_unapplied_ms, 1),
+        }  # fmt: skip
+
+
+async def projection_lag(db: DbConnection | asyncpg.Pool) -> list[Lag]:
+    lags = [_lag("balance", await db.fetchrow(BALANCE_LAG))]
+    for name in CHECKPOINTED:
+        lags.append(_lag(name, await db.fetchrow(CHECKPOINT_LAG, name)))
+    return lags
+
+
+def _lag(name: str, row: asyncpg.Record | None) -> Lag:
+    assert row is not None
+    age: timedelta | None = row["oldest_unapplied_age"]
+    return Lag(
+        projection=name,
+        accounts_behind=row["accounts_behind"],
+        entries_behind=row["entries_behind"],
+        entries_behind_max=row["entries_behind_max"],
+        oldest_unapplied_ms=age.total_seconds() * 1000 if age else 0.0,
+    )
