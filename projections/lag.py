@@ -10,26 +10,20 @@ import asyncpg
 
 from services.platform.postgres import DbConnection
 
-BALANCE_LAG = """
+# One shape for every model: accounts whose writer seq is ahead of the model's checkpoint, and
+# the entry just past the checkpoint, whose age is how stale that account's read is.
+_LAG = """
 SELECT count(*) AS accounts_behind,
-       coalesce(max(w.seq - coalesce(b.last_seq, 0)), 0) AS entries_behind_max,
-       coalesce(sum(w.seq - coalesce(b.last_seq, 0)), 0)::bigint AS entries_behind,
+       coalesce(max(w.seq - coalesce(m.last_seq, 0)), 0) AS entries_behind_max,
+       coalesce(sum(w.seq - coalesce(m.last_seq, 0)), 0)::bigint AS entries_behind,
        now() - min(e.recorded_at) AS oldest_unapplied_age
 FROM writer_accounts w
-LEFT JOIN balance_view b USING (account_id)
-LEFT JOIN ledger_entries e ON e.account_id = w.account_id AND e.seq = coalesce(b.last_seq, 0) + 1
-WHERE w.seq > coalesce(b.last_seq, 0)
+LEFT JOIN {checkpoints} m ON m.account_id = w.account_id{which}
+LEFT JOIN ledger_entries e ON e.account_id = w.account_id AND e.seq = coalesce(m.last_seq, 0) + 1
+WHERE w.seq > coalesce(m.last_seq, 0)
 """
-CHECKPOINT_LAG = """
-SELECT count(*) AS accounts_behind,
-       coalesce(max(w.seq - coalesce(c.last_seq, 0)), 0) AS entries_behind_max,
-       coalesce(sum(w.seq - coalesce(c.last_seq, 0)), 0)::bigint AS entries_behind,
-       now() - min(e.recorded_at) AS oldest_unapplied_age
-FROM writer_accounts w
-LEFT JOIN projection_checkpoints c ON c.account_id = w.account_id AND c.projection = $1
-LEFT JOIN ledger_entries e ON e.account_id = w.account_id AND e.seq = coalesce(c.last_seq, 0) + 1
-WHERE w.seq > coalesce(c.last_seq, 0)
-"""
+BALANCE_LAG = _LAG.format(checkpoints="balance_view", which="")
+CHECKPOINT_LAG = _LAG.format(checkpoints="projection_checkpoints", which=" AND m.projection = $1")
 CHECKPOINTED = ("activity", "usage", "grants")
 
 

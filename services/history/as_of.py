@@ -25,11 +25,35 @@ from services.platform.postgres import DbConnection
 
 TimeAxis = Literal["recorded", "occurred"]
 
+# The summary both time axes compute over their `folded` entries (per bucket kind, then totals).
+_SUMMARY_HEAD = """), kinds AS (
+    SELECT bucket_kind AS kind,
+           coalesce(sum(delta) FILTER (WHERE reason = 'grant'), 0)::bigint AS amount,
+           sum(delta)::bigint AS balance
+    FROM folded WHERE bucket_kind IS NOT NULL GROUP BY bucket_kind
+)
+SELECT count(*)::bigint AS entries,
+       max(seq) AS seq,
+       coalesce(sum(delta), 0)::bigint AS balance,
+       coalesce(sum(reserved_delta), 0)::bigint AS reserved,
+       coalesce(sum(delta) FILTER (WHERE reason = 'grant'), 0)::bigint AS granted_total,
+       coalesce(-sum(delta) FILTER (WHERE reason IN ('consume', 'refund')), 0)::bigint
+           AS consumed_total,
+       max(recorded_at) AS last_recorded_at,
+"""
+_SUMMARY_TAIL = """       (SELECT array_agg(kind ORDER BY kind) FROM kinds) AS kinds,
+       (SELECT array_agg(amount ORDER BY kind) FROM kinds) AS kind_amounts,
+       (SELECT array_agg(balance ORDER BY kind) FROM kinds) AS kind_balances
+FROM folded
+"""
+
 # Ledger time. The newest entry recorded by `as_of` is found walking the primary key
 # (account_id, seq) backwards from the end, so the search costs the entries recorded after
 # `as_of`; the fold then reads the prefix 1..S once. The two fixed-shape checks (no gaps,
 # balance == balance_after) come back with the figures.
-BALANCE_AS_OF_RECORDED_SQL = """
+BALANCE_AS_OF_RECORDED_SQL = "".join(  # constant pieces only: no input reaches the text
+    (
+        """
 WITH upto AS (
     SELECT seq, balance_after FROM ledger_entries
     WHERE account_id = $1 AND recorded_at <= $2
@@ -38,54 +62,28 @@ WITH upto AS (
     SELECT e.seq, e.delta, e.reason, e.bucket_kind, e.reserved_delta, e.recorded_at
     FROM ledger_entries e, upto
     WHERE e.account_id = $1 AND e.seq <= upto.seq
-), kinds AS (
-    SELECT bucket_kind AS kind,
-           coalesce(sum(delta) FILTER (WHERE reason = 'grant'), 0)::bigint AS amount,
-           sum(delta)::bigint AS balance
-    FROM folded WHERE bucket_kind IS NOT NULL GROUP BY bucket_kind
+""",
+        _SUMMARY_HEAD,
+        "       (SELECT balance_after FROM upto) AS balance_after,\n",
+        _SUMMARY_TAIL,
+    )
 )
-SELECT count(*)::bigint AS entries,
-       max(seq) AS seq,
-       coalesce(sum(delta), 0)::bigint AS balance,
-       coalesce(sum(reserved_delta), 0)::bigint AS reserved,
-       coalesce(sum(delta) FILTER (WHERE reason = 'grant'), 0)::bigint AS granted_total,
-       coalesce(-sum(delta) FILTER (WHERE reason IN ('consume', 'refund')), 0)::bigint
-           AS consumed_total,
-       max(recorded_at) AS last_recorded_at,
-       (SELECT balance_after FROM upto) AS balance_after,
-       (SELECT array_agg(kind ORDER BY kind) FROM kinds) AS kinds,
-       (SELECT array_agg(amount ORDER BY kind) FROM kinds) AS kind_amounts,
-       (SELECT array_agg(balance ORDER BY kind) FROM kinds) AS kind_balances
-FROM folded
-"""
 
 # Event time: no index serves occurred_at, so this reads all of the account's entries (one range
 # of the primary key) and keeps those that occurred by `as_of`.
-BALANCE_AS_OF_OCCURRED_SQL = """
+BALANCE_AS_OF_OCCURRED_SQL = "".join(  # constant pieces only: no input reaches the text
+    (
+        """
 WITH folded AS (
     SELECT seq, delta, reason, bucket_kind, reserved_delta, recorded_at
     FROM ledger_entries
     WHERE account_id = $1 AND occurred_at <= $2
-), kinds AS (
-    SELECT bucket_kind AS kind,
-           coalesce(sum(delta) FILTER (WHERE reason = 'grant'), 0)::bigint AS amount,
-           sum(delta)::bigint AS balance
-    FROM folded WHERE bucket_kind IS NOT NULL GROUP BY bucket_kind
+""",
+        _SUMMARY_HEAD,
+        "       NULL::bigint AS balance_after,\n",
+        _SUMMARY_TAIL,
+    )
 )
-SELECT count(*)::bigint AS entries,
-       max(seq) AS seq,
-       coalesce(sum(delta), 0)::bigint AS balance,
-       coalesce(sum(reserved_delta), 0)::bigint AS reserved,
-       coalesce(sum(delta) FILTER (WHERE reason = 'grant'), 0)::bigint AS granted_total,
-       coalesce(-sum(delta) FILTER (WHERE reason IN ('consume', 'refund')), 0)::bigint
-           AS consumed_total,
-       max(recorded_at) AS last_recorded_at,
-       NULL::bigint AS balance_after,
-       (SELECT array_agg(kind ORDER BY kind) FROM kinds) AS kinds,
-       (SELECT array_agg(amount ORDER BY kind) FROM kinds) AS kind_amounts,
-       (SELECT array_agg(balance ORDER BY kind) FROM kinds) AS kind_balances
-FROM folded
-"""
 
 _SQL_BY_AXIS: Mapping[TimeAxis, str] = {
     "recorded": BALANCE_AS_OF_RECORDED_SQL,
