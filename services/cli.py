@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
         "--target-database-url", default=None, help="an empty database (default: a new one)"
     )
     replay.add_argument("--manifest", default="replay-manifest.json")
+    replay.add_argument(
+        "--offsets-from", type=Path, default=None,
+        help="a previous manifest: replay up to its end offsets, to reproduce it",
+    )  # fmt: skip
     reprice = sub.add_parser("reprice", help="re-rate historical usage under another price book")
     reprice.add_argument("--price-book", required=True, type=Path, help="a JSON price book")
     reprice.add_argument("--from", dest="from_", type=_aware_time, required=True)
@@ -261,7 +265,13 @@ def _replay(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         target = args.target_database_url or await _new_database_beside(str(settings.database_url))
-        manifest = await replay(settings, target)
+        pinned = None
+        if args.offsets_from is not None:
+            earlier = json.loads(args.offsets_from.read_text())
+            pinned = {
+                t: {int(p): o for p, o in ps.items()} for t, ps in earlier["end_offsets"].items()
+            }
+        manifest = await replay(settings, target, pinned)
         Path(args.manifest).write_text(json.dumps(manifest.to_json(), indent=2))  # noqa: ASYNC240
         verdict = "EQUAL to" if manifest.equal else "DIFFERENT from"
         print(
