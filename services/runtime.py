@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import signal
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +77,7 @@ class Running:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     writer: LedgerWriter | None = None
     projector: Projector | None = None
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 @contextlib.asynccontextmanager
@@ -100,8 +101,15 @@ async def running(settings: Settings, components: Collection[str]) -> AsyncItera
         if "projector" in components:
             handle.projector = Projector(settings, pool)
             handle.tasks.append(asyncio.create_task(handle.projector.run(handle.stop)))
-        # Every process serves HTTP: the whole API, or its health endpoints only.
-        app = create_app(settings, pool, ops_only="api" not in components)
+        # Every process serves HTTP: the whole API, or its health endpoints only. The API reads
+        # through a pool of its own, whose statements time out.
+        api_pool = pool
+        if "api" in components:
+            api_pool = await create_pool(
+                settings.database_url, settings.db_pool_max_size, settings.api_statement_timeout_ms
+            )
+            handle.closers.append(api_pool.close)
+        app = create_app(settings, api_pool, producer, ops_only="api" not in components)
         handle.tasks.append(asyncio.create_task(_serve_http(app, settings, handle.stop)))
         yield handle
     finally:
@@ -110,6 +118,8 @@ async def running(settings: Settings, components: Collection[str]) -> AsyncItera
             _, still_running = await asyncio.wait(handle.tasks, timeout=SHUTDOWN_DEADLINE_S)
             for task in still_running:
                 task.cancel()
+        for close in handle.closers:
+            await close()
         await producer.stop()
         await pool.close()
 

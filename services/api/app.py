@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from services.api import routes_admin, routes_credits, routes_ops
@@ -10,11 +11,21 @@ from services.api.problems import install_problem_handlers
 from services.platform.settings import Settings
 
 
-def create_app(settings: Settings, pool: asyncpg.Pool, *, ops_only: bool = False) -> FastAPI:
-    """The read API; with `ops_only`, just the operations endpoints (writer/projector processes)."""
+def create_app(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    *,
+    ops_only: bool = False,
+) -> FastAPI:
+    """The read API; with `ops_only`, just the operations endpoints (writer/projector processes).
+
+    `producer` publishes admin commands (acks=all, idempotent); the process owns its lifecycle.
+    """
     app = FastAPI(title="creditledger", version="0.1.0")
     app.state.settings = settings
     app.state.pool = pool
+    app.state.producer = producer
     install_problem_handlers(app)
     app.include_router(routes_ops.router)
     if not ops_only:

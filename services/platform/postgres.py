@@ -39,9 +39,18 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
 
 
-async def create_pool(database_url: str, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    database_url: str, max_size: int = 10, statement_timeout_ms: int | None = None
+) -> asyncpg.Pool:
+    server_settings = {}
+    if statement_timeout_ms is not None:
+        server_settings["statement_timeout"] = str(statement_timeout_ms)
     pool = await asyncpg.create_pool(
-        database_url, min_size=1, max_size=max_size, init=_init_connection
+        database_url,
+        min_size=1,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings=server_settings,
     )
     assert pool is not None
     return pool

@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(default=2000, ge=1, le=100_000)
     fetch_timeout_ms: int = Field(default=200, ge=1, le=60_000)
     outbox_batch_max_rows: int = Field(default=5000, ge=1, le=100_000)
+    # The read API: bounds on every request (see services/api/README.md).
+    api_statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    api_rate_limit_per_s: float = Field(default=50.0, gt=0)
+    api_rate_limit_burst: int = Field(default=100, ge=1)
+    api_read_wait_max_ms: int = Field(default=5000, ge=0, le=60_000)
+    ready_projection_lag_max_ms: int = Field(default=10_000, ge=0)
     expiry_scan_interval_s: float = Field(default=5.0, gt=0, le=3600)
     db_pool_max_size: int = Field(default=10, ge=2, le=200)
 
