@@ -5,14 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test check stop system-deps
+.PHONY: run test check stop system-deps test-deps
 
 run: $(INSTALLED) system-deps
 	$(BIN)/creditledger stack up
 	$(BIN)/creditledger serve --detach
 	$(BIN)/creditledger demo
 
-test: $(INSTALLED) system-deps check
+test: $(INSTALLED) test-deps check
 	$(BIN)/pytest
 
 check: $(INSTALLED)
@@ -26,6 +26,9 @@ stop: $(INSTALLED)
 
 system-deps:
 	@bash services/platform/install-system-deps.sh
+
+test-deps:
+	@bash services/platform/install-system-deps.sh tests
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -6,7 +6,8 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from services.api import routes_admin, routes_credits, routes_ops
+from services.api import routes_admin, routes_credits, routes_dashboard, routes_ops
+from services.api.metrics import install_metrics
 from services.api.problems import install_problem_handlers
 from services.platform.settings import Settings
 
@@ -27,8 +28,10 @@ def create_app(
     app.state.pool = pool
     app.state.producer = producer
     install_problem_handlers(app)
+    install_metrics(app)
     app.include_router(routes_ops.router)
     if not ops_only:
         app.include_router(routes_credits.router)
         app.include_router(routes_admin.router)
+        app.include_router(routes_dashboard.router)
     return app

@@ -1,29 +1,106 @@
-"""Admin: accounts and keys. (Commands over HTTP come with the API issue.)"""
+"""Admin: accounts, keys (issue, list, rotate with overlap, revoke) and billing commands.
+
+Commands are validated with the contract's command models, published to the commands topic
+keyed by account and answered 202 `{"commandId"}` only once Kafka acknowledged them; their
+outcome is `GET /v1/admin/commands/{command_id}`. `Idempotency-Key` (see idempotency.py) makes
+a retried write return the first answer and publish once.
+
+Every admin route needs the admin token (a customer key answers 403), is rate limited per token
+(ratelimit.py), and reads its body through a cap of `api_max_body_bytes` (413 beyond it).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
-from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from schemas.commands import (
+    AccountSettingsCommand,
+    AdjustmentCommand,
+    CaptureCommand,
+    CommandBase,
+    GrantCommand,
+    HoldCommand,
+    RefundCommand,
+    ReleaseCommand,
+    VoidGrantCommand,
+)
 from schemas.common import AccountId
+from services.api import idempotency
 from services.api.auth import admin
 from services.api.keys import new_key_id, new_secret, secret_hash
 from services.api.problems import Problem
+from services.api.ratelimit import bounded_body
+from services.platform.settings import Settings
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(admin)])
+router = APIRouter(
+    prefix="/v1/admin", tags=["admin"], dependencies=[Depends(admin), Depends(bounded_body)]
+)
+
+M = TypeVar("M", bound=BaseModel)
+PUBLISH_TIMEOUT_S = 15.0
+DEFAULT_OVERLAP_S = 24 * 3600
+MAX_OVERLAP_S = 30 * 24 * 3600
 
 CREATE_ACCOUNT = """
 INSERT INTO accounts (account_id, name) VALUES ($1, $2)
 ON CONFLICT (account_id) DO NOTHING RETURNING account_id
 """
 ACCOUNT_NAME = "SELECT name FROM accounts WHERE account_id = $1"
-CREATE_KEY = "INSERT INTO api_keys (account_id, key_id, secret_sha256) VALUES ($1, $2, $3)"
+CREATE_KEY = """
+INSERT INTO api_keys (account_id, key_id, secret_sha256, expires_at) VALUES ($1, $2, $3, $4)
+"""
 REVOKE_KEY = """
 UPDATE api_keys SET revoked_at = now() WHERE account_id = $1 AND key_id = $2 AND revoked_at IS NULL
 """
+LIST_KEYS = """
+SELECT key_id, created_at, revoked_at, expires_at FROM api_keys
+WHERE account_id = $1 ORDER BY created_at, key_id
+"""
+LOCK_LIVE_KEY = """
+SELECT expires_at FROM api_keys
+WHERE account_id = $1 AND key_id = $2 AND revoked_at IS NULL
+  AND (expires_at IS NULL OR expires_at > now())
+FOR UPDATE
+"""
+EXPIRE_KEY = """
+UPDATE api_keys SET expires_at = $3 WHERE account_id = $1 AND key_id = $2
+"""
+RECORD_COMMAND = """
+INSERT INTO api_commands (account_id, command_id, type) VALUES ($1, $2, $3)
+ON CONFLICT (account_id, command_id) DO NOTHING
+"""
+COMMAND_PUBLISHED = """
+UPDATE api_commands SET kafka_partition = $3, kafka_offset = $4
+WHERE account_id = $1 AND command_id = $2
+"""
+COMMAND_ACCOUNTS = "SELECT account_id FROM api_commands WHERE command_id = $1 LIMIT 2"
+COMMAND_OUTCOME = """
+SELECT status, reason FROM processed_commands WHERE account_id = $1 AND command_id = $2
+"""
+COMMAND_DEAD_LETTER = """
+SELECT d.error_code, d.error_message
+FROM api_commands c
+JOIN dead_letters d ON d.account_id = c.account_id AND d.topic = $3
+ AND d.kafka_partition = c.kafka_partition AND d.kafka_offset = c.kafka_offset
+WHERE c.account_id = $1 AND c.command_id = $2
+"""
+# Fields the API sets itself: the account from the path, the type from the route.
+SERVER_FIELDS = {
+    "account_id": "taken from the path",
+    "type": "given by the endpoint",
+    "command_id": "generated (send an Idempotency-Key header to make retries safe)",
+}
 
 
 class NewAccount(BaseModel):
@@ -32,8 +109,22 @@ class NewAccount(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=200)]
 
 
+class NewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expires_at: datetime | None = None
+
+
+class Rotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    overlap_seconds: Annotated[int, Field(ge=0, le=MAX_OVERLAP_S, strict=True)] = DEFAULT_OVERLAP_S
+
+
+# --- accounts and keys ---------------------------------------------------------------------
+
+
 @router.post("/accounts", status_code=201)
-async def create_account(body: NewAccount, request: Request, response: Response) -> dict[str, Any]:
+async def create_account(request: Request, response: Response) -> dict[str, Any]:
+    body = _parse(NewAccount, await _json_object(request))
     pool: asyncpg.Pool = request.app.state.pool
     if await pool.fetchval(CREATE_ACCOUNT, body.account_id, body.name) is None:
         existing = await pool.fetchval(ACCOUNT_NAME, body.account_id)
@@ -44,13 +135,53 @@ async def create_account(body: NewAccount, request: Request, response: Response)
 
 
 @router.post("/accounts/{account_id}/keys", status_code=201)
-async def create_key(account_id: str, request: Request) -> dict[str, str]:
+async def create_key(account_id: str, request: Request) -> dict[str, Any]:
+    """Issue a key; optional body `{"expires_at": …}`. The secret is shown once."""
+    body = _parse(NewKey, await _json_object(request, empty_ok=True))
     pool: asyncpg.Pool = request.app.state.pool
-    if await pool.fetchval(ACCOUNT_NAME, account_id) is None:
-        raise Problem(404, "not-found", f"no account {account_id}")
+    await _require_account(pool, account_id)
     key_id, secret = new_key_id(), new_secret()
-    await pool.execute(CREATE_KEY, account_id, key_id, secret_hash(secret))
-    return {"keyId": key_id, "secret": secret}
+    await pool.execute(CREATE_KEY, account_id, key_id, secret_hash(secret), body.expires_at)
+    return {"keyId": key_id, "secret": secret, "expiresAt": _iso(body.expires_at)}
+
+
+@router.get("/accounts/{account_id}/keys")
+async def list_keys(account_id: str, request: Request) -> dict[str, Any]:
+    pool: asyncpg.Pool = request.app.state.pool
+    await _require_account(pool, account_id)
+    now = datetime.now(UTC)
+    keys = [_key_json(r, now) for r in await pool.fetch(LIST_KEYS, account_id)]
+    return {"accountId": account_id, "keys": keys}
+
+
+def _key_json(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
+    expires_at: datetime | None = row["expires_at"]
+    return {
+        "keyId": row["key_id"], "createdAt": _iso(row["created_at"]),
+        "revokedAt": _iso(row["revoked_at"]), "expiresAt": _iso(expires_at),
+        "active": row["revoked_at"] is None and (expires_at is None or expires_at > now),
+    }  # fmt: skip
+
+
+@router.post("/accounts/{account_id}/keys/{key_id}/rotate", status_code=201)
+async def rotate_key(account_id: str, key_id: str, request: Request) -> dict[str, Any]:
+    """Issue a new key; the old one keeps working for `overlap_seconds` (default 24 h)."""
+    body = _parse(Rotation, await _json_object(request, empty_ok=True))
+    pool: asyncpg.Pool = request.app.state.pool
+    new_id, secret = new_key_id(), new_secret()
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(LOCK_LIVE_KEY, account_id, key_id)
+        if row is None:
+            raise Problem(404, "not-found", f"no active key {key_id} for account {account_id}")
+        old_expires = datetime.now(UTC) + timedelta(seconds=body.overlap_seconds)
+        if row["expires_at"] is not None:
+            old_expires = min(old_expires, row["expires_at"])
+        await conn.execute(EXPIRE_KEY, account_id, key_id, old_expires)
+        await conn.execute(CREATE_KEY, account_id, new_id, secret_hash(secret), None)
+    return {
+        "keyId": new_id, "secret": secret, "expiresAt": None,
+        "rotated": {"keyId": key_id, "expiresAt": _iso(old_expires)},
+    }  # fmt: skip
 
 
 @router.delete("/accounts/{account_id}/keys/{key_id}", status_code=204)
@@ -59,3 +190,195 @@ async def revoke_key(account_id: str, key_id: str, request: Request) -> Response
     if await pool.execute(REVOKE_KEY, account_id, key_id) == "UPDATE 0":
         raise Problem(404, "not-found", f"no active key {key_id} for account {account_id}")
     return Response(status_code=204)
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+@router.post("/accounts/{account_id}/grants", status_code=202)
+async def grant(account_id: str, request: Request) -> Response:
+    return await _submit(request, account_id, GrantCommand, "grant")
+
+
+@router.post("/accounts/{account_id}/adjustments", status_code=202)
+async def adjust(account_id: str, request: Request) -> Response:
+    return await _submit(request, account_id, AdjustmentCommand, "adjustment")
+
+
+@router.post("/accounts/{account_id}/refunds", status_code=202)
+async def refund(account_id: str, request: Request) -> Response:
+    return await _submit(request, account_id, RefundCommand, "refund")
+
+
+@router.post("/accounts/{account_id}/void", status_code=202)
+async def void_grant(account_id: str, request: Request) -> Response:
+    return await _submit(request, account_id, VoidGrantCommand, "void_grant")
+
+
+@router.post("/accounts/{account_id}/grants/{grant_id}/void", status_code=202)
+async def void_grant_by_path(account_id: str, grant_id: str, request: Request) -> Response:
+    return await _submit(request, account_id, VoidGrantCommand, "void_grant", grant_id=grant_id)
+
+
+@router.post("/accounts/{account_id}/holds", status_code=202)
+async def hold(account_id: str, request: Request) -> Response:
+    return await _submit(request, account_id, HoldCommand, "hold")
+
+
+@router.post("/accounts/{account_id}/holds/{hold_id}/capture", status_code=202)
+async def capture(account_id: str, hold_id: str, request: Request) -> Response:
+    return await _submit(request, account_id, CaptureCommand, "capture", hold_id=hold_id)
+
+
+@router.post("/accounts/{account_id}/holds/{hold_id}/release", status_code=202)
+async def release(account_id: str, hold_id: str, request: Request) -> Response:
+    return await _submit(request, account_id, ReleaseCommand, "release", hold_id=hold_id)
+
+
+@router.post("/accounts/{account_id}/settings", status_code=202)
+async def account_settings(account_id: str, request: Request) -> Response:
+    return await _submit(request, account_id, AccountSettingsCommand, "account_settings")
+
+
+@router.get("/commands/{command_id}")
+async def command_status(
+    command_id: str,
+    request: Request,
+    account_id: Annotated[str | None, Query(max_length=128)] = None,
+) -> dict[str, Any]:
+    """pending (not processed yet), applied, or rejected with the writer's `code: detail`."""
+    pool: asyncpg.Pool = request.app.state.pool
+    settings: Settings = request.app.state.settings
+    if account_id is None:
+        accounts = [r["account_id"] for r in await pool.fetch(COMMAND_ACCOUNTS, command_id)]
+        if not accounts:
+            raise Problem(404, "not-found", f"no command {command_id} (pass ?account_id=)")
+        if len(accounts) > 1:
+            raise Problem(409, "conflict", f"command {command_id} is in several accounts")
+        account_id = accounts[0]
+    status, reason = "pending", None
+    row = await pool.fetchrow(COMMAND_OUTCOME, account_id, command_id)
+    if row is not None:
+        status, reason = row["status"], row["reason"]
+    else:
+        dead = await pool.fetchrow(
+            COMMAND_DEAD_LETTER, account_id, command_id, settings.commands_topic
+        )
+        if dead is not None:
+            status, reason = "rejected", f"{dead['error_code']}: {dead['error_message']}"
+    return {"commandId": command_id, "accountId": account_id, "status": status, "reason": reason}
+
+
+async def _submit(
+    request: Request,
+    account_id: str,
+    model: type[CommandBase],
+    command_type: str,
+    **path_fields: str,
+) -> Response:
+    body = await _json_object(request, empty_ok=True)
+    errors = [
+        (f"body.{name}", why) for name, why in SERVER_FIELDS.items() if name in body
+    ] + [
+        (f"body.{name}", f"differs from the path's {name}")
+        for name, value in path_fields.items() if name in body and body[name] != value
+    ]  # fmt: skip
+    if errors:
+        raise _invalid(*errors)
+    key = request.headers.get("idempotency-key")
+    if key is not None and not idempotency.valid_key(key):
+        raise _invalid(("header.Idempotency-Key", "1 to 255 printable characters"))
+    command_id = idempotency.command_id_for(account_id, key) if key else str(uuid.uuid4())
+    fields = {
+        "occurred_at": datetime.now(UTC).isoformat(), **body, **path_fields,
+        "account_id": account_id, "type": command_type, "command_id": command_id,
+    }  # fmt: skip
+    command = _parse(model, fields, frozenset(path_fields) | {"account_id"})
+    if isinstance(command, AdjustmentCommand) and command.amount == 0:
+        raise _invalid(("body.amount", "an adjustment must not be 0"))
+    pool: asyncpg.Pool = request.app.state.pool
+    await _require_account(pool, account_id)
+    # exclude_unset: for settings, a field left out keeps its value, an explicit null clears it.
+    payload = command.model_dump_json(exclude_unset=True).encode()
+    if key is None:
+        await _publish(request, account_id, command_id, command_type, payload)
+        return _accepted(command_id)
+    fingerprint = idempotency.fingerprint(request.method, request.url.path, body)
+    outcome = await idempotency.claim(pool, account_id, key, fingerprint, command_id, payload)
+    if isinstance(outcome, idempotency.Replay):
+        return Response(
+            outcome.body, outcome.status, {"Idempotent-Replayed": "true"}, "application/json"
+        )
+    try:
+        await _publish(request, account_id, outcome.command_id, command_type, outcome.command)
+    except BaseException:
+        await asyncio.shield(idempotency.abandon(pool, account_id, key))
+        raise
+    answer = _accepted(outcome.command_id)
+    await idempotency.complete(pool, account_id, key, answer.status_code, bytes(answer.body))
+    return answer
+
+
+async def _publish(
+    request: Request, account_id: str, command_id: str, command_type: str, payload: bytes
+) -> None:
+    """Publish and wait for Kafka's acknowledgement (acks=all); 503 when it does not come."""
+    pool: asyncpg.Pool = request.app.state.pool
+    producer: AIOKafkaProducer = request.app.state.producer
+    settings: Settings = request.app.state.settings
+    await pool.execute(RECORD_COMMAND, account_id, command_id, command_type)
+    try:
+        sent = await asyncio.wait_for(
+            producer.send_and_wait(settings.commands_topic, payload, key=account_id.encode()),
+            PUBLISH_TIMEOUT_S,
+        )
+    except (KafkaError, TimeoutError) as error:
+        raise Problem(503, "unavailable", "Kafka did not acknowledge the command") from error
+    await pool.execute(COMMAND_PUBLISHED, account_id, command_id, sent.partition, sent.offset)
+
+
+def _accepted(command_id: str) -> Response:
+    body = json.dumps({"commandId": command_id}, separators=(",", ":")).encode()
+    return Response(body, 202, media_type="application/json")
+
+
+async def _json_object(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:
+    raw = await bounded_body(request)
+    if not raw.strip() and empty_ok:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise Problem(400, "malformed-request", "the body is not valid JSON") from error
+    if not isinstance(parsed, dict):
+        raise _invalid(("body", "must be a JSON object"))
+    return parsed
+
+
+def _parse(model: type[M], data: dict[str, Any], path: frozenset[str] = frozenset()) -> M:
+    """Validate with the contract model; 422 naming each field (`body.x`, or `path.x`)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        errors = []
+        for e in error.errors():
+            where = "path" if e["loc"] and e["loc"][0] in path else "body"
+            errors.append({"loc": (where, *e["loc"]), "msg": e["msg"], "type": e["type"]})
+        raise RequestValidationError(errors) from error
+
+
+def _invalid(*errors: tuple[str, str]) -> RequestValidationError:
+    """422 problem+json with `errors` [{field, message}] (the app's validation handler)."""
+    return RequestValidationError(
+        [{"loc": tuple(field.split(".", 1)), "msg": msg, "type": "value_error"}
+         for field, msg in errors]
+    )  # fmt: skip
+
+
+async def _require_account(pool: asyncpg.Pool, account_id: str) -> None:
+    if await pool.fetchval(ACCOUNT_NAME, account_id) is None:
+        raise Problem(404, "not-found", f"no account {account_id}")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None

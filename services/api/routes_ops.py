@@ -1,15 +1,31 @@
-"""Operations endpoints, served by every process (API, writer, projector) for its health checks."""
+"""Operations endpoints, served by every process (API, writer, projector) for its health checks.
+
+- `/healthz`: the process is alive.
+- `/readyz`: Postgres answers, Kafka answers a metadata request, and no read model trails the
+  ledger by more than `ready_projection_lag_max_ms`; else 503 problem+json whose `checks` name
+  the failing check(s). Every check has a timeout, so the probe answers within a few seconds.
+- `/metrics`: Prometheus text (see metrics.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
-from fastapi import APIRouter, Request
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from services.api.problems import Problem
+from projections.lag import projection_lag
+from services.api.metrics import render
+from services.api.problems import problem_response
+from services.platform.settings import Settings
 
 router = APIRouter(tags=["operations"])
+CHECK_TIMEOUT_S = 3.0
 
 
 @router.get("/healthz")
@@ -18,11 +34,56 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-async def readyz(request: Request) -> dict[str, Any]:
+@router.get("/readyz", response_model=None)
+async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
     pool: asyncpg.Pool = request.app.state.pool
+    settings: Settings = request.app.state.settings
+    postgres, kafka = await asyncio.gather(
+        _postgres_check(pool), _kafka_check(request.app.state.producer)
+    )
+    checks: dict[str, str] = {"postgres": postgres, "kafka": kafka}
+    if postgres == "ok":
+        checks["projections"] = await _lag_check(pool, settings.ready_projection_lag_max_ms)
+    else:
+        checks["projections"] = "unknown: Postgres is not reachable"
+    failing = [name for name, outcome in checks.items() if outcome != "ok"]
+    if failing:
+        return problem_response(
+            503, "not-ready", f"not ready: {', '.join(failing)}", failing=failing, checks=checks
+        )
+    return {"status": "ready", "checks": checks}
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(await render(request.app), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _postgres_check(pool: asyncpg.Pool) -> str:
     try:
-        await pool.fetchval("SELECT 1")
-    except (OSError, asyncpg.PostgresError) as error:
-        raise Problem(503, "unavailable", "Postgres is not reachable") from error
-    return {"status": "ready"}
+        await asyncio.wait_for(pool.fetchval("SELECT 1"), CHECK_TIMEOUT_S)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return "failed: Postgres is not reachable"
+    return "ok"
+
+
+async def _kafka_check(producer: AIOKafkaProducer) -> str:
+    try:
+        cluster = await asyncio.wait_for(producer.client.fetch_all_metadata(), CHECK_TIMEOUT_S)
+    except (KafkaError, OSError, TimeoutError):
+        return "failed: Kafka is not reachable"
+    return "ok" if cluster.brokers() else "failed: Kafka reports no brokers"
+
+
+async def _lag_check(pool: asyncpg.Pool, max_ms: int) -> str:
+    try:
+        lags = await asyncio.wait_for(projection_lag(pool), CHECK_TIMEOUT_S)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+        return "failed: projection lag could not be read"
+    worst = max(lags, key=lambda lag: lag.oldest_unapplied_ms)
+    if worst.oldest_unapplied_ms > max_ms:
+        return (
+            f"failed: {worst.projection} trails the ledger by "
+            f"{worst.oldest_unapplied_ms:.0f} ms (bound {max_ms} ms)"
+        )
+    return "ok"

@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
 # What the local stack needs from the machine, installed only when missing and only when no
 # external Kafka/Postgres is configured: Java 17+ and Maven (Kafka comes from Maven Central as
-# jars), and Debian's PostgreSQL server binaries.
+# jars), and Debian's PostgreSQL server binaries. With the argument `tests`, whatever Kafka and
+# Postgres are used: Debian's Chromium and its chromedriver, for the dashboard's browser test.
 set -euo pipefail
 
-if [[ -n "${CREDITLEDGER_KAFKA_BOOTSTRAP:-}" && -n "${CREDITLEDGER_DATABASE_URL:-}" ]]; then
-  exit 0
+missing=()
+if [[ "${1:-}" == "tests" ]]; then
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
 fi
 
-missing=()
-java_major() { java -version 2>&1 | sed -nE 's/.*version "([0-9]+).*/\1/p' | head -n1; }
-if ! command -v java >/dev/null || [[ "$(java_major)" -lt 17 ]]; then
-  missing+=(openjdk-17-jre-headless)
+if [[ -z "${CREDITLEDGER_KAFKA_BOOTSTRAP:-}" || -z "${CREDITLEDGER_DATABASE_URL:-}" ]]; then
+  java_major() { java -version 2>&1 | sed -nE 's/.*version "([0-9]+).*/\1/p' | head -n1; }
+  if ! command -v java >/dev/null || [[ "$(java_major)" -lt 17 ]]; then
+    missing+=(openjdk-17-jre-headless)
+  fi
+  command -v mvn >/dev/null || missing+=(maven)
+  compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
+  command -v psql >/dev/null || missing+=(postgresql-client)
 fi
-command -v mvn >/dev/null || missing+=(maven)
-compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null || missing+=(postgresql)
-command -v psql >/dev/null || missing+=(postgresql-client)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   exit 0
