@@ -25,6 +25,11 @@ from services.platform.postgres import DbConnection
 from services.platform.settings import Settings
 
 POLL_INTERVAL_S = 0.05
+# For the rest of the transaction: the API's reader role, and the one account its rows may
+# belong to (schemas/migrations/0004_rls.sql). Both reset at commit or rollback.
+AS_CUSTOMER = """
+SELECT set_config('creditledger.account_id', $1, true), set_config('role', 'creditledger_api', true)
+"""
 MAX_SEQ = 2**62
 
 
@@ -111,5 +116,6 @@ async def fresh_read(
     if min_seq is not None and min_seq > 0:
         await wait_for_seq(pool, model, account_id, min_seq, settings.api_read_wait_max_ms)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.fetchval(AS_CUSTOMER, account_id)  # row-level security: this account only
         seq = int(await conn.fetchval(model.seq_sql, account_id))
         yield conn, Freshness(seq, stale=min_seq is not None and seq < min_seq)
