@@ -175,5 +175,6 @@ async def _report(
         )
     first = next(iter(keys.items()))
     print(f"\nAPI: {api_url}   (OpenAPI UI: {api_url}/docs)")
+    print(f"Dashboard: {api_url}/dashboard   (sign in with {first[0]}'s key below)")
     print(f"Try: curl -s -H 'Authorization: Bearer {first[1]}' {api_url}/v1/credits/balance")
     return 0 if all_equal else 1
