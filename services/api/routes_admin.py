@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,8 +39,9 @@ from schemas.common import AccountId
 from services.api import idempotency
 from services.api.auth import admin
 from services.api.keys import new_key_id, new_secret, secret_hash
-from services.api.problems import Problem
+from services.api.problems import Problem, problem_responses
 from services.api.ratelimit import bounded_body
+from services.api.reads.common import ObjectId
 from services.platform.settings import Settings
 
 router = APIRouter(
@@ -48,6 +49,10 @@ router = APIRouter(
 )
 
 M = TypeVar("M", bound=BaseModel)
+# A path's account id: the contract's AccountId (an id it cannot be is 422, an unknown one 404).
+AccountPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
+# Every admin route reads its body through the cap (400 bad Content-Length, 413 too large).
+ADMIN_ERRORS = (400, 401, 403, 413, 422, 429)
 PUBLISH_TIMEOUT_S = 15.0
 DEFAULT_OVERLAP_S = 24 * 3600
 MAX_OVERLAP_S = 30 * 24 * 3600
@@ -119,10 +124,61 @@ class Rotation(BaseModel):
     overlap_seconds: Annotated[int, Field(ge=0, le=MAX_OVERLAP_S, strict=True)] = DEFAULT_OVERLAP_S
 
 
+def _doc(*extra_errors: int) -> dict[int | str, dict[str, Any]]:
+    return problem_responses(*sorted({*ADMIN_ERRORS, *extra_errors}))
+
+
+def _inline_defs(schema: Any, defs: dict[str, Any]) -> Any:
+    """The schema with each `#/$defs/X` reference replaced by X (the models are not recursive)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_defs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {key: _inline_defs(value, defs) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_inline_defs(value, defs) for value in schema]
+    return schema
+
+
+def _body(model: type[BaseModel], *set_here: str, required: bool = True) -> dict[str, Any]:
+    """`openapi_extra` documenting a JSON body read by hand: `model` less the fields the
+    server or the path sets; `occurred_at` defaults to now."""
+    schema = model.model_json_schema()
+    schema = _inline_defs(schema, schema.pop("$defs", {}))
+    dropped = {*set_here, "occurred_at"}
+    schema["properties"] = {
+        name: value for name, value in schema["properties"].items() if name not in dropped
+    }
+    schema["required"] = [name for name in schema.get("required", []) if name not in dropped]
+    if "occurred_at" in model.model_fields:
+        schema["properties"]["occurred_at"] = model.model_json_schema()["properties"]["occurred_at"]
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": required, "content": content}}
+
+
+def _command_doc(model: type[CommandBase], *path_fields: str) -> dict[str, Any]:
+    return {
+        "status_code": 202,
+        "responses": _doc(404, 409, 503),
+        "openapi_extra": _body(model, *SERVER_FIELDS, *path_fields, required=False),
+    }
+
+
 # --- accounts and keys ---------------------------------------------------------------------
 
 
-@router.post("/accounts", status_code=201)
+@router.post(
+    "/accounts",
+    status_code=201,
+    responses={
+        200: {
+            "description": "The account exists already, with this name: nothing to create",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        **_doc(409),
+    },
+    openapi_extra=_body(NewAccount),
+)
 async def create_account(request: Request, response: Response) -> dict[str, Any]:
     body = _parse(NewAccount, await _json_object(request))
     pool: asyncpg.Pool = request.app.state.pool
@@ -134,8 +190,13 @@ async def create_account(request: Request, response: Response) -> dict[str, Any]
     return {"accountId": body.account_id, "name": body.name}
 
 
-@router.post("/accounts/{account_id}/keys", status_code=201)
-async def create_key(account_id: str, request: Request) -> dict[str, Any]:
+@router.post(
+    "/accounts/{account_id}/keys",
+    status_code=201,
+    responses=_doc(404),
+    openapi_extra=_body(NewKey, required=False),
+)
+async def create_key(account_id: AccountPath, request: Request) -> dict[str, Any]:
     """Issue a key; optional body `{"expires_at": …}`. The secret is shown once."""
     body = _parse(NewKey, await _json_object(request, empty_ok=True))
     pool: asyncpg.Pool = request.app.state.pool
@@ -145,8 +206,8 @@ async def create_key(account_id: str, request: Request) -> dict[str, Any]:
     return {"keyId": key_id, "secret": secret, "expiresAt": _iso(body.expires_at)}
 
 
-@router.get("/accounts/{account_id}/keys")
-async def list_keys(account_id: str, request: Request) -> dict[str, Any]:
+@router.get("/accounts/{account_id}/keys", responses=_doc(404))
+async def list_keys(account_id: AccountPath, request: Request) -> dict[str, Any]:
     pool: asyncpg.Pool = request.app.state.pool
     await _require_account(pool, account_id)
     now = datetime.now(UTC)
@@ -163,8 +224,13 @@ def _key_json(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@router.post("/accounts/{account_id}/keys/{key_id}/rotate", status_code=201)
-async def rotate_key(account_id: str, key_id: str, request: Request) -> dict[str, Any]:
+@router.post(
+    "/accounts/{account_id}/keys/{key_id}/rotate",
+    status_code=201,
+    responses=_doc(404),
+    openapi_extra=_body(Rotation, required=False),
+)
+async def rotate_key(account_id: AccountPath, key_id: ObjectId, request: Request) -> dict[str, Any]:
     """Issue a new key; the old one keeps working for `overlap_seconds` (default 24 h)."""
     body = _parse(Rotation, await _json_object(request, empty_ok=True))
     pool: asyncpg.Pool = request.app.state.pool
@@ -184,8 +250,8 @@ async def rotate_key(account_id: str, key_id: str, request: Request) -> dict[str
     }  # fmt: skip
 
 
-@router.delete("/accounts/{account_id}/keys/{key_id}", status_code=204)
-async def revoke_key(account_id: str, key_id: str, request: Request) -> Response:
+@router.delete("/accounts/{account_id}/keys/{key_id}", status_code=204, responses=_doc(404))
+async def revoke_key(account_id: AccountPath, key_id: ObjectId, request: Request) -> Response:
     pool: asyncpg.Pool = request.app.state.pool
     if await pool.execute(REVOKE_KEY, account_id, key_id) == "UPDATE 0":
         raise Problem(404, "not-found", f"no active key {key_id} for account {account_id}")
@@ -195,56 +261,66 @@ async def revoke_key(account_id: str, key_id: str, request: Request) -> Response
 # --- commands ------------------------------------------------------------------------------
 
 
-@router.post("/accounts/{account_id}/grants", status_code=202)
-async def grant(account_id: str, request: Request) -> Response:
+@router.post("/accounts/{account_id}/grants", **_command_doc(GrantCommand))
+async def grant(account_id: AccountPath, request: Request) -> Response:
     return await _submit(request, account_id, GrantCommand, "grant")
 
 
-@router.post("/accounts/{account_id}/adjustments", status_code=202)
-async def adjust(account_id: str, request: Request) -> Response:
+@router.post("/accounts/{account_id}/adjustments", **_command_doc(AdjustmentCommand))
+async def adjust(account_id: AccountPath, request: Request) -> Response:
     return await _submit(request, account_id, AdjustmentCommand, "adjustment")
 
 
-@router.post("/accounts/{account_id}/refunds", status_code=202)
-async def refund(account_id: str, request: Request) -> Response:
+@router.post("/accounts/{account_id}/refunds", **_command_doc(RefundCommand))
+async def refund(account_id: AccountPath, request: Request) -> Response:
     return await _submit(request, account_id, RefundCommand, "refund")
 
 
-@router.post("/accounts/{account_id}/void", status_code=202)
-async def void_grant(account_id: str, request: Request) -> Response:
+@router.post("/accounts/{account_id}/void", **_command_doc(VoidGrantCommand))
+async def void_grant(account_id: AccountPath, request: Request) -> Response:
     return await _submit(request, account_id, VoidGrantCommand, "void_grant")
 
 
-@router.post("/accounts/{account_id}/grants/{grant_id}/void", status_code=202)
-async def void_grant_by_path(account_id: str, grant_id: str, request: Request) -> Response:
+@router.post(
+    "/accounts/{account_id}/grants/{grant_id}/void", **_command_doc(VoidGrantCommand, "grant_id")
+)
+async def void_grant_by_path(
+    account_id: AccountPath, grant_id: ObjectId, request: Request
+) -> Response:
     return await _submit(request, account_id, VoidGrantCommand, "void_grant", grant_id=grant_id)
 
 
-@router.post("/accounts/{account_id}/holds", status_code=202)
-async def hold(account_id: str, request: Request) -> Response:
+@router.post("/accounts/{account_id}/holds", **_command_doc(HoldCommand))
+async def hold(account_id: AccountPath, request: Request) -> Response:
     return await _submit(request, account_id, HoldCommand, "hold")
 
 
-@router.post("/accounts/{account_id}/holds/{hold_id}/capture", status_code=202)
-async def capture(account_id: str, hold_id: str, request: Request) -> Response:
+@router.post(
+    "/accounts/{account_id}/holds/{hold_id}/capture", **_command_doc(CaptureCommand, "hold_id")
+)
+async def capture(account_id: AccountPath, hold_id: ObjectId, request: Request) -> Response:
     return await _submit(request, account_id, CaptureCommand, "capture", hold_id=hold_id)
 
 
-@router.post("/accounts/{account_id}/holds/{hold_id}/release", status_code=202)
-async def release(account_id: str, hold_id: str, request: Request) -> Response:
+@router.post(
+    "/accounts/{account_id}/holds/{hold_id}/release", **_command_doc(ReleaseCommand, "hold_id")
+)
+async def release(account_id: AccountPath, hold_id: ObjectId, request: Request) -> Response:
     return await _submit(request, account_id, ReleaseCommand, "release", hold_id=hold_id)
 
 
-@router.post("/accounts/{account_id}/settings", status_code=202)
-async def account_settings(account_id: str, request: Request) -> Response:
+@router.post("/accounts/{account_id}/settings", **_command_doc(AccountSettingsCommand))
+async def account_settings(account_id: AccountPath, request: Request) -> Response:
     return await _submit(request, account_id, AccountSettingsCommand, "account_settings")
 
 
-@router.get("/commands/{command_id}")
+@router.get("/commands/{command_id}", responses=_doc(404, 409))
 async def command_status(
-    command_id: str,
+    command_id: ObjectId,
     request: Request,
-    account_id: Annotated[str | None, Query(max_length=128)] = None,
+    account_id: Annotated[
+        str | None, Query(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    ] = None,
 ) -> dict[str, Any]:
     """pending (not processed yet), applied, or rejected with the writer's `code: detail`."""
     pool: asyncpg.Pool = request.app.state.pool
@@ -320,7 +396,7 @@ async def _submit(
 
 
 async def _publish(
-    request: Request, account_id: str, command_id: str, command_type: str, payload: bytes
+    request: Request, account_id: AccountPath, command_id: str, command_type: str, payload: bytes
 ) -> None:
     """Publish and wait for Kafka's acknowledgement (acks=all); 503 when it does not come."""
     pool: asyncpg.Pool = request.app.state.pool
@@ -352,7 +428,29 @@ async def _json_object(request: Request, *, empty_ok: bool = False) -> dict[str,
         raise Problem(400, "malformed-request", "the body is not valid JSON") from error
     if not isinstance(parsed, dict):
         raise _invalid(("body", "must be a JSON object"))
+    if not _storable(parsed):
+        raise _invalid(("body", "strings must be valid Unicode without U+0000"))
     return parsed
+
+
+def _storable(value: Any) -> bool:
+    """No string (key or value) holds what Postgres text and jsonb cannot: U+0000, or a lone
+    surrogate such as JSON's "\\ud800" (not encodable as UTF-8)."""
+    if isinstance(value, str):
+        return _utf8(value)
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def _parse(model: type[M], data: dict[str, Any], path: frozenset[str] = frozenset()) -> M:

@@ -11,16 +11,17 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from projections.balance.apply import BalanceView, buckets_by_kind, reset_at
 from projections.balance.store import read_view
 from schemas.common import MAX_CREDITS
 from services.api.auth import Caller, customer
-from services.api.problems import Problem, problem_response
+from services.api.problems import Problem, problem_responses
 from services.api.reads import activity, grants, ledger, usage
 from services.api.reads.common import (
+    MAX_BIGINT,
     Cursor,
+    ObjectId,
     day_range,
     decode_cursor,
     encode_cursor,
@@ -46,6 +47,33 @@ FromParam = Annotated[str | None, Query(alias="from", max_length=64)]
 ToParam = Annotated[str | None, Query(alias="to", max_length=64)]
 CursorParam = Annotated[str | None, Query(max_length=512)]
 MAX_SKIP = 1_000_000  # page/offset beyond this: use the cursor
+# What every customer read can answer besides 200; single objects add 404, paged lists 400.
+READ_ERRORS = (401, 403, 422, 429)
+FRESH_HEADERS = {
+    "X-Ledger-Seq": {
+        "description": "the account's last ledger seq this answer reflects",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "X-Ledger-Stale": {
+        "description": "`true` when `min_seq` was not reached within the bounded wait",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+REMAINING_HEADER = {
+    "X-Credits-Remaining": {
+        "description": "the account's available credits",
+        "required": True,
+        "schema": {"type": "integer"},
+    }
+}
+
+
+def read_responses(
+    *extra_errors: int, headers: dict[str, Any] | None = None
+) -> dict[int | str, Any]:
+    ok: dict[int | str, Any] = {200: {"headers": {**FRESH_HEADERS, **(headers or {})}}}
+    return {**ok, **problem_responses(*sorted({*READ_ERRORS, *extra_errors}))}
 
 
 def balance_body(view: BalanceView, now: datetime) -> dict[str, Any]:
@@ -64,7 +92,7 @@ def balance_body(view: BalanceView, now: datetime) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/credits/balance")
+@router.get("/v1/credits/balance", responses=read_responses(headers=REMAINING_HEADER))
 async def get_balance(
     request: Request, response: Response, caller: CustomerDep, min_seq: MinSeq = None
 ) -> dict[str, Any]:
@@ -75,28 +103,30 @@ async def get_balance(
     return balance_body(view, datetime.now(UTC))
 
 
-@router.get("/v1/credits/check", response_model=None)
+@router.get("/v1/credits/check", responses=read_responses(402, headers=REMAINING_HEADER))
 async def check_credits(
     request: Request,
     response: Response,
     caller: CustomerDep,
     cost: Annotated[int, Query(ge=0, le=MAX_CREDITS)],
     min_seq: MinSeq = None,
-) -> dict[str, Any] | JSONResponse:
+) -> dict[str, Any]:
     """200 when `available` covers `cost`, else 402 (problem+json that still says `available`)."""
     async with fresh_read(request, BALANCE, caller.account_id, min_seq) as (conn, fresh):
         view = await read_view(conn, caller.account_id) or BalanceView(caller.account_id)
     headers = {**fresh.headers, "X-Credits-Remaining": str(view.available)}
     if view.available < cost:
-        return problem_response(
+        raise Problem(
             402, "insufficient-credits", f"{cost} credits needed, {view.available} available",
-            headers, allowed=False, available=view.available, cost=cost, ledgerSeq=fresh.seq,
+            headers,
+            extra={"allowed": False, "available": view.available, "cost": cost,
+                   "ledgerSeq": fresh.seq},
         )  # fmt: skip
     response.headers.update(headers)
     return {"allowed": True, "available": view.available, "cost": cost, "ledgerSeq": fresh.seq}
 
 
-@router.get("/v1/credits/activity")
+@router.get("/v1/credits/activity", responses=read_responses())
 async def get_activity(
     request: Request,
     response: Response,
@@ -143,7 +173,7 @@ def _expansions(raw: str | None) -> set[str]:
     return wanted
 
 
-@router.get("/v1/credits/ledger")
+@router.get("/v1/credits/ledger", responses=read_responses(400))
 async def get_ledger(
     request: Request,
     response: Response,
@@ -196,28 +226,29 @@ async def get_ledger(
 
 
 def _seq_cursor(position: Cursor) -> Cursor:
-    if not isinstance(position.key, int) or isinstance(position.key, bool) or position.key < 1:
+    key = position.key
+    if not isinstance(key, int) or isinstance(key, bool) or not 1 <= key <= MAX_BIGINT:
         raise Problem(400, "invalid-cursor", "cursor is not a valid cursor")
     return position
 
 
-@router.get("/v1/credits/ledger/{entry_id}")
+@router.get("/v1/credits/ledger/{entry_id}", responses=read_responses(404))
 async def get_ledger_entry(
     entry_id: str, request: Request, response: Response, caller: CustomerDep
 ) -> dict[str, Any]:
     try:
         wanted = uuid.UUID(entry_id)
     except ValueError:
-        raise Problem(404, "not-found", f"no ledger entry {entry_id}") from None
+        raise Problem(404, "not-found", "no such ledger entry") from None
     async with fresh_read(request, LEDGER, caller.account_id, None) as (conn, fresh):
         row = await conn.fetchrow(ledger.ONE_ENTRY, caller.account_id, wanted)
     if row is None:
-        raise Problem(404, "not-found", f"no ledger entry {entry_id}")
+        raise Problem(404, "not-found", "no such ledger entry")
     fresh.stamp(response)
     return ledger.entry_json(row)
 
 
-@router.get("/v1/credits/grants")
+@router.get("/v1/credits/grants", responses=read_responses(400))
 async def list_grants(
     request: Request,
     response: Response,
@@ -253,9 +284,9 @@ async def list_grants(
     return {"data": data, "limit": limit, "nextPage": token, "ledgerSeq": fresh.seq}
 
 
-@router.get("/v1/credits/grants/{grant_id}")
+@router.get("/v1/credits/grants/{grant_id}", responses=read_responses(404))
 async def get_grant(
-    grant_id: str,
+    grant_id: ObjectId,
     request: Request,
     response: Response,
     caller: CustomerDep,
@@ -269,7 +300,7 @@ async def get_grant(
             datetime.now(UTC), grant_id, 1,
         )  # fmt: skip
         if not rows:
-            raise Problem(404, "not-found", f"no grant {grant_id}")
+            raise Problem(404, "not-found", "no such grant")
         data = await _render_grants(conn, caller.account_id, rows, include_ledgers, include_balance)
     fresh.stamp(response)
     return {**data[0], "ledgerSeq": fresh.seq}
@@ -298,7 +329,7 @@ async def _render_grants(
     return data
 
 
-@router.get("/v1/usage")
+@router.get("/v1/usage", responses=read_responses())
 async def get_usage(
     request: Request,
     response: Response,
@@ -336,7 +367,7 @@ def _period_bounds(period: str, now: datetime) -> tuple[date, date]:
     return first, (first + timedelta(days=32)).replace(day=1)
 
 
-@router.get("/v1/account/summary")
+@router.get("/v1/account/summary", responses=read_responses())
 async def get_summary(
     request: Request,
     response: Response,

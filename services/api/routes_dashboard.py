@@ -13,9 +13,9 @@ from importlib.resources.abc import Traversable
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from services.api.problems import Problem
+from services.api.problems import Problem, problem_responses
 
-router = APIRouter(tags=["dashboard"], include_in_schema=False)
+router = APIRouter(tags=["dashboard"])
 ASSETS: Traversable = files("services.api").joinpath("dashboard")
 # Only these files are served: the name is looked up, never joined into a path from the request.
 STATIC_TYPES = {
@@ -39,12 +39,24 @@ def _asset(name: str, media_type: str) -> Response:
     return Response(body, media_type=media_type, headers=SECURITY_HEADERS)
 
 
-@router.get("/dashboard")
+@router.get(
+    "/dashboard",
+    response_class=Response,
+    responses={200: {"description": "the page", "content": {"text/html": {}}}},
+)
 def dashboard_page() -> Response:
     return _asset("index.html", "text/html; charset=utf-8")
 
 
-@router.get("/dashboard/static/{name}")
+@router.get(
+    "/dashboard/static/{name}",
+    response_class=Response,
+    responses={
+        200: {"description": "a script or a stylesheet",
+              "content": {media: {} for media in STATIC_TYPES.values()}},
+        **problem_responses(404),
+    },
+)  # fmt: skip
 def dashboard_static(name: str) -> Response:
     media_type = STATIC_TYPES.get(name)
     if media_type is None:

@@ -16,12 +16,11 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from projections.lag import projection_lag
 from services.api.metrics import render
-from services.api.problems import problem_response
+from services.api.problems import Problem, problem_responses
 from services.platform.settings import Settings
 
 router = APIRouter(tags=["operations"])
@@ -34,8 +33,8 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
-async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
+@router.get("/readyz", responses=problem_responses(503))
+async def readyz(request: Request) -> dict[str, Any]:
     pool: asyncpg.Pool = request.app.state.pool
     settings: Settings = request.app.state.settings
     postgres, kafka = await asyncio.gather(
@@ -48,13 +47,20 @@ async def readyz(request: Request) -> dict[str, Any] | JSONResponse:
         checks["projections"] = "unknown: Postgres is not reachable"
     failing = [name for name, outcome in checks.items() if outcome != "ok"]
     if failing:
-        return problem_response(
-            503, "not-ready", f"not ready: {', '.join(failing)}", failing=failing, checks=checks
-        )
+        raise Problem(
+            503, "not-ready", f"not ready: {', '.join(failing)}",
+            extra={"failing": failing, "checks": checks},
+        )  # fmt: skip
     return {"status": "ready", "checks": checks}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}}
+    },
+)
 async def metrics(request: Request) -> Response:
     return Response(await render(request.app), media_type=CONTENT_TYPE_LATEST)
 
