@@ -1,8 +1,11 @@
-"""Who is calling: a customer API key (one account) or the admin token.
+"""Who is calling: a customer API key (one account) or an admin token.
 
-Scopes: a customer key reaches only its own account's customer endpoints; the admin token
-(`CREDITLEDGER_ADMIN_TOKEN`) has full admin scope. A well-formed customer key presented to an
-admin endpoint answers 403 `forbidden` (wrong scope), anything else 401.
+Scopes: a customer key reaches only its own account's customer endpoints. Admin tokens carry
+scopes (`SCOPES`): the env token (`CREDITLEDGER_ADMIN_TOKEN`) has `admin` (everything); tokens
+minted through `POST /v1/admin/tokens` (`cl_adm_…`, stored only as SHA-256 in `admin_tokens`)
+have the scopes they were given. Each admin route declares the scope it needs with
+`Depends(require(scope))`: a token without it answers 403 `insufficient-scope` naming the scope,
+a revoked token 403 `token-revoked`, a well-formed customer key 403 `forbidden`, anything else 401.
 
 Both dependencies also apply the rate limits of `ratelimit.py`: a client IP that failed to
 authenticate too often is refused with 429 before any lookup, and each authenticated caller (key
@@ -13,16 +16,25 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
 import asyncpg
-from fastapi import Request
+from fastapi import Depends, Request
 
 from services.api.keys import is_well_formed, secret_hash
 from services.api.problems import Problem
 from services.api.ratelimit import limit_caller, record_failed_auth, refuse_if_blocked
 
+ADMIN_TOKEN_PREFIX = "cl_adm_"
+# `admin` implies every other scope (and alone may manage admin tokens).
+SCOPES = ("accounts:write", "keys:write", "commands:write", "commands:read", "admin")
+ENV_TOKEN_ID = "env"
+FIND_ADMIN_TOKEN = """
+SELECT token_id, scopes, revoked_at FROM admin_tokens WHERE tenant = '*' AND secret_sha256 = $1
+"""
 FIND_KEY = """
 SELECT account_id, key_id, revoked_at, expires_at FROM api_keys WHERE secret_sha256 = $1
 """
@@ -32,6 +44,15 @@ SELECT account_id, key_id, revoked_at, expires_at FROM api_keys WHERE secret_sha
 class Caller:
     account_id: str
     key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCaller:
+    token_id: str  # `env` for CREDITLEDGER_ADMIN_TOKEN
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
 
 
 def _presented_secret(request: Request) -> str | None:
@@ -69,23 +90,47 @@ async def _customer(request: Request) -> Caller:
     return Caller(row["account_id"], row["key_id"])
 
 
-async def admin(request: Request) -> None:
+async def admin(request: Request) -> AdminCaller:
+    """Any valid admin token (FastAPI caches it per request, so `require` reuses it)."""
     refuse_if_blocked(request)
     try:
-        token = _admin_token(request)
+        token, caller = await _admin_token(request)
     except Problem:
         record_failed_auth(request)
         raise
     limit_caller(request, "admin:" + hashlib.sha256(token.encode()).hexdigest()[:16])
+    return caller
 
 
-def _admin_token(request: Request) -> str:
+def require(scope: str) -> Callable[[AdminCaller], Awaitable[AdminCaller]]:
+    """A dependency: the admin caller, refused with 403 `insufficient-scope` lacking `scope`."""
+    assert scope in SCOPES, scope
+
+    async def scoped(caller: Annotated[AdminCaller, Depends(admin)]) -> AdminCaller:
+        if not caller.allows(scope):
+            raise Problem(
+                403, "insufficient-scope", f"this admin token lacks the scope {scope}",
+                extra={"scope": scope},
+            )  # fmt: skip
+        return caller
+
+    return scoped
+
+
+async def _admin_token(request: Request) -> tuple[str, AdminCaller]:
     expected: str | None = request.app.state.settings.admin_token
     presented = _presented_secret(request)
     if not presented:
         raise Problem(401, "unauthenticated", "the admin token is required")
     if expected is not None and secrets.compare_digest(presented.encode(), expected.encode()):
-        return presented
+        return presented, AdminCaller(ENV_TOKEN_ID, frozenset({"admin"}))
+    if presented.startswith(ADMIN_TOKEN_PREFIX) and len(presented) <= 256:
+        pool: asyncpg.Pool = request.app.state.pool
+        row = await pool.fetchrow(FIND_ADMIN_TOKEN, secret_hash(presented))
+        if row is not None:
+            if row["revoked_at"] is not None:
+                raise Problem(403, "token-revoked", "the admin token was revoked")
+            return presented, AdminCaller(row["token_id"], frozenset(row["scopes"]))
     if is_well_formed(presented):
         raise Problem(403, "forbidden", "a customer key cannot call admin endpoints")
     raise Problem(401, "unauthenticated", "the admin token is not valid")

@@ -2,9 +2,19 @@
 
 `install_metrics(app)` (called by `create_app`) adds the middleware and the app's registry; the
 `GET /metrics` route renders that registry plus the gauges computed at scrape from Postgres:
-projection lag per model, dead letters, ledger entries and accounts, processed requests and the
-writer's consumed offsets. The scrape queries run under a statement timeout, so a slow database
-makes the scrape report `creditledger_scrape_ok 0`, never hang.
+projection lag per model, dead letters, ledger entries and accounts, processed requests, the
+writer's consumed offsets, and Kafka consumer lag per partition
+(`creditledger_consumer_lag_records{consumer="writer"|"projector",topic,partition}` = the
+partition's end offset minus the consumer's next offset stored in Postgres). The scrape queries
+run under a statement timeout, so a slow database makes the scrape report
+`creditledger_scrape_ok 0`, never hang.
+
+Partitions come from the app producer's metadata, end offsets from a short-lived
+`AIOKafkaConsumer.end_offsets` call (no group); both are cached for
+`END_OFFSETS_TTL_S` with at most one refresh in flight; a scrape waits for it at most
+`END_OFFSETS_WAIT_S`, and otherwise exports no lag and counts
+`creditledger_scrape_errors_total{source="kafka"}` (the refresh itself gives up after
+`END_OFFSETS_FETCH_TIMEOUT_S`).
 
 Labels are bounded: `route` is the route template (`/v1/admin/accounts/{account_id}/grants`),
 never the raw path; requests that match no route share the label `<unmatched>`.
@@ -12,11 +22,15 @@ never the raw path; requests that match no route share the label `<unmatched>`.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -27,6 +41,9 @@ from projections.lag import projection_lag
 from services.platform.settings import Settings
 
 SCRAPE_STATEMENT_TIMEOUT_MS = 3000
+END_OFFSETS_TTL_S = 5.0
+END_OFFSETS_WAIT_S = 2.0
+END_OFFSETS_FETCH_TIMEOUT_S = 10.0
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -36,6 +53,7 @@ class HttpMetrics:
     requests: Counter
     latency: Histogram
     rate_limited: Counter
+    scrape_errors: Counter
 
 
 def new_http_metrics() -> HttpMetrics:
@@ -53,6 +71,10 @@ def new_http_metrics() -> HttpMetrics:
         rate_limited=Counter(
             "creditledger_http_rate_limited", "Requests refused with 429", ("limit",),
             registry=registry,
+        ),
+        scrape_errors=Counter(
+            "creditledger_scrape_errors", "Scrape-time reads that failed or timed out",
+            ("source",), registry=registry,
         ),
     )  # fmt: skip
 
@@ -114,10 +136,107 @@ OFFSETS = """
 SELECT topic, kafka_partition, next_offset FROM kafka_offsets WHERE consumer = $1
 ORDER BY topic, kafka_partition
 """
+EndOffsets = dict[tuple[str, int], int]
 
 
-async def scrape_families(pool: asyncpg.Pool, settings: Settings) -> list[Metric]:
-    """The gauges read from Postgres at scrape time, in one transaction under a timeout."""
+@dataclass
+class EndOffsetsCache:
+    """End offsets of the consumed topics, refreshed at most every `END_OFFSETS_TTL_S`."""
+
+    bootstrap: str
+    topics: tuple[str, ...]
+    producer: AIOKafkaProducer  # the app's: its metadata names each topic's partitions
+    fetched_at: float = float("-inf")
+    offsets: EndOffsets = field(default_factory=dict)
+    refresh: asyncio.Task[EndOffsets] | None = None
+
+    async def get(self) -> EndOffsets | None:
+        """Fresh-enough end offsets, or None when Kafka did not answer in time."""
+        if time.monotonic() - self.fetched_at < END_OFFSETS_TTL_S:
+            return self.offsets
+        if self.refresh is None or self.refresh.done():
+            if self.refresh is not None and not self.refresh.cancelled():
+                self.refresh.exception()  # retrieved: a failed refresh is not logged as lost
+            self.refresh = asyncio.create_task(self._fetch())
+        done, _ = await asyncio.wait({self.refresh}, timeout=END_OFFSETS_WAIT_S)
+        if not done or self.refresh.cancelled() or self.refresh.exception() is not None:
+            return None
+        self.offsets, self.fetched_at = self.refresh.result(), time.monotonic()
+        return self.offsets
+
+    async def _fetch(self) -> EndOffsets:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+            isolation_level="read_committed", request_timeout_ms=5000,
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(END_OFFSETS_FETCH_TIMEOUT_S):
+                partitions = [
+                    TopicPartition(topic, p)
+                    for topic in self.topics
+                    for p in sorted(await self.producer.partitions_for(topic))
+                ]
+                await consumer.start()
+                ends = await consumer.end_offsets(partitions) if partitions else {}
+            return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+        finally:
+            await _stop_quietly(consumer)
+
+
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    """Stop a group-less consumer. aiokafka's stop can raise CancelledError of its own (its
+    no-group coordinator awaits a task it cancelled): swallowed unless this task is cancelled."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except (KafkaError, OSError):
+        pass
+
+
+def _end_offsets_cache(app: FastAPI) -> EndOffsetsCache | None:
+    settings: Settings = app.state.settings
+    if not settings.kafka_bootstrap:
+        return None
+    cache: EndOffsetsCache | None = getattr(app.state, "end_offsets_cache", None)
+    if cache is None:
+        topics = (*settings.input_topics, settings.ledger_topic)
+        cache = EndOffsetsCache(settings.kafka_bootstrap, topics, app.state.producer)
+        app.state.end_offsets_cache = cache
+    return cache
+
+
+def consumer_lag_family(
+    ends: EndOffsets, settings: Settings, stored: dict[str, list[asyncpg.Record]]
+) -> Metric:
+    """Lag per partition of each consumer's topics; a partition never consumed lags from 0."""
+    lag = GaugeMetricFamily(
+        "creditledger_consumer_lag_records",
+        "Records on Kafka a consumer has not processed yet (end offset - stored next offset)",
+        labels=["consumer", "topic", "partition"],
+    )
+    consumed = {
+        "writer": (settings.input_topics, stored.get("writer", [])),
+        "projector": ((settings.ledger_topic,), stored.get("projector", [])),
+    }
+    for consumer, (topics, rows) in consumed.items():
+        positions = {(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}
+        for (topic, partition), end in sorted(ends.items()):
+            if topic in topics:
+                behind = max(0, end - positions.get((topic, partition), 0))
+                lag.add_metric([consumer, topic, str(partition)], behind)
+    return lag
+
+
+async def scrape_families(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    stored: dict[str, list[asyncpg.Record]] | None = None,
+) -> list[Metric]:
+    """The gauges read from Postgres at scrape time, in one transaction under a timeout;
+    `stored` (when given) receives the writer's and projector's stored offsets."""
     ok = GaugeMetricFamily("creditledger_scrape_ok", "1 when the scrape-time queries succeeded")
     try:
         async with pool.acquire() as conn, conn.transaction(readonly=True):
@@ -127,9 +246,12 @@ async def scrape_families(pool: asyncpg.Pool, settings: Settings) -> list[Metric
             ledger = await conn.fetchrow(LEDGER)
             processed = await conn.fetchrow(PROCESSED)
             offsets = await conn.fetch(OFFSETS, settings.consumer_group)
+            projector_offsets = await conn.fetch(OFFSETS, settings.projector_group)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
         ok.add_metric([], 0)
         return [ok]
+    if stored is not None:
+        stored.update(writer=list(offsets), projector=list(projector_offsets))
     assert ledger is not None and processed is not None
     ok.add_metric([], 1)
     lag_s = GaugeMetricFamily(
@@ -179,7 +301,23 @@ async def scrape_families(pool: asyncpg.Pool, settings: Settings) -> list[Metric
 
 async def render(app: FastAPI) -> bytes:
     """The Prometheus text exposition: HTTP metrics (when installed) and scrape-time gauges."""
-    scrape = CollectorRegistry(auto_describe=False)
-    scrape.register(_Families(await scrape_families(app.state.pool, app.state.settings)))
+    settings: Settings = app.state.settings
     http: HttpMetrics | None = getattr(app.state, "metrics", None)
+    cache = _end_offsets_cache(app)
+    stored: dict[str, list[asyncpg.Record]] = {}
+    if cache is None:
+        families = await scrape_families(app.state.pool, settings, stored)
+        ends: EndOffsets | None = None
+    else:
+        families, ends = await asyncio.gather(
+            scrape_families(app.state.pool, settings, stored), cache.get()
+        )
+        if ends is None and http is not None:
+            http.scrape_errors.labels("kafka").inc()
+    if stored and ends is not None:
+        families.append(consumer_lag_family(ends, settings, stored))
+    elif not stored and http is not None:
+        http.scrape_errors.labels("postgres").inc()
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(_Families(families))
     return (generate_latest(http.registry) if http else b"") + generate_latest(scrape)

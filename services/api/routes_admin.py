@@ -5,17 +5,20 @@ keyed by account and answered 202 `{"commandId"}` only once Kafka acknowledged t
 outcome is `GET /v1/admin/commands/{command_id}`. `Idempotency-Key` (see idempotency.py) makes
 a retried write return the first answer and publish once.
 
-Every admin route needs the admin token (a customer key answers 403), is rate limited per token
-(ratelimit.py), and reads its body through a cap of `api_max_body_bytes` (413 beyond it).
+Every admin route needs an admin token holding the scope it declares (`require(scope)` in
+auth.py: accounts:write, keys:write, commands:write, commands:read, or admin for the admin tokens
+themselves; a customer key answers 403), is rate limited per token (ratelimit.py), and reads its
+body through a cap of `api_max_body_bytes` (413 beyond it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -37,7 +40,7 @@ from schemas.commands import (
 )
 from schemas.common import AccountId
 from services.api import idempotency
-from services.api.auth import admin
+from services.api.auth import ADMIN_TOKEN_PREFIX, admin, require
 from services.api.keys import new_key_id, new_secret, secret_hash
 from services.api.problems import Problem, problem_responses
 from services.api.ratelimit import bounded_body
@@ -49,6 +52,12 @@ router = APIRouter(
 )
 
 M = TypeVar("M", bound=BaseModel)
+Scope = Literal["accounts:write", "keys:write", "commands:write", "commands:read", "admin"]
+ACCOUNTS_WRITE = [Depends(require("accounts:write"))]
+KEYS_WRITE = [Depends(require("keys:write"))]
+COMMANDS_WRITE = [Depends(require("commands:write"))]
+COMMANDS_READ = [Depends(require("commands:read"))]
+ADMIN_ONLY = [Depends(require("admin"))]
 # A path's account id: the contract's AccountId (an id it cannot be is 422, an unknown one 404).
 AccountPath = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 # Every admin route reads its body through the cap (400 bad Content-Length, 413 too large).
@@ -100,6 +109,18 @@ JOIN dead_letters d ON d.account_id = c.account_id AND d.topic = $3
  AND d.kafka_partition = c.kafka_partition AND d.kafka_offset = c.kafka_offset
 WHERE c.account_id = $1 AND c.command_id = $2
 """
+CREATE_ADMIN_TOKEN = """
+INSERT INTO admin_tokens (token_id, name, secret_sha256, scopes) VALUES ($1, $2, $3, $4)
+RETURNING created_at
+"""
+LIST_ADMIN_TOKENS = """
+SELECT token_id, name, scopes, created_at, revoked_at FROM admin_tokens
+WHERE tenant = '*' ORDER BY created_at, token_id
+"""
+REVOKE_ADMIN_TOKEN = """
+UPDATE admin_tokens SET revoked_at = now()
+WHERE tenant = '*' AND token_id = $1 AND revoked_at IS NULL
+"""
 # Fields the API sets itself: the account from the path, the type from the route.
 SERVER_FIELDS = {
     "account_id": "taken from the path",
@@ -117,6 +138,12 @@ class NewAccount(BaseModel):
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
     expires_at: datetime | None = None
+
+
+class NewAdminToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=len(Scope.__args__))]
 
 
 class Rotation(BaseModel):
@@ -159,6 +186,7 @@ def _body(model: type[BaseModel], *set_here: str, required: bool = True) -> dict
 def _command_doc(model: type[CommandBase], *path_fields: str) -> dict[str, Any]:
     return {
         "status_code": 202,
+        "dependencies": COMMANDS_WRITE,
         "responses": _doc(404, 409, 503),
         "openapi_extra": _body(model, *SERVER_FIELDS, *path_fields, required=False),
     }
@@ -170,6 +198,7 @@ def _command_doc(model: type[CommandBase], *path_fields: str) -> dict[str, Any]:
 @router.post(
     "/accounts",
     status_code=201,
+    dependencies=ACCOUNTS_WRITE,
     responses={
         200: {
             "description": "The account exists already, with this name: nothing to create",
@@ -193,6 +222,7 @@ async def create_account(request: Request, response: Response) -> dict[str, Any]
 @router.post(
     "/accounts/{account_id}/keys",
     status_code=201,
+    dependencies=KEYS_WRITE,
     responses=_doc(404),
     openapi_extra=_body(NewKey, required=False),
 )
@@ -206,7 +236,7 @@ async def create_key(account_id: AccountPath, request: Request) -> dict[str, Any
     return {"keyId": key_id, "secret": secret, "expiresAt": _iso(body.expires_at)}
 
 
-@router.get("/accounts/{account_id}/keys", responses=_doc(404))
+@router.get("/accounts/{account_id}/keys", dependencies=KEYS_WRITE, responses=_doc(404))
 async def list_keys(account_id: AccountPath, request: Request) -> dict[str, Any]:
     pool: asyncpg.Pool = request.app.state.pool
     await _require_account(pool, account_id)
@@ -227,6 +257,7 @@ def _key_json(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
 @router.post(
     "/accounts/{account_id}/keys/{key_id}/rotate",
     status_code=201,
+    dependencies=KEYS_WRITE,
     responses=_doc(404),
     openapi_extra=_body(Rotation, required=False),
 )
@@ -250,7 +281,12 @@ async def rotate_key(account_id: AccountPath, key_id: ObjectId, request: Request
     }  # fmt: skip
 
 
-@router.delete("/accounts/{account_id}/keys/{key_id}", status_code=204, responses=_doc(404))
+@router.delete(
+    "/accounts/{account_id}/keys/{key_id}",
+    status_code=204,
+    dependencies=KEYS_WRITE,
+    responses=_doc(404),
+)
 async def revoke_key(account_id: AccountPath, key_id: ObjectId, request: Request) -> Response:
     pool: asyncpg.Pool = request.app.state.pool
     if await pool.execute(REVOKE_KEY, account_id, key_id) == "UPDATE 0":
@@ -314,7 +350,7 @@ async def account_settings(account_id: AccountPath, request: Request) -> Respons
     return await _submit(request, account_id, AccountSettingsCommand, "account_settings")
 
 
-@router.get("/commands/{command_id}", responses=_doc(404, 409))
+@router.get("/commands/{command_id}", dependencies=COMMANDS_READ, responses=_doc(404, 409))
 async def command_status(
     command_id: ObjectId,
     request: Request,
@@ -343,6 +379,55 @@ async def command_status(
         if dead is not None:
             status, reason = "rejected", f"{dead['error_code']}: {dead['error_message']}"
     return {"commandId": command_id, "accountId": account_id, "status": status, "reason": reason}
+
+
+# --- admin tokens (scope `admin`) ------------------------------------------------------------
+
+
+@router.post(
+    "/tokens",
+    status_code=201,
+    dependencies=ADMIN_ONLY,
+    responses=_doc(),
+    openapi_extra=_body(NewAdminToken),
+)
+async def create_admin_token(request: Request) -> dict[str, Any]:
+    """Mint an admin token with the given scopes; the secret (`cl_adm_…`) is shown once."""
+    body = _parse(NewAdminToken, await _json_object(request))
+    scopes = sorted(set(body.scopes))
+    token_id, secret = "adm_" + secrets.token_hex(8), ADMIN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    pool: asyncpg.Pool = request.app.state.pool
+    created_at = await pool.fetchval(
+        CREATE_ADMIN_TOKEN, token_id, body.name, secret_hash(secret), scopes
+    )
+    return {
+        "tokenId": token_id, "name": body.name, "secret": secret, "scopes": scopes,
+        "createdAt": _iso(created_at),
+    }  # fmt: skip
+
+
+@router.get("/tokens", dependencies=ADMIN_ONLY, responses=_doc())
+async def list_admin_tokens(request: Request) -> dict[str, Any]:
+    """Every minted admin token, revoked ones included; never a secret."""
+    pool: asyncpg.Pool = request.app.state.pool
+    tokens = [
+        {
+            "tokenId": r["token_id"], "name": r["name"], "scopes": list(r["scopes"]),
+            "createdAt": _iso(r["created_at"]), "revokedAt": _iso(r["revoked_at"]),
+            "active": r["revoked_at"] is None,
+        }
+        for r in await pool.fetch(LIST_ADMIN_TOKENS)
+    ]  # fmt: skip
+    return {"tokens": tokens}
+
+
+@router.delete("/tokens/{token_id}", status_code=204, dependencies=ADMIN_ONLY, responses=_doc(404))
+async def revoke_admin_token(token_id: ObjectId, request: Request) -> Response:
+    """Revoke: the token answers 403 from then on."""
+    pool: asyncpg.Pool = request.app.state.pool
+    if await pool.execute(REVOKE_ADMIN_TOKEN, token_id) == "UPDATE 0":
+        raise Problem(404, "not-found", f"no active admin token {token_id}")
+    return Response(status_code=204)
 
 
 async def _submit(

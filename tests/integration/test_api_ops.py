@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -121,3 +122,44 @@ async def test_metrics_expose_http_ledger_and_projection_figures(namespace: Sett
         bare = await get(create_app(namespace, handle.pool, handle.producer, ops_only=True),
                          "/metrics")  # fmt: skip
         assert "creditledger_ledger_entries 2.0" in bare.text
+
+
+def writer_lag(text: str, topic: str) -> int:
+    pattern = (
+        r'^creditledger_consumer_lag_records\{consumer="writer",partition="\d+",'
+        rf'topic="{re.escape(topic)}"\}} (\d+)\.0$'
+    )
+    found = [int(n) for n in re.findall(pattern, text, re.MULTILINE)]
+    assert found, f"no writer lag for {topic}"
+    return sum(found)
+
+
+async def test_metrics_expose_consumer_lag_per_partition(namespace: Settings) -> None:
+    events = [usage("lagging", f"r{i}", credits=1) for i in range(7)]
+    async with running(namespace, ()) as handle:  # no writer: the usage topic piles up
+        await Driver(namespace, handle.pool, handle.producer).usage(*events)
+        scraped = (await get(create_app(namespace, handle.pool, handle.producer), "/metrics")).text
+        assert writer_lag(scraped, namespace.usage_topic) == len(events)
+        assert writer_lag(scraped, namespace.commands_topic) == 0
+        assert 'creditledger_consumer_lag_records{consumer="projector",partition="' in scraped
+
+    async with running(namespace, ("writer",)) as handle:
+        lag = -1
+
+        async def caught_up() -> bool:
+            nonlocal lag
+            app = create_app(namespace, handle.pool, handle.producer)  # fresh: no cached offsets
+            lag = writer_lag((await get(app, "/metrics")).text, namespace.usage_topic)
+            return lag == 0
+
+        await wait_until(caught_up, "the writer's lag to reach 0", components=handle.tasks)
+
+
+async def test_metrics_count_a_kafka_timeout_and_export_no_lag(namespace: Settings) -> None:
+    dead = namespace.model_copy(update={"kafka_bootstrap": "127.0.0.1:1"})
+    async with running(namespace, ()) as handle:
+        app = create_app(dead, handle.pool, handle.producer)
+        text = (await get(app, "/metrics")).text
+        assert "creditledger_scrape_ok 1.0" in text
+        assert "creditledger_consumer_lag_records{" not in text
+        assert 'creditledger_scrape_errors_total{source="kafka"} 1.0' in text
