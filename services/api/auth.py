@@ -55,7 +55,7 @@ class AdminCaller:
         return "admin" in self.scopes or scope in self.scopes
 
 
-def _presented_secret(request: Request) -> str | None:
+def presented_secret(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()
@@ -74,7 +74,7 @@ async def customer(request: Request) -> Caller:
 
 
 async def _customer(request: Request) -> Caller:
-    secret = _presented_secret(request)
+    secret = presented_secret(request)
     if not secret:
         raise Problem(401, "unauthenticated", "an API key is required (Bearer or x-api-key)")
     if not is_well_formed(secret):
@@ -119,7 +119,7 @@ def require(scope: str) -> Callable[[AdminCaller], Awaitable[AdminCaller]]:
 
 async def _admin_token(request: Request) -> tuple[str, AdminCaller]:
     expected: str | None = request.app.state.settings.admin_token
-    presented = _presented_secret(request)
+    presented = presented_secret(request)
     if not presented:
         raise Problem(401, "unauthenticated", "the admin token is required")
     if expected is not None and secrets.compare_digest(presented.encode(), expected.encode()):

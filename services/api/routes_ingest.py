@@ -1,0 +1,123 @@
+"""`POST /v1/events`: usage ingest over HTTP for services without a Kafka client.
+
+One usage event, or `{"events": [...]}` with at most `MAX_EVENTS`, authorised by the ingest token
+(`CREDITLEDGER_INGEST_TOKEN`) or an admin token with `commands:write`. Every event is validated
+with the writer's own model first: one invalid event answers 422 naming its field
+(`events[3].credits`) and nothing of the batch is published. Otherwise all are published keyed by
+account and the answer, 202 `{"accepted": n}`, comes only once Kafka acknowledged every one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import Annotated, Any
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, Depends, Request
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.usage import UsageEvent
+from services.api.auth import admin, presented_secret, require
+from services.api.problems import Problem, problem_responses
+from services.api.ratelimit import bounded_body, limit_caller
+from services.platform.settings import Settings
+
+router = APIRouter(tags=["ingest"])
+MAX_EVENTS = 1000
+PUBLISH_TIMEOUT_S = 15.0
+_EVENTS = TypeAdapter(list[UsageEvent])
+_COMMANDS_WRITE = require("commands:write")
+
+
+async def ingest_caller(request: Request) -> str:
+    """The ingest token, or else an admin token allowed to write commands."""
+    settings: Settings = request.app.state.settings
+    presented = presented_secret(request)
+    expected = settings.ingest_token
+    if presented and expected and secrets.compare_digest(presented.encode(), expected.encode()):
+        limit_caller(request, "ingest")
+        return "ingest"
+    caller = await _COMMANDS_WRITE(await admin(request))
+    return caller.token_id
+
+
+@router.post(
+    "/v1/events",
+    status_code=202,
+    responses=problem_responses(400, 401, 403, 413, 422, 429, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            UsageEvent.model_json_schema(),
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "events": {
+                                        "type": "array",
+                                        "maxItems": MAX_EVENTS,
+                                        "items": UsageEvent.model_json_schema(),
+                                    }
+                                },
+                                "required": ["events"],
+                                "additionalProperties": False,
+                            },
+                        ]
+                    }
+                }
+            },
+        }
+    },
+)
+async def ingest(
+    request: Request, _caller: Annotated[str, Depends(ingest_caller)]
+) -> dict[str, int]:
+    events = _parse(await bounded_body(request))
+    producer: AIOKafkaProducer = request.app.state.producer
+    settings: Settings = request.app.state.settings
+    try:
+        acks = [
+            await producer.send(
+                settings.usage_topic,
+                event.model_dump_json(exclude_none=True).encode(),
+                key=event.account_id.encode(),
+            )
+            for event in events
+        ]
+        await asyncio.wait_for(asyncio.gather(*acks), PUBLISH_TIMEOUT_S)
+    except Exception as error:  # Kafka down or slow: the caller may retry (request ids dedupe)
+        raise Problem(503, "unavailable", "Kafka did not acknowledge the events") from error
+    return {"accepted": len(events)}
+
+
+def _parse(body: bytes) -> list[UsageEvent]:
+    try:
+        document: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise Problem(400, "malformed-request", "the body is not JSON") from error
+    batch = isinstance(document, dict) and set(document) == {"events"}
+    items = document["events"] if batch else [document]
+    if not isinstance(items, list) or not items:
+        raise Problem(422, "invalid-request", "events: a non-empty list is required")
+    if len(items) > MAX_EVENTS:
+        raise Problem(422, "invalid-request", f"events: at most {MAX_EVENTS} per request")
+    try:
+        return _EVENTS.validate_python(items)
+    except ValidationError as error:
+        errors = [_field_error(e, batch) for e in error.errors()]
+        raise Problem(
+            422, "invalid-request", f"{errors[0]['field']}: {errors[0]['message']}",
+            extra={"errors": errors},
+        ) from error  # fmt: skip
+
+
+def _field_error(error: Any, batch: bool) -> dict[str, str]:
+    index, *path = error["loc"]
+    where = ".".join(str(p) for p in path) or "(event)"
+    field = f"events[{index}].{where}" if batch else where
+    return {"field": field, "message": str(error["msg"])}
