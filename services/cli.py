@@ -35,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stack": _stack, "serve": _serve, "writer": _serve, "projector": _serve, "api": _serve,
         "demo": _demo, "migrate": _migrate, "projections": _projections,
         "balance": _balance, "export": _export, "replay": _replay, "reprice": _reprice,
+        "schemas": _schemas,
     }[args.command]  # fmt: skip
     result: int = handler(args)
     return result
@@ -73,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
         "--offsets-from", type=Path, default=None,
         help="a previous manifest: replay up to its end offsets, to reproduce it",
     )  # fmt: skip
+    schemas = sub.add_parser("schemas", help="write the topics' JSON Schemas to schemas/json")
+    schemas.add_argument("action", choices=("export",))
     reprice = sub.add_parser("reprice", help="re-rate historical usage under another price book")
     reprice.add_argument("--price-book", required=True, type=Path, help="a JSON price book")
     reprice.add_argument("--from", dest="from_", type=_aware_time, required=True)
@@ -283,6 +286,14 @@ def _replay(args: argparse.Namespace) -> int:
         return 0 if manifest.equal else 1
 
     return asyncio.run(run())
+
+
+def _schemas(_: argparse.Namespace) -> int:
+    from schemas.export import export
+
+    for path in export():
+        print(f"wrote {path}")
+    return 0
 
 
 def _reprice(args: argparse.Namespace) -> int:
