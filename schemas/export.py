@@ -30,6 +30,14 @@ def published() -> dict[str, dict[str, Any]]:
     }
 
 
+def documents() -> dict[str, dict[str, Any]]:
+    """The API's OpenAPI and the topics' AsyncAPI documents, published beside the schemas."""
+    from schemas.asyncapi import asyncapi_document
+    from services.api.app import openapi_document
+
+    return {"asyncapi.json": asyncapi_document(), "openapi.json": openapi_document()}
+
+
 def render(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
@@ -37,7 +45,7 @@ def render(schema: dict[str, Any]) -> str:
 def export(directory: Path = JSON_DIR) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, schema in published().items():
+    for name, schema in {**published(), **documents()}.items():
         path = directory / name
         path.write_text(render(schema))
         written.append(path)

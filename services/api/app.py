@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
@@ -36,3 +38,10 @@ def create_app(
         app.include_router(routes_dashboard.router)
         app.include_router(routes_ingest.router)
     return app
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API's OpenAPI document, without a running database or broker (routes only)."""
+    unused: Any = None
+    document: dict[str, Any] = create_app(Settings.model_construct(), unused, unused).openapi()
+    return document

@@ -93,3 +93,10 @@ async def _lag_check(pool: asyncpg.Pool, max_ms: int) -> str:
             f"{worst.oldest_unapplied_ms:.0f} ms (bound {max_ms} ms)"
         )
     return "ok"
+
+
+@router.get("/asyncapi.json", summary="The AsyncAPI document of the topics")
+async def asyncapi() -> dict[str, Any]:
+    from schemas.asyncapi import asyncapi_document
+
+    return asyncapi_document()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from schemas.export import JSON_DIR, breaking_changes, published, render
+from schemas.export import JSON_DIR, breaking_changes, documents, published, render
 
 
 @pytest.mark.parametrize("name", sorted(published()))
@@ -46,3 +46,12 @@ def test_an_optional_field_added_is_not_breaking() -> None:
     old = {"properties": {"a": {"type": "integer"}}, "required": ["a"]}
     new = {"properties": {"a": {"type": "integer"}, "z": {"type": "string"}}, "required": ["a"]}
     assert breaking_changes(old, new) == []
+
+
+@pytest.mark.parametrize("name", ["asyncapi.json", "openapi.json"])
+def test_published_documents_match_the_code(name: str) -> None:
+    path = JSON_DIR / name
+    assert path.exists(), f"{name} is not published: run `creditledger schemas export`"
+    assert path.read_text() == render(documents()[name]), (
+        f"{name} drifted from the code: run `creditledger schemas export`"
+    )
