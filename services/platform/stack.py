@@ -148,6 +148,20 @@ def stack_down(stack_dir: Path | None = None) -> None:
             _stop_postgres(_pg_paths(paths, state))
 
 
+def restart_kafka(stack_dir: Path | None = None) -> StackEndpoints:
+    """Stop the broker (controlled shutdown) and start it again on the same port and data: the
+    fault the publisher and the writer must ride through without losing or doubling events."""
+    paths = _paths(stack_dir)
+    with _exclusive_lock(paths.lock, LOCK_TIMEOUT_S):
+        state = _load_state(paths)
+        _stop_kafka(paths, state)
+        _ensure_kafka(paths, state)
+        endpoints = _endpoints(state)
+        if endpoints is None:
+            raise StackError("Kafka restarted but the stack's ports are not recorded")
+        return endpoints
+
+
 def stack_status(stack_dir: Path | None = None) -> dict[str, dict[str, object]]:
     # Read-only and lock-free, so status answers even while another caller is starting the stack.
     paths = _paths(stack_dir)
