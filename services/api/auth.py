@@ -30,7 +30,9 @@ from services.api.ratelimit import limit_caller, record_failed_auth, refuse_if_b
 
 ADMIN_TOKEN_PREFIX = "cl_adm_"
 # `admin` implies every other scope (and alone may manage admin tokens).
-SCOPES = ("accounts:write", "keys:write", "commands:write", "commands:read", "admin")
+SCOPES = (
+    "accounts:write", "keys:write", "commands:write", "commands:read", "events:write", "admin",
+)  # fmt: skip
 ENV_TOKEN_ID = "env"
 FIND_ADMIN_TOKEN = """
 SELECT token_id, scopes, revoked_at FROM admin_tokens WHERE tenant = '*' AND secret_sha256 = $1

@@ -52,7 +52,9 @@ router = APIRouter(
 )
 
 M = TypeVar("M", bound=BaseModel)
-Scope = Literal["accounts:write", "keys:write", "commands:write", "commands:read", "admin"]
+Scope = Literal[
+    "accounts:write", "keys:write", "commands:write", "commands:read", "events:write", "admin"
+]
 ACCOUNTS_WRITE = [Depends(require("accounts:write"))]
 KEYS_WRITE = [Depends(require("keys:write"))]
 COMMANDS_WRITE = [Depends(require("commands:write"))]

@@ -1,8 +1,9 @@
 """`POST /v1/events`: usage ingest over HTTP for services without a Kafka client.
 
 One usage event, or `{"events": [...]}` with at most `MAX_EVENTS`, authorised by the ingest token
-(`CREDITLEDGER_INGEST_TOKEN`) or an admin token with `commands:write`. Every event is validated
-with the writer's own model first: one invalid event answers 422 naming its field
+(`CREDITLEDGER_INGEST_TOKEN`) or an admin token with the `events:write` scope (mint one with
+`POST /v1/admin/tokens {"name": …, "scopes": ["events:write"]}`: an ingest-only key).
+Every event is validated with the writer's own model first: one invalid event answers 422 naming its field
 (`events[3].credits`) and nothing of the batch is published. Otherwise all are published keyed by
 account and the answer, 202 `{"accepted": n}`, comes only once Kafka acknowledged every one.
 """
@@ -28,18 +29,18 @@ router = APIRouter(tags=["ingest"])
 MAX_EVENTS = 1000
 PUBLISH_TIMEOUT_S = 15.0
 _EVENTS = TypeAdapter(list[UsageEvent])
-_COMMANDS_WRITE = require("commands:write")
+_EVENTS_WRITE = require("events:write")
 
 
 async def ingest_caller(request: Request) -> str:
-    """The ingest token, or else an admin token allowed to write commands."""
+    """The ingest token, or else an admin token allowed to write events."""
     settings: Settings = request.app.state.settings
     presented = presented_secret(request)
     expected = settings.ingest_token
     if presented and expected and secrets.compare_digest(presented.encode(), expected.encode()):
         limit_caller(request, "ingest")
         return "ingest"
-    caller = await _COMMANDS_WRITE(await admin(request))
+    caller = await _EVENTS_WRITE(await admin(request))
     return caller.token_id
 
 

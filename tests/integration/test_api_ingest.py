@@ -41,16 +41,31 @@ async def test_http_ingest_publishes_all_or_nothing(namespace: Settings) -> None
         malformed = await http.post("/v1/events", content=b"{nope", headers=ingest)
         assert malformed.status_code == 400
 
+        minted = await http.post(
+            "/v1/admin/tokens",
+            json={"name": "ingest only", "scopes": ["events:write"]},
+            headers=admin_headers(settings),
+        )
+        assert minted.status_code == 201, minted.text
+        ingest_only = key_headers(minted.json()["secret"])
+        scoped = await http.post(
+            "/v1/events", json=usage("ing", "s1", credits=1), headers=ingest_only
+        )
+        assert (scoped.status_code, scoped.json()) == (202, {"accepted": 1})
+        cannot_grant = await http.post(
+            "/v1/admin/accounts/ing/grants", json={"amount": 5}, headers=ingest_only
+        )
+        assert cannot_grant.status_code == 403
         customer = await new_customer(http, settings, "ing_customer")
         assert (
             await http.post("/v1/events", json=bad, headers=customer.headers)
         ).status_code == 403
         assert (await http.post("/v1/events", json=bad)).status_code == 401
 
-        driver.published += 1 + 3  # what the API published: the refused batches published none
+        driver.published += 1 + 3 + 1  # what the API published: refused batches published none
         await driver.settled()
         balance = await handle.pool.fetchval(
             "SELECT balance FROM balance_view WHERE account_id='ing'"
         )
-        assert balance == 100 - 3 - 3 * 2
-        assert await handle.pool.fetchval("SELECT count(*) FROM processed_requests") == 4
+        assert balance == 100 - 3 - 3 * 2 - 1
+        assert await handle.pool.fetchval("SELECT count(*) FROM processed_requests") == 5
