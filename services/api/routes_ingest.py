@@ -1,11 +1,12 @@
 """`POST /v1/events`: usage ingest over HTTP for services without a Kafka client.
 
-One usage event, or `{"events": [...]}` with at most `MAX_EVENTS`, authorised by the ingest token
-(`CREDITLEDGER_INGEST_TOKEN`) or an admin token with the `events:write` scope (mint one with
-`POST /v1/admin/tokens {"name": …, "scopes": ["events:write"]}`: an ingest-only key).
+One usage event, or `{"events": [...]}` with at most `MAX_EVENTS`, authorised by the ingest
+token (`CREDITLEDGER_INGEST_TOKEN`) or an admin token with the `events:write` scope (an
+ingest-only key: `POST /v1/admin/tokens {"name": …, "scopes": ["events:write"]}`).
 Every event is validated with the writer's own model first: one invalid event answers 422
-naming its field (`events[3].credits`) and nothing of the batch is published. Otherwise all are published keyed by
-account and the answer, 202 `{"accepted": n}`, comes only once Kafka acknowledged every one.
+naming its field (`events[3].credits`) and nothing of the batch is published. Otherwise all
+are published keyed by account, and the answer, 202 `{"accepted": n}`, comes only once Kafka
+acknowledged every one.
 """
 
 from __future__ import annotations
