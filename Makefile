@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test check stop system-deps test-deps
+.PHONY: run test check stop bench system-deps test-deps
 
 run: $(INSTALLED) system-deps
 	$(BIN)/creditledger stack up
@@ -19,6 +19,9 @@ check: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+bench: $(INSTALLED) test-deps
+	$(BIN)/creditledger bench --json bench.json
 
 stop: $(INSTALLED)
 	-[ -f .creditledger/serve.pid ] && kill "$$(cat .creditledger/serve.pid)" 2>/dev/null; rm -f .creditledger/serve.pid

@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 
 from services import runtime
+from services.bench import cli as bench_cli
 from services.platform import stack
 from services.platform.postgres import create_pool, migrate
 from services.platform.settings import Settings
@@ -35,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stack": _stack, "serve": _serve, "writer": _serve, "projector": _serve, "api": _serve,
         "demo": _demo, "migrate": _migrate, "projections": _projections,
         "balance": _balance, "export": _export, "replay": _replay, "reprice": _reprice,
-        "schemas": _schemas,
+        "schemas": _schemas, "bench": _bench,
     }[args.command]  # fmt: skip
     result: int = handler(args)
     return result
@@ -74,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
         "--offsets-from", type=Path, default=None,
         help="a previous manifest: replay up to its end offsets, to reproduce it",
     )  # fmt: skip
+    bench_cli.add_parser(sub)
     schemas = sub.add_parser("schemas", help="write the topics' JSON Schemas to schemas/json")
     schemas.add_argument("action", choices=("export",))
     reprice = sub.add_parser("reprice", help="re-rate historical usage under another price book")
@@ -286,6 +288,10 @@ def _replay(args: argparse.Namespace) -> int:
         return 0 if manifest.equal else 1
 
     return asyncio.run(run())
+
+
+def _bench(args: argparse.Namespace) -> int:
+    return bench_cli.command(args)
 
 
 def _schemas(_: argparse.Namespace) -> int:

@@ -2,13 +2,17 @@
 # What the local stack needs from the machine, installed only when missing and only when no
 # external Kafka/Postgres is configured: Java 17+ and Maven (Kafka comes from Maven Central as
 # jars), and Debian's PostgreSQL server binaries. With the argument `tests`, whatever Kafka and
-# Postgres are used: Debian's Chromium and its chromedriver, for the dashboard's browser test.
+# Postgres are used: Debian's Chromium and its chromedriver (the dashboard's browser test), and
+# kcat and pgbench (the benchmark's machine limits).
 set -euo pipefail
 
 missing=()
 if [[ "${1:-}" == "tests" ]]; then
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
   [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
+  command -v kcat >/dev/null || missing+=(kcat)  # the benchmark's consume-only limit
+  command -v pgbench >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/pgbench" >/dev/null \
+    || missing+=(postgresql-contrib)
 fi
 
 if [[ -z "${CREDITLEDGER_KAFKA_BOOTSTRAP:-}" || -z "${CREDITLEDGER_DATABASE_URL:-}" ]]; then

@@ -1,0 +1,49 @@
+"""A smoke run of `creditledger bench` against the real stack: tiny N, short phases. Figures are
+not asserted (no timing assertions), only that every one is there and the ledger is exact."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from services.bench.namespace import drop_namespace
+from services.bench.run import CONTRACT_KEYS, run_bench
+from services.platform.settings import Settings
+from tests.servers import Servers
+
+pytestmark = pytest.mark.integration
+EVENTS, ACCOUNTS = 2_000, 50
+
+
+async def test_bench_smoke_run(servers: Servers) -> None:
+    base = Settings(kafka_bootstrap=servers.kafka_bootstrap, database_url=servers.database_url)
+    result = await run_bench(
+        base, EVENTS, ACCOUNTS, fresh_rate=500.0, fresh_seconds=2.0, read_seconds=1.0,
+        read_concurrency=8, pgbench_seconds=1, naive_sample=500, keep_database=True,
+    )  # fmt: skip
+    bench = base.model_copy(update={"database_url": result["database_url"]})
+    try:
+        for key in CONTRACT_KEYS:
+            assert isinstance(result[key], int | float) and result[key] > 0, (key, result[key])
+        assert result["ledger_exact"] is True
+        expected: dict[str, int] = result["expected_balances"]
+        assert len(expected) == ACCOUNTS
+        conn = await asyncpg.connect(result["database_url"])
+        try:
+            rows = await conn.fetch(
+                """SELECT account_id, sum(delta) AS balance,
+                          sum(delta) FILTER (WHERE reason = 'grant') AS granted,
+                          count(*) FILTER (WHERE reason = 'consume') AS consumes
+                   FROM ledger_entries GROUP BY account_id"""
+            )
+            view_rows = await conn.fetch("SELECT account_id, balance FROM balance_view")
+            views = {r["account_id"]: r["balance"] for r in view_rows}
+        finally:
+            await conn.close()
+        ledger = {r["account_id"]: r["balance"] for r in rows}
+        assert ledger == expected
+        assert views == expected
+        assert sum(r["consumes"] for r in rows) >= EVENTS  # the ingest phase plus the steady load
+        assert all(r["balance"] == r["granted"] - r["consumes"] for r in rows)
+    finally:
+        await drop_namespace(base, bench)
