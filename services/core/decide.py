@@ -41,6 +41,14 @@ from services.core.tape import Tape
 
 
 def decide(state: AccountState, command: Command, recorded_at: datetime) -> tuple[Event, ...]:
+    return decide_and_evolve(state, command, recorded_at)[0]
+
+
+def decide_and_evolve(
+    state: AccountState, command: Command, recorded_at: datetime
+) -> tuple[tuple[Event, ...], AccountState]:
+    """`decide`, with the state its events evolve to: the tape has folded them already, so the
+    writer need not fold them a second time (it equals `evolve_all(state, events)`)."""
     assert command.account_id == state.account_id, "command routed to another account"
     tape = Tape(state, recorded_at)
     expire_due(tape, command.occurred_at)
@@ -48,7 +56,7 @@ def decide(state: AccountState, command: Command, recorded_at: datetime) -> tupl
     handler(tape, command)
     if any(isinstance(e, LedgerEntry) for e in tape.events):
         raise_crossings(tape, command.occurred_at)
-    return tuple(tape.events)
+    return tuple(tape.events), tape.state
 
 
 def _grant(tape: Tape, grant: GrantCredits) -> None:

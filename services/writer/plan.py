@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from services.core import decide, evolve_all
+from services.core.decide import decide_and_evolve
 from services.core.model import (
     AccountState,
     AlertRaised,
@@ -151,8 +151,7 @@ def plan_batch(
 
 def _apply(plan: BatchPlan, decoded: Decoded, recorded_at: datetime) -> None:
     state = plan.states[decoded.account_id]
-    events = decide(state, decoded.command, recorded_at)
-    plan.states[decoded.account_id] = evolve_all(state, events)
+    events, plan.states[decoded.account_id] = decide_and_evolve(state, decoded.command, recorded_at)
     entries = [e for e in events if isinstance(e, LedgerEntry)]
     plan.entries.extend(entries)
     plan.alerts.extend(e for e in events if isinstance(e, AlertRaised))

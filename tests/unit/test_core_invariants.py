@@ -575,3 +575,21 @@ def test_a_grant_that_expired_before_it_was_granted_leaves_no_credits_available(
     (step,) = fold([grant])
     assert expired_credits(step.after, hours(5)) == []
     assert step.after.available == 0
+
+
+def test_decide_and_evolve_returns_the_state_its_events_fold_to() -> None:
+    from services.core.decide import decide_and_evolve
+    from services.core.evolve import evolve_all
+    from services.core.model import AccountState, BucketKind, ConsumeUsage, GrantCredits
+
+    t = datetime(2026, 11, 1, tzinfo=UTC)
+    state = AccountState("acct")
+    for command in (
+        GrantCredits("acct", "g", 10, BucketKind.GIFT, 30, "", t, None, t),
+        ConsumeUsage("acct", "r1", "POST /x", 500, 4, t),
+        ConsumeUsage("acct", "r2", "POST /x", 200, 12, t),
+    ):
+        events, after = decide_and_evolve(state, command, t)
+        assert after == evolve_all(state, events)
+        state = after
+    assert (state.seq, state.balance) == (5, 0)
