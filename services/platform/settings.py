@@ -27,6 +27,9 @@ class Settings(BaseSettings):
 
     # Bounds on every batch: one Kafka fetch per partition becomes one Postgres transaction.
     batch_max_records: int = Field(default=2000, ge=1, le=100_000)
+    # Events stamped further ahead of their log append time are dead-lettered
+    # (`occurred-in-future`): a clock that far ahead would draw on grants before they apply.
+    max_future_skew_s: float = Field(default=300.0, ge=0, le=7 * 86_400)
     fetch_timeout_ms: int = Field(default=200, ge=1, le=60_000)
     outbox_batch_max_rows: int = Field(default=5000, ge=1, le=100_000)
     # The read API: bounds on every request (see services/api/README.md).

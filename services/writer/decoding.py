@@ -49,6 +49,7 @@ class DeadLetterCode(StrEnum):
     KEY_MISMATCH = "key-mismatch"
     REQUEST_ID_REUSED = "request-id-reused"
     COMMAND_ID_REUSED = "command-id-reused"
+    OCCURRED_IN_FUTURE = "occurred-in-future"
 
 
 class IdKind(StrEnum):
@@ -184,6 +185,28 @@ def _grant(grant: GrantCommand) -> GrantCredits:
         applies_to=tuple(grant.applies_to) if grant.applies_to is not None else None,
         name=grant.name,
         metadata=dict(grant.metadata),
+    )
+
+
+def beyond_future_skew(
+    decoded: Decoded | Rejected, log_time: datetime, max_future_skew_s: float
+) -> Decoded | Rejected:
+    """An event stamped later than its arrival in the log plus the skew bound is rejected.
+
+    Event time decides expiry and drawdown eligibility, so a clock far ahead could draw on
+    grants that are not effective yet or outlive their expiry. The bound is checked against the
+    record's log append time, not the writer's clock, so a replay rejects exactly the same
+    records. Late events (days old) are accepted: they are ordinary history.
+    """
+    if not isinstance(decoded, Decoded):
+        return decoded
+    ahead_s = (decoded.command.occurred_at - log_time).total_seconds()
+    if ahead_s <= max_future_skew_s:
+        return decoded
+    return Rejected(
+        DeadLetterCode.OCCURRED_IN_FUTURE,
+        f"occurred_at is {ahead_s:.0f} s after the record reached the log"
+        f" (bound {max_future_skew_s:.0f} s)",
     )
 
 

@@ -24,7 +24,7 @@ from services.platform.kafka import new_consumer
 from services.platform.postgres import retry_transient
 from services.platform.settings import Settings
 from services.writer import store
-from services.writer.decoding import Decoded, decode_command, decode_usage
+from services.writer.decoding import Decoded, beyond_future_skew, decode_command, decode_usage
 from services.writer.merge import PartitionMerge
 from services.writer.outbox import relay_outbox
 from services.writer.plan import InputRecord, lineage_keys, plan_batch, seen_keys
@@ -146,6 +146,7 @@ class LedgerWriter:
             decoded = decode_usage(key, value, self.price_book)
         else:
             decoded = decode_command(key, value)
+        log_time = datetime.fromtimestamp(record.timestamp / 1000, UTC)
         return InputRecord(
             topic=record.topic,
             partition=record.partition,
@@ -153,8 +154,8 @@ class LedgerWriter:
             key=key,
             value=value,
             headers=tuple((name, bytes(v)) for name, v in record.headers),
-            log_time=datetime.fromtimestamp(record.timestamp / 1000, UTC),
-            decoded=decoded,
+            log_time=log_time,
+            decoded=beyond_future_skew(decoded, log_time, self.settings.max_future_skew_s),
         )
 
 

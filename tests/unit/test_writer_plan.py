@@ -22,6 +22,7 @@ from services.writer.decoding import (
     Decoded,
     IdKind,
     Rejected,
+    beyond_future_skew,
     decode_command,
     decode_usage,
 )
@@ -384,6 +385,36 @@ def test_command_of_unknown_or_missing_type_is_schema_invalid(command_type: str 
 def test_command_keyed_by_another_account_is_key_mismatch() -> None:
     rejected = rejected_command(encode(grant_command()), key=b"acct_43")
     assert rejected.code is DeadLetterCode.KEY_MISMATCH
+
+
+# --- event-time skew bound ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ahead_s", "accepted"),
+    [(-86_400 * 30, True), (0, True), (300, True), (301, False), (86_400 * 365, False)],
+)
+def test_events_beyond_the_future_skew_bound_are_dead_lettered(
+    ahead_s: int, accepted: bool
+) -> None:
+    occurred_at = LOG_TIME + timedelta(seconds=ahead_s)
+    decoded = decoded_usage(encode(usage_event(occurred_at=occurred_at.isoformat())))
+    result = beyond_future_skew(decoded, LOG_TIME, max_future_skew_s=300)
+    if accepted:
+        assert result is decoded
+    else:
+        assert isinstance(result, Rejected)
+        assert result.code is DeadLetterCode.OCCURRED_IN_FUTURE
+
+
+def test_the_skew_bound_applies_to_commands_and_leaves_rejections_alone() -> None:
+    future = (LOG_TIME + timedelta(days=1)).isoformat()
+    command = decoded_command(encode(grant_command(occurred_at=future)))
+    rejected = beyond_future_skew(command, LOG_TIME, max_future_skew_s=300)
+    assert isinstance(rejected, Rejected)
+    assert rejected.code is DeadLetterCode.OCCURRED_IN_FUTURE
+    malformed = rejected_usage(b"{")
+    assert beyond_future_skew(malformed, LOG_TIME, max_future_skew_s=0) is malformed
 
 
 # --- payload hash --------------------------------------------------------------------------------
