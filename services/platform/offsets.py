@@ -12,6 +12,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
+from services.platform import failpoints
 from services.platform.postgres import DbConnection
 
 SAVE_OFFSETS = """
@@ -91,9 +92,11 @@ class SeekToStoredOffsets(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         # What was fetched from them but not applied is dropped: whoever gets them next (us
         # too) seeks to the stored offsets and reads it again.
+        failpoints.hit("rebalance.revoked")
         self.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        failpoints.hit("rebalance.assigned")
         topics = sorted({tp.topic for tp in assigned})
         stored = await load_offsets(self.pool, self.consumer_name, topics)
         for tp in assigned:

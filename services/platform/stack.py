@@ -162,6 +162,21 @@ def restart_kafka(stack_dir: Path | None = None) -> StackEndpoints:
         return endpoints
 
 
+def restart_postgres(stack_dir: Path | None = None) -> StackEndpoints:
+    """Stop PostgreSQL the way a crash does (`pg_ctl -m immediate`: no checkpoint, every
+    connection cut, WAL recovery at start) and start it again on the same port and data."""
+    paths = _paths(stack_dir)
+    with _exclusive_lock(paths.lock, LOCK_TIMEOUT_S):
+        state = _load_state(paths)
+        pg = _pg_paths(paths, state)
+        _stop_postgres(pg, mode="immediate")
+        _ensure_postgres(paths, state, pg)
+        endpoints = _endpoints(state)
+        if endpoints is None:
+            raise StackError("PostgreSQL restarted but the stack's ports are not recorded")
+        return endpoints
+
+
 def stack_status(stack_dir: Path | None = None) -> dict[str, dict[str, object]]:
     # Read-only and lock-free, so status answers even while another caller is starting the stack.
     paths = _paths(stack_dir)
@@ -836,13 +851,13 @@ def _start_postgres(bindir: Path, pg: _PgPaths, port: int | None) -> None:
         ) from exc
 
 
-def _stop_postgres(pg: _PgPaths) -> None:
+def _stop_postgres(pg: _PgPaths, mode: str = "fast") -> None:
     if _postmaster_pid(pg) is None:
         return
     command = _as_pg_user([
         str(_pg_bindir() / "pg_ctl"),
         "-D", str(pg.data),
-        "-m", "fast",
+        "-m", mode,
         "-w", "-t", str(PG_STOP_TIMEOUT_S),
         "stop",
     ])  # fmt: skip

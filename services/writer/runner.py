@@ -77,6 +77,8 @@ class LedgerWriter:
         fetched = await consumer.getmany(
             timeout_ms=self.settings.fetch_timeout_ms, max_records=self.settings.batch_max_records
         )
+        if fetched:
+            failpoints.hit("writer.after_poll")
         for tp, records in fetched.items():
             self._merge_for(tp.partition).add(tp.topic, records)
         applied = 0
