@@ -1,40 +1,36 @@
-"""`creditledger projections rebuild`: every read model folded afresh from the ledger into shadow
-tables while the live ones keep serving, then swapped in atomically. Resumable.
+"""`creditledger projections rebuild`: every read model computed afresh from the ledger into
+shadow tables while the live ones keep serving, then swapped in atomically. Resumable.
 
 1. Start: note the projector's stored Kafka offsets (O), create empty shadow tables.
-2. Fold the ledger account by account with the projector's own pure apply functions; each chunk
-   of accounts is written to the shadows together with the last account folded, so a rebuild
-   that dies resumes where it stopped (with the same O).
+2. Compute the models chunk by chunk of accounts (a range of account ids), set-based in SQL: one
+   aggregate statement per model over the chunk's ledger rows, all in one transaction with the
+   last account of the chunk, so a rebuild that dies resumes where it stopped (with the same O).
+   The SQL states the projector's pure apply rules (`projections/*/apply.py`) as aggregates;
+   `creditledger projections audit` folds the ledger with those very functions and finds any
+   difference (tests/integration/test_projections.py runs it after a rebuild).
 3. Swap, in one transaction: the shadows replace the live tables (readers wait for the renames,
    then read the new rows; they never see an empty model), the ledger-derived `credits` of
    `endpoint_usage` are replaced in place (its traffic columns are the writer's, not the
    ledger's), and the projector's offsets go back to O.
-Why the rewind is enough: an entry the fold missed was committed after O was noted, so the outbox
-published it after O: the projector reads it again from O, and entries the fold already holds are
-at or below the new checkpoints, which makes them no-ops.
+Why the rewind is enough: an entry the rebuild missed was committed after O was noted, so the
+outbox published it after O: the projector reads it again from O, and entries the rebuild already
+holds are at or below the new checkpoints, which makes them no-ops.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
 
-from projections.activity import apply as activity
-from projections.balance import apply as balance
-from projections.balance.store import grants_json
-from projections.grants import apply as grants
-from projections.grants.projection import COLUMNS as GRANT_COLUMNS
-from projections.ledger_rows import ledger_by_account
-from projections.usage import apply as usage
-from schemas.ledger import LedgerEntryMessage
 from services.platform.postgres import DbConnection
 
 SWAPPED = ("balance_view", "activity_days", "grants_view", "projection_checkpoints")
 CHECKPOINTED = ("activity", "usage", "grants")
-CHUNK_ACCOUNTS = 500
+CHUNK_ACCOUNTS = 1000
+WORK_MEM = "64MB"  # per sort/hash of a chunk's aggregates (SET LOCAL, this transaction only)
 STATE = """
 CREATE TABLE IF NOT EXISTS projection_rebuild (
     singleton        boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -48,23 +44,139 @@ CREATE TABLE endpoint_credits_rebuild (
     account_id text NOT NULL, endpoint text NOT NULL, day date NOT NULL,
     credits bigint NOT NULL, PRIMARY KEY (account_id, endpoint, day)
 )"""
+# The customer reads' wall (schemas/migrations/0004_rls.sql): LIKE copies neither grants nor
+# policies, so each shadow gets them before it replaces the live table.
+SECURE_SHADOW = """
+GRANT SELECT ON {table} TO creditledger_api;
+ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own_account ON {table} FOR SELECT TO creditledger_api
+    USING (account_id = current_setting('creditledger.account_id', true))
+"""
 REWIND = """
 UPDATE kafka_offsets o SET next_offset = LEAST(o.next_offset, (s.value)::bigint)
 FROM jsonb_each_text($2::jsonb) AS s(key, value)
 WHERE o.consumer = $1 AND o.topic || ':' || o.kafka_partition = s.key
 """
 
-
-@dataclass
-class Folded:
-    views: list[balance.BalanceView] = field(default_factory=list)
-    days: dict[activity.DayKey, activity.DayActivity] = field(default_factory=dict)
-    credits: dict[usage.UsageKey, int] = field(default_factory=dict)
-    grants: dict[grants.GrantKey, grants.GrantRow] = field(default_factory=dict)
-    checkpoints: list[tuple[str, str, int, str | None]] = field(default_factory=list)
-    last_account: str = ""
-    accounts: int = 0
-    entries: int = 0
+# The next chunk: up to $2 accounts after $1 (a loose index scan on the ledger's primary key);
+# `upper` is the chunk's last account, NULL when no account is left.
+NEXT_CHUNK = """
+WITH RECURSIVE a(account_id, n) AS (
+    SELECT (SELECT min(account_id) FROM ledger_entries WHERE account_id > $1), 1
+    UNION ALL
+    SELECT (SELECT min(account_id) FROM ledger_entries WHERE account_id > a.account_id), a.n + 1
+    FROM a WHERE a.account_id IS NOT NULL AND a.n < $2
+)
+SELECT max(account_id) AS upper, count(account_id) AS accounts FROM a
+"""
+# Every statement below works on the chunk's rows: account_id in ($1, $2].
+CHUNK = "account_id > $1 AND account_id <= $2"
+# A timestamptz as Python's `datetime.isoformat()` writes a UTC datetime (what the projector's
+# `grants_json` stores): microseconds only when there are some, offset +00:00.
+ISO_UTC = """(to_char({t} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+    || CASE WHEN extract(microseconds FROM {t})::bigint % 1000000 <> 0
+            THEN to_char({t} AT TIME ZONE 'UTC', '.US') ELSE '' END || '+00:00')"""
+# grants/apply.py: a grant entry opens the row; every entry naming the bucket moves `remaining`;
+# `expiry`/`void` close it with nothing left.
+GRANTS = f"""
+WITH b AS (
+    SELECT account_id, bucket_grant_id AS grant_id, sum(delta) AS moved,
+           max(seq) FILTER (WHERE reason = 'grant') AS granted_seq,
+           max(seq) FILTER (WHERE reason IN ('expiry', 'void')) AS closed_seq
+    FROM ledger_entries WHERE {CHUNK} AND bucket_grant_id IS NOT NULL
+    GROUP BY account_id, bucket_grant_id
+)
+INSERT INTO grants_view_rebuild (account_id, grant_id, kind, priority, amount, remaining,
+                                 effective_at, expires_at, applies_to, source, name, state,
+                                 granted_seq, closed_seq, granted_at)
+SELECT b.account_id, b.grant_id, g.bucket_kind, (g.bucket_terms ->> 'priority')::int, g.delta,
+       CASE WHEN b.closed_seq IS NULL THEN b.moved ELSE 0 END,
+       nullif(g.bucket_terms ->> 'effective_at', '')::timestamptz, g.bucket_expires_at,
+       nullif(g.bucket_terms -> 'applies_to', 'null'::jsonb), g.source,
+       CASE WHEN jsonb_typeof(g.metadata -> 'name') = 'string' THEN g.metadata ->> 'name' END,
+       CASE c.reason WHEN 'expiry' THEN 'expired' WHEN 'void' THEN 'voided' ELSE 'active' END,
+       b.granted_seq, b.closed_seq, g.occurred_at
+FROM b
+JOIN ledger_entries g ON g.account_id = b.account_id AND g.seq = b.granted_seq
+LEFT JOIN ledger_entries c ON c.account_id = b.account_id AND c.seq = b.closed_seq
+"""  # noqa: S608 - constant fragments, no input
+# balance/apply.py, and the checkpoints of the other models (the account's last entry), with
+# the chunk's account and entry counts.
+BALANCE = f"""
+WITH agg AS (
+    SELECT account_id, max(seq) AS last_seq, count(*) AS entries, sum(delta) AS balance,
+           sum(reserved_delta) AS reserved,
+           coalesce(sum(delta) FILTER (WHERE reason = 'grant'), 0) AS granted_total,
+           coalesce(-sum(delta) FILTER (WHERE reason IN ('consume', 'refund')), 0)
+               AS consumed_total
+    FROM ledger_entries WHERE {CHUNK} GROUP BY account_id
+),
+buckets AS (
+    SELECT account_id, jsonb_object_agg(grant_id, jsonb_build_object(
+               'kind', kind, 'amount', amount, 'balance', remaining,
+               'expires_at', {ISO_UTC.format(t="expires_at")},
+               'closed', state <> 'active')) AS grants
+    FROM grants_view_rebuild WHERE {CHUNK} GROUP BY account_id
+),
+last AS (
+    SELECT agg.*, e.source AS last_source, e.recorded_at AS last_updated
+    FROM agg JOIN ledger_entries e ON e.account_id = agg.account_id AND e.seq = agg.last_seq
+),
+views AS (
+    INSERT INTO balance_view_rebuild (account_id, last_seq, balance, reserved, granted_total,
+                                      consumed_total, grants, last_updated)
+    SELECT l.account_id, l.last_seq, l.balance, l.reserved, l.granted_total, l.consumed_total,
+           coalesce(b.grants, '{{}}'::jsonb), l.last_updated
+    FROM last l LEFT JOIN buckets b USING (account_id)
+),
+marks AS (
+    INSERT INTO projection_checkpoints_rebuild (account_id, projection, last_seq, last_source)
+    SELECT l.account_id, p.projection, l.last_seq, l.last_source
+    FROM last l CROSS JOIN unnest($3::text[]) AS p(projection)
+)
+SELECT count(*) AS accounts, coalesce(sum(entries), 0)::bigint AS entries FROM agg
+"""  # noqa: S608 - constant fragments, no input
+# The day a refund entry belongs to: the call's own (`consumed_at`), else its own occurred_at.
+CALL_DAY = """(CASE WHEN reason = 'refund' AND jsonb_typeof(metadata -> 'consumed_at') = 'string'
+           THEN (metadata ->> 'consumed_at')::timestamptz ELSE occurred_at END
+      AT TIME ZONE 'UTC')::date"""
+# activity/apply.py: one scan at a call's first consume entry (its source differs from the entry
+# before it) unless it failed and charged nothing; refunds on the call's day, and the refund
+# that leaves nothing refundable takes the scan back.
+ACTIVITY = f"""
+INSERT INTO activity_days_rebuild (account_id, day, scans, credits, refunds)
+SELECT account_id, {CALL_DAY} AS day,
+       sum(CASE WHEN reason = 'refund'
+                THEN CASE WHEN metadata -> 'refundable_after' IN ('0'::jsonb, 'false'::jsonb)
+                          THEN -1 ELSE 0 END
+                WHEN source IS DISTINCT FROM previous_source
+                     AND (delta < 0 OR NOT coalesce(CASE
+                         WHEN jsonb_typeof(metadata -> 'status_code') = 'number'
+                              AND metadata ->> 'status_code' ~ '^-?[0-9]+$'
+                         THEN (metadata ->> 'status_code')::numeric >= 400 END, false))
+                THEN 1 ELSE 0 END),
+       -sum(delta),
+       sum(CASE WHEN reason = 'refund' THEN delta ELSE 0 END)
+FROM (
+    SELECT account_id, reason, source, delta, metadata, occurred_at,
+           lag(source) OVER (PARTITION BY account_id ORDER BY seq) AS previous_source
+    FROM ledger_entries WHERE {CHUNK}
+) e
+WHERE reason = 'consume' OR (reason = 'refund' AND starts_with(source, 'refund:'))
+GROUP BY account_id, day
+"""  # noqa: S608 - constant fragments, no input
+# usage/apply.py: consumes and refunds naming an endpoint, net, per endpoint and call day.
+USAGE = f"""
+INSERT INTO endpoint_credits_rebuild (account_id, endpoint, day, credits)
+SELECT account_id, metadata ->> 'endpoint', {CALL_DAY}, -sum(delta)
+FROM ledger_entries
+WHERE {CHUNK} AND reason IN ('consume', 'refund')
+  AND jsonb_typeof(metadata -> 'endpoint') = 'string'
+GROUP BY 1, 2, 3
+"""  # noqa: S608 - constant fragments, no input
+PROGRESS = """
+UPDATE projection_rebuild SET last_account = $1, accounts = accounts + $2, entries = entries + $3
+"""
 
 
 @dataclass
@@ -87,35 +199,49 @@ async def rebuild(
     projector_group: str,
     progress: Progress = lambda accounts, entries: None,
     chunk_accounts: int = CHUNK_ACCOUNTS,
-    stop_after_chunks: int | None = None,  # for tests of resumption: fold this many, then stop
+    stop_after_chunks: int | None = None,  # for tests of resumption: do this many, then stop
 ) -> RebuildReport | None:
     """Rebuild and swap; None when stopped early by `stop_after_chunks` (resumable)."""
+    assert chunk_accounts >= 1
     started = time.monotonic()
     resumed_from = await _start(pool, projector_group)
-    done = Folded(last_account=resumed_from)
-    chunk = Folded(last_account=resumed_from)
-    chunks = 0
-    async for account_id, entries in ledger_by_account(pool, after_account=resumed_from):
-        _fold_account(chunk, account_id, entries)
-        if chunk.accounts >= chunk_accounts:
-            await _write_chunk(pool, chunk)
-            done.accounts, done.entries = (
-                done.accounts + chunk.accounts,
-                done.entries + chunk.entries,
-            )
-            progress(done.accounts, done.entries)
-            chunk, chunks = Folded(last_account=account_id), chunks + 1
-            if stop_after_chunks is not None and chunks >= stop_after_chunks:
-                return None
-    await _write_chunk(pool, chunk)
-    done.accounts, done.entries = done.accounts + chunk.accounts, done.entries + chunk.entries
-    progress(done.accounts, done.entries)
+    last_account, accounts, entries, chunks = resumed_from, 0, 0, 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            chunk = await _chunk(conn, last_account, chunk_accounts)
+        if chunk is None:
+            break
+        last_account = chunk[0]
+        accounts, entries, chunks = accounts + chunk[1], entries + chunk[2], chunks + 1
+        progress(accounts, entries)
+        if stop_after_chunks is not None and chunks >= stop_after_chunks:
+            return None
     await _swap(pool, projector_group)
-    return RebuildReport(done.accounts, done.entries, time.monotonic() - started, resumed_from)
+    return RebuildReport(accounts, entries, time.monotonic() - started, resumed_from)
+
+
+async def _chunk(
+    conn: DbConnection, after_account: str, chunk_accounts: int
+) -> tuple[str, int, int] | None:
+    """Computes the next chunk into the shadows; (its last account, accounts, entries)."""
+    bounds = await conn.fetchrow(NEXT_CHUNK, after_account, chunk_accounts)
+    assert bounds is not None
+    upper: str | None = bounds["upper"]
+    if upper is None:
+        return None
+    await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
+    await conn.execute("SET LOCAL timezone = 'UTC'")  # a consumed_at without offset is UTC
+    await conn.execute(GRANTS, after_account, upper)
+    counted = await conn.fetchrow(BALANCE, after_account, upper, list(CHECKPOINTED))
+    assert counted is not None
+    await conn.execute(ACTIVITY, after_account, upper)
+    await conn.execute(USAGE, after_account, upper)
+    await conn.execute(PROGRESS, upper, counted["accounts"], counted["entries"])
+    return upper, int(counted["accounts"]), int(counted["entries"])
 
 
 async def _start(pool: asyncpg.Pool, projector_group: str) -> str:
-    """Resume a rebuild in progress, or begin one; returns the last account already folded."""
+    """Resume a rebuild in progress, or begin one; returns the last account already done."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(STATE)
         row = await conn.fetchrow("SELECT last_account FROM projection_rebuild")
@@ -130,76 +256,13 @@ async def _start(pool: asyncpg.Pool, projector_group: str) -> str:
         for table in SWAPPED:
             await conn.execute(f"DROP TABLE IF EXISTS {table}_rebuild")
             await conn.execute(f"CREATE TABLE {table}_rebuild (LIKE {table} INCLUDING ALL)")
+            await conn.execute(SECURE_SHADOW.format(table=f"{table}_rebuild"))
         await conn.execute("DROP TABLE IF EXISTS endpoint_credits_rebuild")
         await conn.execute(CREDITS_SHADOW)
         await conn.execute(
             "INSERT INTO projection_rebuild (projector_offsets) VALUES ($1)", offsets
         )
         return ""
-
-
-def _fold_account(folded: Folded, account_id: str, entries: list[LedgerEntryMessage]) -> None:
-    view = balance.BalanceView(account_id)
-    last_source: str | None = None
-    for entry in entries:
-        view = balance.apply(view, entry)
-        last_source = activity.apply(folded.days, last_source, entry)
-        usage.apply(folded.credits, entry)
-        grants.apply(folded.grants, entry)
-    folded.views.append(view)
-    last = entries[-1]
-    folded.checkpoints += [(account_id, name, last.seq, last.source) for name in CHECKPOINTED]
-    folded.last_account = account_id
-    folded.accounts += 1
-    folded.entries += len(entries)
-
-
-async def _write_chunk(pool: asyncpg.Pool, folded: Folded) -> None:
-    if folded.accounts == 0:
-        return
-    async with pool.acquire() as conn, conn.transaction():
-        await _copy(conn, folded)
-        await conn.execute(
-            """UPDATE projection_rebuild SET last_account = $1,
-                   accounts = accounts + $2, entries = entries + $3""",
-            folded.last_account, folded.accounts, folded.entries,
-        )  # fmt: skip
-
-
-async def _copy(conn: DbConnection, folded: Folded) -> None:
-    await conn.copy_records_to_table(
-        "balance_view_rebuild",
-        records=[
-            (v.account_id, v.last_seq, v.balance, v.reserved, v.granted_total, v.consumed_total,
-             grants_json(v), v.last_updated)
-            for v in folded.views
-        ],
-        columns=("account_id", "last_seq", "balance", "reserved", "granted_total",
-                 "consumed_total", "grants", "last_updated"),
-    )  # fmt: skip
-    await conn.copy_records_to_table(
-        "activity_days_rebuild",
-        records=[(a, d, x.scans, x.credits, x.refunds) for (a, d), x in folded.days.items()],
-        columns=("account_id", "day", "scans", "credits", "refunds"),
-    )
-    await conn.copy_records_to_table(
-        "endpoint_credits_rebuild",
-        records=[(a, e, d, c) for (a, e, d), c in folded.credits.items()],
-        columns=("account_id", "endpoint", "day", "credits"),
-    )
-    await conn.copy_records_to_table(
-        "grants_view_rebuild",
-        records=[
-            (a, g, *(_grant_value(row, c) for c in GRANT_COLUMNS))
-            for (a, g), row in folded.grants.items()
-        ],
-        columns=("account_id", "grant_id", *GRANT_COLUMNS),
-    )
-    await conn.copy_records_to_table(
-        "projection_checkpoints_rebuild",
-        records=folded.checkpoints,
-        columns=("account_id", "projection", "last_seq", "last_source"),
-    )
 
 
 async def _swap(pool: asyncpg.Pool, projector_group: str) -> None:
@@ -221,10 +284,3 @@ async def _swap(pool: asyncpg.Pool, projector_group: str) -> None:
         await conn.execute("DROP TABLE endpoint_credits_rebuild")
         await conn.execute(REWIND, projector_group, offsets)  # the jsonb codec encodes it
         await conn.execute("DROP TABLE projection_rebuild")
-
-
-def _grant_value(row: grants.GrantRow, column: str) -> object:
-    value = getattr(row, column)
-    if column == "applies_to" and value is not None:
-        return list(value)  # jsonb column: the connection's codec encodes it
-    return value

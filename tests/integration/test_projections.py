@@ -142,6 +142,15 @@ async def test_a_rebuild_during_live_ingest_ends_equal_with_no_gap_in_service(
         SCAN, DAY,
     )  # fmt: skip
     assert scan_credits == 6 * 30 - 30 - 10 + 25 + 5 + 150
+    # The swapped-in tables keep the customer reads' wall: the API role reads its account only.
+    async with driver.pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "SELECT set_config('creditledger.account_id', 'm2', true), "
+            "set_config('role', 'creditledger_api', true)"
+        )
+        for table in ("balance_view", "activity_days", "grants_view", "projection_checkpoints"):
+            seen = await conn.fetch(f"SELECT DISTINCT account_id FROM {table}")  # noqa: S608
+            assert [r["account_id"] for r in seen] == ["m2"], table
 
 
 async def test_projection_lag_is_reported_and_clears_once_caught_up(namespace: Settings) -> None:
