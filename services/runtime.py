@@ -158,6 +158,11 @@ async def _serve_http(app: FastAPI, settings: Settings, stop: asyncio.Event) -> 
         port=settings.api_port,
         log_level="warning",
         lifespan="off",
+        # The client address is the socket's: uvicorn would otherwise take X-Forwarded-For from
+        # local peers as given, and a forged one per request would escape the per-address limit
+        # on failed authentications (services/api/ratelimit.py).
+        proxy_headers=False,
+        server_header=False,  # no `server: uvicorn`: the stack is nobody's business
     )
     server = _EmbeddedServer(config)
     api_task = asyncio.create_task(server.serve())

@@ -7,9 +7,10 @@ have the scopes they were given. Each admin route declares the scope it needs wi
 `Depends(require(scope))`: a token without it answers 403 `insufficient-scope` naming the scope,
 a revoked token 403 `token-revoked`, a well-formed customer key 403 `forbidden`, anything else 401.
 
-Both dependencies also apply the rate limits of `ratelimit.py`: a client IP that failed to
-authenticate too often is refused with 429 before any lookup, and each authenticated caller (key
-or admin token) is charged one token per request.
+Both dependencies also apply the rate limits of `ratelimit.py`: a client IP that presented
+unknown credentials (401) too often is refused with 429 before any lookup, and each authenticated
+caller (key or admin token) is charged one token per request. A 403 (revoked, expired, or a
+customer key on an admin route) is a real credential refused, not a guess: it is not counted.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ async def customer(request: Request) -> Caller:
     refuse_if_blocked(request)
     try:
         caller = await _customer(request)
-    except Problem:
-        record_failed_auth(request)
+    except Problem as refused:
+        _count_guess(request, refused)
         raise
     limit_caller(request, f"key:{caller.key_id}")
     return caller
@@ -97,11 +98,16 @@ async def admin(request: Request) -> AdminCaller:
     refuse_if_blocked(request)
     try:
         token, caller = await _admin_token(request)
-    except Problem:
-        record_failed_auth(request)
+    except Problem as refused:
+        _count_guess(request, refused)
         raise
     limit_caller(request, "admin:" + hashlib.sha256(token.encode()).hexdigest()[:16])
     return caller
+
+
+def _count_guess(request: Request, refused: Problem) -> None:
+    if refused.status == 401:
+        record_failed_auth(request)
 
 
 def require(scope: str) -> Callable[[AdminCaller], Awaitable[AdminCaller]]:

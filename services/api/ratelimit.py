@@ -6,8 +6,11 @@ flood of distinct callers (client IPs) cannot grow memory; an evicted caller sta
 full bucket, which only ever errs towards letting a request through.
 
 Who is limited: a customer key by its key_id, the admin token by the token's hash, and failed
-authentication attempts by client IP (`request.client.host`; a proxy's X-Forwarded-For is not
-trusted), so guessing keys is throttled on top of the checksum that refuses mistyped ones.
+authentication attempts (401: a credential that is unknown, i.e. a guess) by client IP
+(`request.client.host`; a proxy's X-Forwarded-For is not trusted, and the server is run with
+uvicorn's proxy headers off), so guessing keys is throttled on top of the checksum that refuses
+mistyped ones. Failed attempts have the same burst as requests but refill at most
+`FAILED_AUTH_MAX_PER_S`: past the burst, an address guesses once a second, not 50 times.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from services.api.problems import Problem
 from services.platform.settings import Settings
 
 MAX_TRACKED_CALLERS = 100_000
+FAILED_AUTH_MAX_PER_S = 1.0
 BODY_CHUNK_LIMIT_HINT = "the request body is larger than {limit} bytes"
 
 
@@ -82,7 +86,8 @@ def limiters(request: Request) -> Limiters:
     if found is None:
         settings: Settings = state.settings
         rate, burst = settings.api_rate_limit_per_s, settings.api_rate_limit_burst
-        found = Limiters(TokenBuckets(rate, burst), TokenBuckets(rate, burst))
+        failed_rate = min(rate, FAILED_AUTH_MAX_PER_S)
+        found = Limiters(TokenBuckets(rate, burst), TokenBuckets(failed_rate, burst))
         state.rate_limiters = found
     return found
 

@@ -1,0 +1,38 @@
+"""Attacks on authentication and isolation (tests/attacks/auth.py), against the real API served
+over a socket by the composition root, with writer and projector on real Kafka and Postgres.
+
+The attacks are the catalog's own (`tests/attacks/catalog.py`), so `make chaos` and this file run
+one implementation. Each must have tried something and held; the writer and projector must still
+be running after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.attacks.catalog import by_name
+from tests.attacks.live import LiveApi, live_api
+from tests.servers import Servers
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def api(servers: Servers) -> AsyncIterator[LiveApi]:
+    async with live_api(servers) as live:
+        yield live
+
+
+def assert_components_alive(api: LiveApi) -> None:
+    for task in api.handle.tasks:
+        assert not task.done(), f"a component ended under attack: {task!r}"
+
+
+@pytest.mark.parametrize("name", ["wrong-keys", "brute-force", "bola"])
+async def test_the_attack_is_refused(api: LiveApi, name: str) -> None:
+    result = await by_name(name).run(api.base_url, api.admin_token)
+    assert result.tried > 0, result.detail
+    assert result.held, result.detail
+    assert_components_alive(api)
