@@ -12,8 +12,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 log = logging.getLogger("creditledger.api")
 PROBLEM_BASE = "https://creditledger.dev/problems/"
@@ -99,15 +101,27 @@ def _problem_schemas() -> dict[str, Any]:
     return {**defs, "Problem": schema}
 
 
+def allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route serves at this path (the router's own 405 names only the first
+    route's, and a path such as `/v1/admin/tokens` has a route per method)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(app.routes):
+        if route.path and compile_path(route.path)[0].match(request.url.path):
+            methods |= set(route.methods or ())
+    return sorted(methods)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.slug, exc.detail, exc.headers, **exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug = _TITLES.get(exc.status_code, "error")
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(app, request))}
         return problem_response(exc.status_code, slug, str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)

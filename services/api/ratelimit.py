@@ -1,4 +1,5 @@
-"""Request bounds: token-bucket rate limits and a cap on request bodies.
+"""Request bounds: token-bucket rate limits, a cap on request bodies, and JSON bodies parsed
+within bounds (`json_body`: nesting at most `MAX_JSON_DEPTH`, strings Postgres can store).
 
 Rate limits are kept in process memory, per process: with N API processes behind a balancer a
 caller gets up to N times `api_rate_limit_per_s`. The buckets are an LRU of bounded size, so a
@@ -15,10 +16,12 @@ mistyped ones. Failed attempts have the same burst as requests but refill at mos
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
@@ -26,6 +29,7 @@ from services.api.problems import Problem
 from services.platform.settings import Settings
 
 MAX_TRACKED_CALLERS = 100_000
+MAX_JSON_DEPTH = 32  # no contract document nests deeper than 3; Python's parser dies near 1000
 FAILED_AUTH_MAX_PER_S = 1.0
 BODY_CHUNK_LIMIT_HINT = "the request body is larger than {limit} bytes"
 
@@ -159,3 +163,49 @@ async def bounded_body(request: Request) -> bytes:
     body = b"".join(chunks)
     request.state.bounded_body = body
     return body
+
+
+def json_body(raw: bytes) -> Any:
+    """The body as JSON: 400 when it is not JSON or nests deeper than `MAX_JSON_DEPTH` (which
+    Python's parser would meet with a RecursionError, a 500), 422 when a string holds what
+    Postgres text and jsonb cannot (U+0000, or a lone surrogate such as "\\ud800")."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise Problem(400, "malformed-request", "the body is not valid JSON") from error
+    except RecursionError:
+        raise _too_deep() from None
+    refused = _unstorable(document)
+    if refused is not None:
+        raise refused
+    return document
+
+
+def _too_deep() -> Problem:
+    return Problem(400, "malformed-request", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+
+
+def _unstorable(document: Any) -> Problem | None:
+    """Why a parsed document is refused (nested too deep, or a string that cannot be stored),
+    or None. Iterative, so no depth can overflow the stack."""
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                return _too_deep()
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+        elif isinstance(value, str) and not _storable_text(value):
+            message = "strings must be valid Unicode without U+0000"
+            return Problem(422, "invalid-request", f"body: {message}",
+                           extra={"errors": [{"field": "body", "message": message}]})  # fmt: skip
+    return None
+
+
+def _storable_text(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text

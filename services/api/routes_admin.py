@@ -43,7 +43,7 @@ from services.api import idempotency
 from services.api.auth import ADMIN_TOKEN_PREFIX, admin, require
 from services.api.keys import new_key_id, new_secret, secret_hash
 from services.api.problems import Problem, problem_responses
-from services.api.ratelimit import bounded_body
+from services.api.ratelimit import bounded_body, json_body
 from services.api.reads.common import ObjectId
 from services.platform.settings import Settings
 
@@ -506,38 +506,14 @@ def _accepted(command_id: str) -> Response:
 
 
 async def _json_object(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:
+    """The body as a JSON object, bounded (see `ratelimit.json_body`); `{}` when empty_ok."""
     raw = await bounded_body(request)
     if not raw.strip() and empty_ok:
         return {}
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise Problem(400, "malformed-request", "the body is not valid JSON") from error
+    parsed = json_body(raw)
     if not isinstance(parsed, dict):
         raise _invalid(("body", "must be a JSON object"))
-    if not _storable(parsed):
-        raise _invalid(("body", "strings must be valid Unicode without U+0000"))
     return parsed
-
-
-def _storable(value: Any) -> bool:
-    """No string (key or value) holds what Postgres text and jsonb cannot: U+0000, or a lone
-    surrogate such as JSON's "\\ud800" (not encodable as UTF-8)."""
-    if isinstance(value, str):
-        return _utf8(value)
-    if isinstance(value, dict):
-        return all(_storable(k) and _storable(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_storable(v) for v in value)
-    return True
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in text
 
 
 def _parse(model: type[M], data: dict[str, Any], path: frozenset[str] = frozenset()) -> M:

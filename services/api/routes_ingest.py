@@ -12,7 +12,6 @@ acknowledged every one.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 from typing import Annotated, Any
 
@@ -23,7 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.usage import UsageEvent
 from services.api.auth import admin, presented_secret, require
 from services.api.problems import Problem, problem_responses
-from services.api.ratelimit import bounded_body, limit_caller
+from services.api.ratelimit import bounded_body, json_body, limit_caller
 from services.platform.settings import Settings
 
 router = APIRouter(tags=["ingest"])
@@ -98,10 +97,7 @@ async def ingest(
 
 
 def _parse(body: bytes) -> list[UsageEvent]:
-    try:
-        document: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise Problem(400, "malformed-request", "the body is not JSON") from error
+    document: Any = json_body(body)  # 400 not JSON or too deep, 422 NUL or lone surrogates
     batch = isinstance(document, dict) and set(document) == {"events"}
     items = document["events"] if batch else [document]
     if not isinstance(items, list) or not items:

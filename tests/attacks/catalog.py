@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.attacks import auth
+from tests.attacks import auth, inputs
 from tests.attacks.probe import Api, AttackResult, SetupFailed, Trial
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "by_name"]
@@ -68,6 +68,16 @@ ATTACKS: list[Attack] = [
     Attack("brute-force", "key and admin-token guessing from one address (forged "
            "X-Forwarded-For) and one key hammering: 429 with an honest Retry-After",
            auth.brute_force),
+    Attack("mass-assignment", "admin bodies with privileges, server-set ids, another "
+           "account and nested extras", inputs.mass_assignment),
+    Attack("huge-inputs", "pages, ranges, ids, bodies (nested, chunked, lying length), "
+           "batches and headers past every bound", inputs.huge_inputs),
+    Attack("idempotency-misuse", "Idempotency-Key replayed, reused with other bodies and "
+           "routes, on another account, in a stampede, malformed", inputs.idempotency_misuse),
+    Attack("error-bodies", "errors provoked every way: problem+json, no internals",
+           inputs.error_bodies),
+    Attack("undocumented-routes", "served routes equal the OpenAPI document: documented "
+           "statuses, 405 with Allow, 404 beyond", inputs.routes_match_the_document),
     Attack("bola", "account B walks every customer route with account A's ids, cursors and "
            "smuggled account ids; A's key through B's admin paths", auth.bola),
 ]  # fmt: skip

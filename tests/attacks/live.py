@@ -71,3 +71,8 @@ async def _until_serving(base_url: str, handle: Running) -> None:
                 return False
 
         await wait_until(answers, "the API to serve", SERVER_START_S, handle.tasks)
+
+
+def assert_components_alive(api: LiveApi) -> None:
+    for task in api.handle.tasks:
+        assert not task.done(), f"a component ended under attack: {task!r}"

@@ -83,12 +83,15 @@ class Api:
 
     async def probe(
         self, method: str, url: str, *, what: str = "", rate_limited_ok: bool = False,
-        **kwargs: Any,
+        http_layer_ok: bool = False, **kwargs: Any,
     ) -> httpx.Response:  # fmt: skip
-        """One hostile request: counted, and its answer checked for what may never be."""
+        """One hostile request: counted, and its answer checked for what may never be.
+        `http_layer_ok`: the HTTP server may refuse it before the app sees it (a request line
+        or header it cannot parse), with its own plain-text 400/414/431."""
         self.trial.tried += 1
         response = await self._send(method, url, wait_out_429=not rate_limited_ok, **kwargs)
-        self.check_answer(response, what or f"{method} {url[:120]}")
+        if not (http_layer_ok and refused_by_http_layer(response)):
+            self.check_answer(response, what or f"{method} {url[:120]}")
         return response
 
     async def setup(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
@@ -125,6 +128,11 @@ class Api:
         ):
             return
         check_problem_body(trial, response, what)
+
+
+def refused_by_http_layer(response: httpx.Response) -> bool:
+    plain = response.headers.get("content-type", "").startswith("text/plain")
+    return response.status_code in (400, 414, 431) and plain
 
 
 def check_problem_body(trial: Trial, response: httpx.Response, what: str) -> None:

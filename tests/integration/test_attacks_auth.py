@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.attacks.catalog import by_name
-from tests.attacks.live import LiveApi, live_api
+from tests.attacks.live import LiveApi, assert_components_alive, live_api
 from tests.servers import Servers
 
 pytestmark = pytest.mark.integration
@@ -23,11 +23,6 @@ pytestmark = pytest.mark.integration
 async def api(servers: Servers) -> AsyncIterator[LiveApi]:
     async with live_api(servers) as live:
         yield live
-
-
-def assert_components_alive(api: LiveApi) -> None:
-    for task in api.handle.tasks:
-        assert not task.done(), f"a component ended under attack: {task!r}"
 
 
 @pytest.mark.parametrize("name", ["wrong-keys", "brute-force", "bola"])
