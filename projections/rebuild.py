@@ -30,7 +30,9 @@ from services.platform.postgres import DbConnection
 SWAPPED = ("balance_view", "activity_days", "grants_view", "projection_checkpoints")
 CHECKPOINTED = ("activity", "usage", "grants")
 CHUNK_ACCOUNTS = 1000
-WORK_MEM = "64MB"  # per sort/hash of a chunk's aggregates (SET LOCAL, this transaction only)
+# For the chunk's transaction only: memory for its sort and aggregates; no JIT (compiling costs
+# more than it saves at this size); a consumed_at written without an offset is UTC.
+CHUNK_SETTINGS = "SET LOCAL work_mem = '64MB'; SET LOCAL jit = off; SET LOCAL timezone = 'UTC'"
 STATE = """
 CREATE TABLE IF NOT EXISTS projection_rebuild (
     singleton        boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -69,110 +71,134 @@ WITH RECURSIVE a(account_id, n) AS (
 )
 SELECT max(account_id) AS upper, count(account_id) AS accounts FROM a
 """
-# Every statement below works on the chunk's rows: account_id in ($1, $2].
-CHUNK = "account_id > $1 AND account_id <= $2"
 # A timestamptz as Python's `datetime.isoformat()` writes a UTC datetime (what the projector's
 # `grants_json` stores): microseconds only when there are some, offset +00:00.
 ISO_UTC = """(to_char({t} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
     || CASE WHEN extract(microseconds FROM {t})::bigint % 1000000 <> 0
             THEN to_char({t} AT TIME ZONE 'UTC', '.US') ELSE '' END || '+00:00')"""
-# grants/apply.py: a grant entry opens the row; every entry naming the bucket moves `remaining`;
-# `expiry`/`void` close it with nothing left.
-GRANTS = f"""
-WITH b AS (
-    SELECT account_id, bucket_grant_id AS grant_id, sum(delta) AS moved,
-           max(seq) FILTER (WHERE reason = 'grant') AS granted_seq,
-           max(seq) FILTER (WHERE reason IN ('expiry', 'void')) AS closed_seq
-    FROM ledger_entries WHERE {CHUNK} AND bucket_grant_id IS NOT NULL
-    GROUP BY account_id, bucket_grant_id
-)
-INSERT INTO grants_view_rebuild (account_id, grant_id, kind, priority, amount, remaining,
-                                 effective_at, expires_at, applies_to, source, name, state,
-                                 granted_seq, closed_seq, granted_at)
-SELECT b.account_id, b.grant_id, g.bucket_kind, (g.bucket_terms ->> 'priority')::int, g.delta,
-       CASE WHEN b.closed_seq IS NULL THEN b.moved ELSE 0 END,
-       nullif(g.bucket_terms ->> 'effective_at', '')::timestamptz, g.bucket_expires_at,
-       nullif(g.bucket_terms -> 'applies_to', 'null'::jsonb), g.source,
-       CASE WHEN jsonb_typeof(g.metadata -> 'name') = 'string' THEN g.metadata ->> 'name' END,
-       CASE c.reason WHEN 'expiry' THEN 'expired' WHEN 'void' THEN 'voided' ELSE 'active' END,
-       b.granted_seq, b.closed_seq, g.occurred_at
-FROM b
-JOIN ledger_entries g ON g.account_id = b.account_id AND g.seq = b.granted_seq
-LEFT JOIN ledger_entries c ON c.account_id = b.account_id AND c.seq = b.closed_seq
-"""  # noqa: S608 - constant fragments, no input
-# balance/apply.py, and the checkpoints of the other models (the account's last entry), with
-# the chunk's account and entry counts.
-BALANCE = f"""
-WITH agg AS (
-    SELECT account_id, max(seq) AS last_seq, count(*) AS entries, sum(delta) AS balance,
+# The day a refund entry belongs to: the call's own (`consumed_at`), else its own occurred_at.
+CALL_DAY = """(CASE WHEN reason = 'refund' AND jsonb_typeof(metadata -> 'consumed_at') = 'string'
+           THEN (metadata ->> 'consumed_at')::timestamptz ELSE occurred_at END
+      AT TIME ZONE 'UTC')::date"""
+# activity/apply.py: a consume counts one scan at a call's first entry (its source differs from
+# the entry before it) unless the call failed and it charged nothing; the refund that leaves
+# nothing refundable takes the scan back.
+SCAN = """CASE WHEN reason = 'refund'
+     THEN CASE WHEN metadata -> 'refundable_after' IN ('0'::jsonb, 'false'::jsonb)
+               THEN -1 ELSE 0 END
+     WHEN source IS DISTINCT FROM previous_source
+          AND (delta < 0 OR NOT coalesce(CASE
+              WHEN jsonb_typeof(metadata -> 'status_code') = 'number'
+                   AND metadata ->> 'status_code' ~ '^-?[0-9]+$'
+              THEN (metadata ->> 'status_code')::numeric >= 400 END, false))
+     THEN 1 ELSE 0 END"""
+# Every model of a chunk (account_id in ($1, $2]) from one pass over its entries: one aggregate
+# with three grouping sets (per account; per account and bucket; per account, endpoint, call
+# day and whether activity counts the entry), split into the shadows by data-modifying CTEs.
+# The rules are those of the pure apply functions: balance/apply.py, grants/apply.py (a grant
+# entry opens the row, every entry naming the bucket moves `remaining`, `expiry`/`void` close it
+# with nothing left), activity/apply.py and usage/apply.py (consumes and refunds naming an
+# endpoint, net, per endpoint and the call's day). $3: the models whose checkpoints are rows.
+CHUNK_MODELS = f"""
+WITH e AS (
+    SELECT account_id, seq, reason, delta, reserved_delta, bucket_grant_id,
+           CASE WHEN reason IN ('consume', 'refund')
+                     AND jsonb_typeof(metadata -> 'endpoint') = 'string'
+                THEN metadata ->> 'endpoint' END AS endpoint,
+           CASE WHEN reason IN ('consume', 'refund') THEN {CALL_DAY} END AS day,
+           CASE WHEN reason = 'consume' OR (reason = 'refund' AND starts_with(source, 'refund:'))
+                THEN {SCAN} END AS scans
+    FROM (
+        SELECT *, lag(source) OVER (PARTITION BY account_id ORDER BY seq) AS previous_source
+        FROM ledger_entries WHERE account_id > $1 AND account_id <= $2
+    ) entries
+),
+g AS MATERIALIZED (
+    SELECT account_id, bucket_grant_id, endpoint, day, scans IS NOT NULL AS in_activity,
+           GROUPING(bucket_grant_id, endpoint, day, scans IS NOT NULL) AS grouping_set,
+           count(*) AS entries, max(seq) AS last_seq, sum(delta) AS delta,
            sum(reserved_delta) AS reserved,
            coalesce(sum(delta) FILTER (WHERE reason = 'grant'), 0) AS granted_total,
            coalesce(-sum(delta) FILTER (WHERE reason IN ('consume', 'refund')), 0)
-               AS consumed_total
-    FROM ledger_entries WHERE {CHUNK} GROUP BY account_id
+               AS consumed_total,
+           max(seq) FILTER (WHERE reason = 'grant') AS granted_seq,
+           max(seq) FILTER (WHERE reason IN ('expiry', 'void')) AS closed_seq,
+           coalesce(sum(scans), 0) AS scans,
+           coalesce(sum(delta) FILTER (WHERE reason = 'refund'), 0) AS refunds
+    FROM e
+    GROUP BY GROUPING SETS ((account_id), (account_id, bucket_grant_id),
+                            (account_id, endpoint, day, scans IS NOT NULL))
+),
+per_account AS (SELECT * FROM g WHERE grouping_set = 15),
+per_bucket AS (SELECT * FROM g WHERE grouping_set = 7 AND bucket_grant_id IS NOT NULL),
+per_day AS (SELECT * FROM g WHERE grouping_set = 8 AND day IS NOT NULL),
+grant_rows AS (
+    SELECT b.account_id, b.bucket_grant_id AS grant_id, o.bucket_kind AS kind,
+           (o.bucket_terms ->> 'priority')::int AS priority, o.delta AS amount,
+           CASE WHEN b.closed_seq IS NULL THEN b.delta ELSE 0 END AS remaining,
+           nullif(o.bucket_terms ->> 'effective_at', '')::timestamptz AS effective_at,
+           o.bucket_expires_at AS expires_at,
+           nullif(o.bucket_terms -> 'applies_to', 'null'::jsonb) AS applies_to, o.source,
+           CASE WHEN jsonb_typeof(o.metadata -> 'name') = 'string'
+                THEN o.metadata ->> 'name' END AS name,
+           CASE c.reason WHEN 'expiry' THEN 'expired' WHEN 'void' THEN 'voided'
+                ELSE 'active' END AS state,
+           b.granted_seq, b.closed_seq, o.occurred_at AS granted_at
+    FROM per_bucket b
+    CROSS JOIN LATERAL (
+        SELECT * FROM ledger_entries o
+        WHERE o.account_id = b.account_id AND o.seq = b.granted_seq LIMIT 1
+    ) o
+    LEFT JOIN LATERAL (
+        SELECT reason FROM ledger_entries c
+        WHERE c.account_id = b.account_id AND c.seq = b.closed_seq LIMIT 1
+    ) c ON true
+),
+grants_written AS (
+    INSERT INTO grants_view_rebuild (account_id, grant_id, kind, priority, amount, remaining,
+                                     effective_at, expires_at, applies_to, source, name, state,
+                                     granted_seq, closed_seq, granted_at)
+    SELECT account_id, grant_id, kind, priority, amount, remaining, effective_at, expires_at,
+           applies_to, source, name, state, granted_seq, closed_seq, granted_at
+    FROM grant_rows
 ),
 buckets AS (
     SELECT account_id, jsonb_object_agg(grant_id, jsonb_build_object(
                'kind', kind, 'amount', amount, 'balance', remaining,
                'expires_at', {ISO_UTC.format(t="expires_at")},
                'closed', state <> 'active')) AS grants
-    FROM grants_view_rebuild WHERE {CHUNK} GROUP BY account_id
+    FROM grant_rows GROUP BY account_id
 ),
 last AS (
-    SELECT agg.*, e.source AS last_source, e.recorded_at AS last_updated
-    FROM agg JOIN ledger_entries e ON e.account_id = agg.account_id AND e.seq = agg.last_seq
+    SELECT a.*, l.last_source, l.last_updated
+    FROM per_account a CROSS JOIN LATERAL (
+        SELECT source AS last_source, recorded_at AS last_updated FROM ledger_entries l
+        WHERE l.account_id = a.account_id AND l.seq = a.last_seq LIMIT 1
+    ) l
 ),
-views AS (
+views_written AS (
     INSERT INTO balance_view_rebuild (account_id, last_seq, balance, reserved, granted_total,
                                       consumed_total, grants, last_updated)
-    SELECT l.account_id, l.last_seq, l.balance, l.reserved, l.granted_total, l.consumed_total,
+    SELECT l.account_id, l.last_seq, l.delta, l.reserved, l.granted_total, l.consumed_total,
            coalesce(b.grants, '{{}}'::jsonb), l.last_updated
     FROM last l LEFT JOIN buckets b USING (account_id)
 ),
-marks AS (
+marks_written AS (
     INSERT INTO projection_checkpoints_rebuild (account_id, projection, last_seq, last_source)
     SELECT l.account_id, p.projection, l.last_seq, l.last_source
     FROM last l CROSS JOIN unnest($3::text[]) AS p(projection)
+),
+days_written AS (
+    INSERT INTO activity_days_rebuild (account_id, day, scans, credits, refunds)
+    SELECT account_id, day, sum(scans), -sum(delta), sum(refunds)
+    FROM per_day WHERE in_activity GROUP BY account_id, day
+),
+credits_written AS (
+    INSERT INTO endpoint_credits_rebuild (account_id, endpoint, day, credits)
+    SELECT account_id, endpoint, day, -sum(delta)
+    FROM per_day WHERE endpoint IS NOT NULL GROUP BY account_id, endpoint, day
 )
-SELECT count(*) AS accounts, coalesce(sum(entries), 0)::bigint AS entries FROM agg
-"""  # noqa: S608 - constant fragments, no input
-# The day a refund entry belongs to: the call's own (`consumed_at`), else its own occurred_at.
-CALL_DAY = """(CASE WHEN reason = 'refund' AND jsonb_typeof(metadata -> 'consumed_at') = 'string'
-           THEN (metadata ->> 'consumed_at')::timestamptz ELSE occurred_at END
-      AT TIME ZONE 'UTC')::date"""
-# activity/apply.py: one scan at a call's first consume entry (its source differs from the entry
-# before it) unless it failed and charged nothing; refunds on the call's day, and the refund
-# that leaves nothing refundable takes the scan back.
-ACTIVITY = f"""
-INSERT INTO activity_days_rebuild (account_id, day, scans, credits, refunds)
-SELECT account_id, {CALL_DAY} AS day,
-       sum(CASE WHEN reason = 'refund'
-                THEN CASE WHEN metadata -> 'refundable_after' IN ('0'::jsonb, 'false'::jsonb)
-                          THEN -1 ELSE 0 END
-                WHEN source IS DISTINCT FROM previous_source
-                     AND (delta < 0 OR NOT coalesce(CASE
-                         WHEN jsonb_typeof(metadata -> 'status_code') = 'number'
-                              AND metadata ->> 'status_code' ~ '^-?[0-9]+$'
-                         THEN (metadata ->> 'status_code')::numeric >= 400 END, false))
-                THEN 1 ELSE 0 END),
-       -sum(delta),
-       sum(CASE WHEN reason = 'refund' THEN delta ELSE 0 END)
-FROM (
-    SELECT account_id, reason, source, delta, metadata, occurred_at,
-           lag(source) OVER (PARTITION BY account_id ORDER BY seq) AS previous_source
-    FROM ledger_entries WHERE {CHUNK}
-) e
-WHERE reason = 'consume' OR (reason = 'refund' AND starts_with(source, 'refund:'))
-GROUP BY account_id, day
-"""  # noqa: S608 - constant fragments, no input
-# usage/apply.py: consumes and refunds naming an endpoint, net, per endpoint and call day.
-USAGE = f"""
-INSERT INTO endpoint_credits_rebuild (account_id, endpoint, day, credits)
-SELECT account_id, metadata ->> 'endpoint', {CALL_DAY}, -sum(delta)
-FROM ledger_entries
-WHERE {CHUNK} AND reason IN ('consume', 'refund')
-  AND jsonb_typeof(metadata -> 'endpoint') = 'string'
-GROUP BY 1, 2, 3
+SELECT count(*) AS accounts, coalesce(sum(entries), 0)::bigint AS entries FROM per_account
 """  # noqa: S608 - constant fragments, no input
 PROGRESS = """
 UPDATE projection_rebuild SET last_account = $1, accounts = accounts + $2, entries = entries + $3
@@ -229,13 +255,9 @@ async def _chunk(
     upper: str | None = bounds["upper"]
     if upper is None:
         return None
-    await conn.execute(f"SET LOCAL work_mem = '{WORK_MEM}'")
-    await conn.execute("SET LOCAL timezone = 'UTC'")  # a consumed_at without offset is UTC
-    await conn.execute(GRANTS, after_account, upper)
-    counted = await conn.fetchrow(BALANCE, after_account, upper, list(CHECKPOINTED))
+    await conn.execute(CHUNK_SETTINGS)
+    counted = await conn.fetchrow(CHUNK_MODELS, after_account, upper, list(CHECKPOINTED))
     assert counted is not None
-    await conn.execute(ACTIVITY, after_account, upper)
-    await conn.execute(USAGE, after_account, upper)
     await conn.execute(PROGRESS, upper, counted["accounts"], counted["entries"])
     return upper, int(counted["accounts"]), int(counted["entries"])
 

@@ -113,23 +113,33 @@ class Pgbench:
     note: str = ""
 
 
+ACCOUNT_EXPR = "('acct_' || lpad(:n::text, 6, '0'))"
+
+
+def pgbench_script(sql: str, accounts: int, params: dict[int, str]) -> str:
+    """A named query with `$1` the account (drawn at random among the first `accounts`) and
+    the other `$k` as `params` gives them (SQL literals), for pgbench to run as the API does."""
+    text = sql
+    for k in sorted(params, reverse=True):  # $10 before $1…
+        text = text.replace(f"${k}", params[k])
+    text = text.replace("$1", ACCOUNT_EXPR)
+    one_line = " ".join(text.split())
+    return f"\\set n random(0, {max(accounts, 1) - 1})\n{one_line};\n"
+
+
 async def pgbench_select(
-    settings: Settings, accounts: int, clients: int, seconds: int, timeout_s: float
+    settings: Settings, script: str, clients: int, seconds: int, timeout_s: float
 ) -> Pgbench:
-    """The balance endpoint's table read (`balance_view` by account) under pgbench."""
+    """`script` (see `pgbench_script`) under pgbench: `clients` connections, `seconds` long."""
     pgbench = shutil.which("pgbench")
     if pgbench is None:
         return Pgbench(None, None, "pgbench not installed (postgresql-client)")
     assert settings.database_url is not None
-    script = (
-        f"\\set n random(0, {max(accounts, 1) - 1})\n"
-        "SELECT * FROM balance_view WHERE account_id = 'acct_' || lpad(:n::text, 6, '0');\n"
-    )
     with tempfile.TemporaryDirectory(prefix="creditledger-pgbench-") as tmp:
-        path = Path(tmp) / "balance.sql"
+        path = Path(tmp) / "select.sql"
         path.write_text(script)
-        argv = [pgbench, "-n", "-f", str(path), "-c", str(clients), "-j", "2", "-T", str(seconds),
-                settings.database_url]  # fmt: skip
+        argv = [pgbench, "-n", "-M", "prepared", "-f", str(path), "-c", str(clients), "-j", "2",
+                "-T", str(seconds), settings.database_url]  # fmt: skip
         _, out = await _run(argv, timeout_s)
     tps = re.search(r"tps = ([0-9.]+)", out)
     latency = re.search(r"latency average = ([0-9.]+) ms", out)
@@ -151,13 +161,24 @@ FROM ledger_entries GROUP BY account_id
 """
 
 
-async def group_by_aggregate(pool: asyncpg.Pool) -> Measured:
-    """The balance aggregate as one INSERT … SELECT … GROUP BY into a scratch table."""
+# Accounts whose rebuilt balance row differs from the plain aggregate (or is missing).
+DIFFERING = """
+SELECT count(*) FROM bench_balance_agg a LEFT JOIN balance_view v USING (account_id)
+WHERE v.account_id IS NULL
+   OR (v.last_seq, v.balance, v.granted_total, v.consumed_total)
+      <> (a.last_seq, a.balance, a.granted_total, a.consumed_total)
+"""
+
+
+async def group_by_aggregate(pool: asyncpg.Pool) -> tuple[Measured, int]:
+    """The balance aggregate as one INSERT … SELECT … GROUP BY into a scratch table; with how
+    many accounts of balance_view differ from it."""
     rows = int(await pool.fetchval("SELECT count(*) FROM ledger_entries"))
     await pool.execute("DROP TABLE IF EXISTS bench_balance_agg")
     await pool.execute("CREATE TABLE bench_balance_agg (LIKE balance_view INCLUDING ALL)")
     started = time.monotonic()
     await pool.execute(GROUP_BY)
     seconds = time.monotonic() - started
+    differing = int(await pool.fetchval(DIFFERING))
     await pool.execute("DROP TABLE bench_balance_agg")
-    return Measured(rows / seconds, seconds)
+    return Measured(rows / seconds, seconds), differing

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -104,14 +104,13 @@ async def wait_caught_up(
     settings: Settings,
     records: int,
     deadline_s: float,
-    components: Iterable[asyncio.Task[None]] = (),
+    check_alive: Callable[[], None] = lambda: None,
 ) -> float:
-    """Waits until `caught_up`; returns the monotonic time it was first seen."""
+    """Waits until `caught_up` (`check_alive` raises when a component died); returns the
+    monotonic time it was first seen."""
     deadline = time.monotonic() + deadline_s
     while not await caught_up(pool, settings, records):
-        for task in components:
-            if task.done() and not task.cancelled() and task.exception() is not None:
-                raise RuntimeError("a component died during the bench") from task.exception()
+        check_alive()
         if time.monotonic() > deadline:
             seen = await consumed_records(pool, settings)
             raise TimeoutError(

@@ -1,5 +1,7 @@
-"""A smoke run of `creditledger bench` against the real stack: tiny N, short phases. Figures are
-not asserted (no timing assertions), only that every one is there and the ledger is exact."""
+"""A smoke run of `creditledger bench` against the real stack: tiny N, short phases, writer,
+projector and API as processes of their own. Figures are not asserted against targets (no
+timing assertions), only that every one is there, the ledger is exact, and the rebuild equals
+the plain aggregate."""
 
 from __future__ import annotations
 
@@ -7,24 +9,39 @@ import asyncpg
 import pytest
 
 from services.bench.namespace import drop_namespace
-from services.bench.run import CONTRACT_KEYS, run_bench
+from services.bench.run import CONTRACT_KEYS, run_bench, table
 from services.platform.settings import Settings
 from tests.servers import Servers
 
 pytestmark = pytest.mark.integration
-EVENTS, ACCOUNTS = 2_000, 50
+EVENTS, ACCOUNTS, REBUILD_ENTRIES = 2_000, 50, 20_000
 
 
 async def test_bench_smoke_run(servers: Servers) -> None:
     base = Settings(kafka_bootstrap=servers.kafka_bootstrap, database_url=servers.database_url)
     result = await run_bench(
-        base, EVENTS, ACCOUNTS, fresh_rate=500.0, fresh_seconds=2.0, read_seconds=1.0,
-        read_concurrency=8, pgbench_seconds=1, naive_sample=500, keep_database=True,
+        base, EVENTS, ACCOUNTS, fresh_rate=500.0, fresh_seconds=2.0, read_seconds=1,
+        read_concurrency=4, naive_sample=500, rebuild_entries=REBUILD_ENTRIES,
+        keep_database=True,
     )  # fmt: skip
     bench = base.model_copy(update={"database_url": result["database_url"]})
     try:
         for key in CONTRACT_KEYS:
             assert isinstance(result[key], int | float) and result[key] > 0, (key, result[key])
+        for mode in ("idle", "under_load"):
+            for kind in ("balance", "ledger"):
+                assert result[f"{kind}_reads_{mode}_per_s"] > 0, (kind, mode)
+                assert result[f"{kind}_{mode}_errors"] == 0, (kind, mode)
+                assert result[f"ratio_{kind}_reads_{mode}_vs_pgbench"] > 0, (kind, mode)
+        assert result["freshness_unseen"] == 0 and result["freshness_samples"] > 0
+        assert (result["rebuild_entries"], result["rebuild_differing_accounts"]) == (
+            REBUILD_ENTRIES, 0,
+        )  # fmt: skip
+        for name in ("writer", "projector", "api"):
+            memory = result["memory_mb"][name]
+            assert 0 < memory["rss_at_half_mb"] <= memory["peak_mb"], (name, memory)
+            assert result["cpu_cores_ingest"][name] >= 0
+        assert "ratio vs naive" in table(result)
         assert result["ledger_exact"] is True
         expected: dict[str, int] = result["expected_balances"]
         assert len(expected) == ACCOUNTS

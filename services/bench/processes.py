@@ -1,0 +1,157 @@
+"""The components as separate processes (`creditledger writer|projector|api`), each with its own
+HTTP port, so memory and CPU are measured per process from /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from services.platform.settings import Settings
+
+START_DEADLINE_S = 90.0
+STOP_DEADLINE_S = 20.0
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as the CREDITLEDGER_* variables a child process reads them from."""
+    return {
+        f"CREDITLEDGER_{name.upper()}": str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None
+    }
+
+
+@dataclass
+class Component:
+    name: str
+    process: asyncio.subprocess.Process
+    url: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def check_alive(self) -> None:
+        if self.process.returncode is not None:
+            tail = self.log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{self.name} exited ({self.process.returncode}):\n{tail}")
+
+
+async def start(settings: Settings, names: Iterable[str], log_dir: Path) -> dict[str, Component]:
+    """Starts each component in its own process and waits until each answers /healthz."""
+    started: dict[str, Component] = {}
+    try:
+        for name in names:
+            port = free_port()
+            env = {**os.environ, **settings_env(settings), "CREDITLEDGER_API_PORT": str(port)}
+            log = log_dir / f"{name}.log"
+            with log.open("wb") as out:
+                process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "services.cli", name,
+                    stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+                    env=env,
+                )  # fmt: skip
+            started[name] = Component(name, process, f"http://{settings.api_host}:{port}", log)
+        async with httpx.AsyncClient(timeout=2) as http:
+            for component in started.values():
+                await _wait_healthy(http, component)
+    except BaseException:
+        await stop(started.values())
+        raise
+    return started
+
+
+async def _wait_healthy(http: httpx.AsyncClient, component: Component) -> None:
+    deadline = time.monotonic() + START_DEADLINE_S
+    while True:
+        component.check_alive()
+        try:
+            if (await http.get(component.url + "/healthz")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{component.name} did not answer /healthz; see {component.log}")
+        await asyncio.sleep(0.2)
+
+
+async def stop(components: Iterable[Component]) -> None:
+    """SIGTERM each (a graceful stop), then SIGKILL what is left after the deadline."""
+    running = [c for c in components if c.process.returncode is None]
+    for component in running:
+        component.process.send_signal(signal.SIGTERM)
+    for component in running:
+        try:
+            await asyncio.wait_for(component.process.wait(), STOP_DEADLINE_S)
+        except TimeoutError:
+            component.process.kill()
+            await component.process.wait()
+
+
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) in kB: resident memory now, and its peak."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    after_name = stat.rsplit(")", 1)[1].split()
+    return (int(after_name[11]) + int(after_name[12])) / TICKS_PER_S
+
+
+def cpu_seconds_named(name: str) -> float:
+    """CPU time of every process whose command name is `name` (e.g. postgres, java)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == name:
+                total += cpu_seconds(int(entry.name))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # it ended while we looked
+    return total
+
+
+class CpuMeter:
+    """CPU seconds per component (and the servers, machine-wide) over one phase."""
+
+    SERVERS = ("postgres", "java")
+
+    def __init__(self, components: dict[str, Component]) -> None:
+        self.components = components
+        self.started = time.monotonic()
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        now = {name: cpu_seconds(c.pid) for name, c in self.components.items()}
+        now["bench"] = cpu_seconds(os.getpid())
+        now.update({name: cpu_seconds_named(name) for name in self.SERVERS})
+        return now
+
+    def cores(self) -> dict[str, float]:
+        """Average cores busy per process since the meter started (1.0 = one core)."""
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        end = self._now()
+        return {name: round((end[name] - self.start[name]) / elapsed, 2) for name in end}

@@ -1,0 +1,148 @@
+"""Read load: `wrk` (C, closed loop, `concurrency` connections) against an API path with the
+customers' keys taken in turn; an httpx loop where wrk is not installed."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from services.bench.workload import account_id
+from services.platform.settings import Settings
+
+BALANCE_PATH = "/v1/credits/balance"
+LEDGER_PATH = "/v1/credits/ledger?limit=100"  # the first page, newest first (the default size)
+WRK_SCRIPT = """
+keys = {%s}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "%s", {["Authorization"] = "Bearer " .. keys[counter %% #keys + 1]})
+end
+"""
+UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+@dataclass(frozen=True)
+class Reads:
+    requests: int
+    errors: int
+    per_s: float
+    p50_ms: float
+    p99_ms: float
+    tool: str
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def customer_keys(http: httpx.AsyncClient, settings: Settings, count: int) -> list[str]:
+    """Accounts' API keys (acct 0 … count-1), made through the admin API."""
+    admin = {"Authorization": f"Bearer {settings.admin_token}"}
+    secrets: list[str] = []
+    for n in range(count):
+        account = account_id(n)
+        created = await http.post(
+            "/v1/admin/accounts", json={"account_id": account, "name": account}, headers=admin
+        )
+        if created.status_code not in (200, 201, 409):
+            raise RuntimeError(f"creating {account}: {created.status_code} {created.text}")
+        key = await http.post(f"/v1/admin/accounts/{account}/keys", headers=admin)
+        if key.status_code != 201:
+            raise RuntimeError(f"key for {account}: {key.status_code} {key.text}")
+        secrets.append(key.json()["secret"])
+    return secrets
+
+
+async def read_load(
+    url: str, path: str, secrets: list[str], concurrency: int, seconds: int
+) -> Reads:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return await _httpx_load(url, path, secrets, concurrency, seconds)
+    with tempfile.TemporaryDirectory(prefix="creditledger-wrk-") as tmp:
+        script = Path(tmp) / "reads.lua"
+        script.write_text(WRK_SCRIPT % (", ".join(f'"{s}"' for s in secrets), path))
+        process = await asyncio.create_subprocess_exec(
+            wrk, "-t", "2", "-c", str(concurrency), "-d", f"{seconds}s", "--latency",
+            "--timeout", "10s", "-s", str(script), url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), seconds + 60)
+    text = out.decode()
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {err.decode()[-500:]}")
+    return parse_wrk(text)
+
+
+def parse_wrk(text: str) -> Reads:
+    """Requests/s, non-2xx answers and socket errors, p50 and p99 from `wrk --latency`."""
+    total = re.search(r"(\d+) requests in ([0-9.]+)(\w+)", text)
+    per_s = re.search(r"Requests/sec:\s+([0-9.]+)", text)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    if total is None or per_s is None:
+        raise RuntimeError(f"no figures in wrk's output: {text[-500:]}")
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
+    requests = int(total.group(1))
+    good_share = (requests - errors) / requests if requests else 0.0
+    return Reads(
+        requests=requests,
+        errors=errors,
+        per_s=float(per_s.group(1)) * good_share,
+        p50_ms=_wrk_percentile(text, "50"),
+        p99_ms=_wrk_percentile(text, "99"),
+        tool="wrk",
+    )
+
+
+def _wrk_percentile(text: str, q: str) -> float:
+    found = re.search(rf"^\s+{q}%\s+([0-9.]+)(us|ms|s|m)\s*$", text, re.MULTILINE)
+    return float(found.group(1)) * UNITS_MS[found.group(2)] if found else 0.0
+
+
+async def _httpx_load(
+    url: str, path: str, secrets: list[str], concurrency: int, seconds: int
+) -> Reads:
+    latencies: list[float] = []
+    errors = 0
+    end = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency)
+
+    async def client(http: httpx.AsyncClient, n: int) -> None:
+        nonlocal errors
+        headers = {"Authorization": f"Bearer {secrets[n % len(secrets)]}"}
+        while time.monotonic() < end:
+            started = time.monotonic()
+            answer = await http.get(path, headers=headers)
+            latencies.append((time.monotonic() - started) * 1000)
+            if answer.status_code != 200:
+                errors += 1
+
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+        clients = (client(http, n) for n in range(concurrency))
+        await asyncio.wait_for(asyncio.gather(*clients), seconds + 60)
+    elapsed = time.monotonic() - started
+    return Reads(
+        requests=len(latencies),
+        errors=errors,
+        per_s=(len(latencies) - errors) / elapsed,
+        p50_ms=statistics.median(latencies) if latencies else 0.0,
+        p99_ms=percentile(latencies, 0.99),
+        tool="httpx",
+    )
