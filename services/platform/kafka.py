@@ -35,6 +35,10 @@ def new_consumer(bootstrap: str, group_id: str, max_records: int) -> AIOKafkaCon
         auto_offset_reset="earliest",
         isolation_level="read_committed",
         max_poll_records=max_records,
+        # A quiet partition's "caught up" is as fresh as its last fetch response, and the merge
+        # waits for one newer than the record it takes: the broker's default 500 ms hold of an
+        # empty fetch would be added to the freshness of every burst's tail.
+        fetch_max_wait_ms=100,
         partition_assignment_strategy=(RangePartitionAssignor,),
     )
 

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     # Events stamped further ahead of their log append time are dead-lettered
     # (`occurred-in-future`): a clock that far ahead would draw on grants before they apply.
     max_future_skew_s: float = Field(default=300.0, ge=0, le=7 * 86_400)
+    # How much older than a fetch response's arrival a record must be for the merge to trust
+    # that response's "caught up" (services/writer/merge.py): broker-writer clock skew plus
+    # fetch latency, and replication lag where acks wait for replicas.
+    merge_clock_margin_ms: int = Field(default=100, ge=0, le=60_000)
     fetch_timeout_ms: int = Field(default=200, ge=1, le=60_000)
     outbox_batch_max_rows: int = Field(default=5000, ge=1, le=100_000)
     # The read API: bounds on every request (see services/api/README.md).

@@ -30,6 +30,7 @@ from services.writer.outbox import relay_outbox
 from services.writer.plan import InputRecord, lineage_keys, plan_batch, seen_keys
 
 log = logging.getLogger("creditledger.writer")
+NO_CONSTRAINT_MS = 2**62
 
 
 class LedgerWriter:
@@ -84,8 +85,11 @@ class LedgerWriter:
         applied = 0
         for partition, merge in list(self.merges.items()):
             while merge.buffered():
-                caught_up = {t: await _caught_up(consumer, t, partition) for t in self.topics}
-                ready = merge.take_ready(caught_up, self.settings.batch_max_records)
+                margin_ms = self.settings.merge_clock_margin_ms
+                horizon = {
+                    t: await _horizon_ms(consumer, t, partition, margin_ms) for t in self.topics
+                }
+                ready = merge.take_ready(horizon, self.settings.batch_max_records)
                 if not ready:
                     break
                 await retry_transient(
@@ -161,13 +165,25 @@ class LedgerWriter:
         )
 
 
-async def _caught_up(consumer: AIOKafkaConsumer, topic: str, partition: int) -> bool:
-    """True when nothing more is known to wait in that partition (or it is not ours to merge)."""
+async def _horizon_ms(
+    consumer: AIOKafkaConsumer, topic: str, partition: int, margin_ms: int
+) -> int | None:
+    """A log time before which the partition holds no record we have not seen, or None.
+
+    When a fetch response found us at the partition's end, every record appended before the
+    broker built that response was below its high watermark. We know when the response arrived
+    (`last_poll_timestamp`, our clock), not when it was built, hence the margin: it must cover
+    the clock skew between broker and writer and the fetch latency. Without it, a grant appended
+    just before a burst of usage on a quiet partition could be merged after that usage.
+    """
     tp = TopicPartition(topic, partition)
     if tp not in consumer.assignment():
-        return True
+        return NO_CONSTRAINT_MS  # not ours to merge
     highwater: int | None = consumer.highwater(tp)
     if highwater is None:
-        return False  # not fetched yet: its first record could be the earliest
+        return None  # not fetched yet: its first record could be the earliest
     position: int = await consumer.position(tp)
-    return position >= highwater
+    if position < highwater:
+        return None
+    polled_ms: int | None = consumer.last_poll_timestamp(tp)
+    return None if polled_ms is None else polled_ms - margin_ms

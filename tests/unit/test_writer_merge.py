@@ -15,7 +15,8 @@ COMMANDS = "credits.commands.v1"
 USAGE = "credits.usage.v1"
 TOPICS = (COMMANDS, USAGE)  # rank order, as the writer builds it: commands first on a tie
 RANK = {topic: rank for rank, topic in enumerate(TOPICS)}
-BOTH_CAUGHT_UP = {COMMANDS: True, USAGE: True}
+EVER = 2**62  # a horizon past every record: the stream is caught up
+BOTH_CAUGHT_UP: dict[str, int | None] = {COMMANDS: EVER, USAGE: EVER}
 
 BOUNDED = settings(max_examples=300, deadline=None, database=None)
 
@@ -85,7 +86,7 @@ def test_rank_follows_the_order_topics_are_given_in() -> None:
 
 def test_nothing_is_taken_while_an_empty_stream_is_not_caught_up() -> None:
     merge = merge_of(usage=recs(USAGE, (0, 1), (1, 2)))
-    assert merge.take_ready({COMMANDS: False, USAGE: True}, 100) == []
+    assert merge.take_ready({COMMANDS: None, USAGE: EVER}, 100) == []
     assert merge.buffered() == 2
 
 
@@ -94,7 +95,7 @@ def test_taking_stops_where_a_stream_runs_dry_and_is_not_caught_up() -> None:
         commands=recs(COMMANDS, (0, 4)),
         usage=recs(USAGE, (0, 1), (1, 2), (2, 6), (3, 7)),
     )
-    not_caught_up = {COMMANDS: False, USAGE: False}
+    not_caught_up = {COMMANDS: None, USAGE: None}
     assert keys(merge.take_ready(not_caught_up, 100)) == [(USAGE, 0), (USAGE, 1), (COMMANDS, 0)]
     assert merge.take_ready(not_caught_up, 100) == []
     assert merge.buffered() == 2
@@ -108,13 +109,13 @@ def test_a_caught_up_empty_stream_does_not_hold_the_other_back() -> None:
         commands=recs(COMMANDS, (0, 4)),
         usage=recs(USAGE, (0, 1), (1, 2), (2, 6), (3, 7)),
     )
-    taken = merge.take_ready({COMMANDS: True, USAGE: False}, 100)
+    taken = merge.take_ready({COMMANDS: EVER, USAGE: None}, 100)
     assert keys(taken) == [(USAGE, 0), (USAGE, 1), (COMMANDS, 0), (USAGE, 2), (USAGE, 3)]
 
 
 def test_the_stream_with_a_buffered_head_needs_not_be_caught_up() -> None:
     merge = merge_of(commands=recs(COMMANDS, (0, 3)), usage=recs(USAGE, (0, 1)))
-    assert keys(merge.take_ready({COMMANDS: False, USAGE: True}, 100)) == [
+    assert keys(merge.take_ready({COMMANDS: None, USAGE: EVER}, 100)) == [
         (USAGE, 0),
         (COMMANDS, 0),
     ]
@@ -230,9 +231,14 @@ def test_merge_order_does_not_depend_on_chunking_or_interleaving(
         size = data.draw(st.integers(1, 5))
         merge.add(topic, undelivered[topic][:size])
         del undelivered[topic][:size]
-        # Caught up only once all of a stream is delivered, and even then maybe not seen yet.
-        caught_up = {t: not undelivered[t] and data.draw(st.booleans()) for t in TOPICS}
-        taken += merge.take_ready(caught_up, data.draw(st.integers(1, 6)))
+        # A horizon never passes a record not delivered yet; it may lag behind, or be unknown.
+        horizon: dict[str, int | None] = {
+            t: data.draw(
+                st.none() | st.integers(0, min((r.timestamp for r in undelivered[t]), default=EVER))
+            )
+            for t in TOPICS
+        }
+        taken += merge.take_ready(horizon, data.draw(st.integers(1, 6)))
         assert taken == expected[: len(taken)]
     while merge.buffered():
         limit = data.draw(st.integers(1, 6))
