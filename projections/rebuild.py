@@ -30,9 +30,13 @@ from services.platform.postgres import DbConnection
 SWAPPED = ("balance_view", "activity_days", "grants_view", "projection_checkpoints")
 CHECKPOINTED = ("activity", "usage", "grants")
 CHUNK_ACCOUNTS = 1000
-# For the chunk's transaction only: memory for its sort and aggregates; no JIT (compiling costs
-# more than it saves at this size); a consumed_at written without an offset is UTC.
-CHUNK_SETTINGS = "SET LOCAL work_mem = '64MB'; SET LOCAL jit = off; SET LOCAL timezone = 'UTC'"
+# For the chunk's transaction only: memory for its aggregates; no JIT (compiling costs more than
+# it saves at this size); a consumed_at written without an offset is UTC; and the chunk's
+# entries read in primary-key order (account, seq) through the index, which the activity rule's
+# window needs: on a heap in time order, a bitmap scan plus a sort measured slower (129k vs
+# 176k rows/s on 10M entries).
+CHUNK_SETTINGS = """SET LOCAL work_mem = '256MB'; SET LOCAL jit = off; SET LOCAL timezone = 'UTC';
+SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off"""
 STATE = """
 CREATE TABLE IF NOT EXISTS projection_rebuild (
     singleton        boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -83,15 +87,9 @@ CALL_DAY = """(CASE WHEN reason = 'refund' AND jsonb_typeof(metadata -> 'consume
 # activity/apply.py: a consume counts one scan at a call's first entry (its source differs from
 # the entry before it) unless the call failed and it charged nothing; the refund that leaves
 # nothing refundable takes the scan back.
-SCAN = """CASE WHEN reason = 'refund'
-     THEN CASE WHEN metadata -> 'refundable_after' IN ('0'::jsonb, 'false'::jsonb)
-               THEN -1 ELSE 0 END
-     WHEN source IS DISTINCT FROM previous_source
-          AND (delta < 0 OR NOT coalesce(CASE
-              WHEN jsonb_typeof(metadata -> 'status_code') = 'number'
+FAILED = """coalesce(CASE WHEN jsonb_typeof(metadata -> 'status_code') = 'number'
                    AND metadata ->> 'status_code' ~ '^-?[0-9]+$'
-              THEN (metadata ->> 'status_code')::numeric >= 400 END, false))
-     THEN 1 ELSE 0 END"""
+              THEN (metadata ->> 'status_code')::numeric >= 400 END, false)"""
 # Every model of a chunk (account_id in ($1, $2]) from one pass over its entries: one aggregate
 # with three grouping sets (per account; per account and bucket; per account, endpoint, call
 # day and whether activity counts the entry), split into the shadows by data-modifying CTEs.
@@ -101,15 +99,23 @@ SCAN = """CASE WHEN reason = 'refund'
 # endpoint, net, per endpoint and the call's day). $3: the models whose checkpoints are rows.
 CHUNK_MODELS = f"""
 WITH e AS (
-    SELECT account_id, seq, reason, delta, reserved_delta, bucket_grant_id,
-           CASE WHEN reason IN ('consume', 'refund')
-                     AND jsonb_typeof(metadata -> 'endpoint') = 'string'
-                THEN metadata ->> 'endpoint' END AS endpoint,
-           CASE WHEN reason IN ('consume', 'refund') THEN {CALL_DAY} END AS day,
-           CASE WHEN reason = 'consume' OR (reason = 'refund' AND starts_with(source, 'refund:'))
-                THEN {SCAN} END AS scans
-    FROM (
-        SELECT *, lag(source) OVER (PARTITION BY account_id ORDER BY seq) AS previous_source
+    SELECT account_id, seq, reason, delta, reserved_delta, bucket_grant_id, endpoint, day,
+           CASE WHEN NOT in_activity THEN NULL
+                WHEN reason = 'refund' THEN takes_back
+                WHEN source IS DISTINCT FROM lag(source) OVER (PARTITION BY account_id ORDER BY seq)
+                     AND (delta < 0 OR NOT failed) THEN 1
+                ELSE 0 END AS scans
+    FROM (  -- what the rules need of each entry, computed before the sort the window needs
+        SELECT account_id, seq, reason, delta, reserved_delta, bucket_grant_id, source,
+               CASE WHEN reason IN ('consume', 'refund')
+                         AND jsonb_typeof(metadata -> 'endpoint') = 'string'
+                    THEN metadata ->> 'endpoint' END AS endpoint,
+               CASE WHEN reason IN ('consume', 'refund') THEN {CALL_DAY} END AS day,
+               reason = 'consume' OR (reason = 'refund' AND starts_with(source, 'refund:'))
+                   AS in_activity,
+               CASE WHEN metadata -> 'refundable_after' IN ('0'::jsonb, 'false'::jsonb)
+                    THEN -1 ELSE 0 END AS takes_back,
+               reason = 'consume' AND {FAILED} AS failed
         FROM ledger_entries WHERE account_id > $1 AND account_id <= $2
     ) entries
 ),
