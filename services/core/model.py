@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from enum import StrEnum
 # Fixed namespace: an entry's id is a function of (account_id, seq), so a replay of the same
 # input reproduces the same ids.
 ENTRY_ID_NAMESPACE = uuid.UUID("6f1c2a53-93a4-4a8e-9a55-6b0f3f0c2d11")
+_ENTRY_ID_PREFIX = ENTRY_ID_NAMESPACE.bytes
 
 MetadataValue = str | int | None
 
@@ -197,7 +199,17 @@ class LedgerEntry:
 
     @property
     def entry_id(self) -> str:
-        return str(uuid.uuid5(ENTRY_ID_NAMESPACE, f"{self.account_id}/{self.seq}"))
+        return entry_id_of(self.account_id, self.seq)
+
+
+def entry_id_of(account_id: str, seq: int) -> str:
+    """`str(uuid.uuid5(ENTRY_ID_NAMESPACE, f"{account_id}/{seq}"))`, the same text at a third of
+    the cost (no UUID object, no 128-bit integer arithmetic): one is computed per entry."""
+    digest = bytearray(hashlib.sha1(_ENTRY_ID_PREFIX + f"{account_id}/{seq}".encode()).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    hex_id = digest[:16].hex()
+    return f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
 
 
 @dataclass(frozen=True, slots=True)

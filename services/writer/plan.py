@@ -11,16 +11,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
-from services.core.decide import decide_and_evolve
 from services.core.model import (
     AccountState,
     AlertRaised,
     CaptureHold,
     CommandRejected,
     ConsumeUsage,
+    Event,
     LedgerEntry,
     RefundRequest,
 )
+from services.core.run import decide_run
 from services.writer.decoding import DeadLetterCode, Decoded, IdKind, Rejected
 
 SeenKey = tuple[IdKind, str, str]  # (kind, account_id, idempotency id)
@@ -125,6 +126,9 @@ def plan_batch(
     """Records in offset order; `states` holds every account the batch names."""
     plan = BatchPlan(states=dict(states))
     seen_now: dict[SeenKey, bytes] = dict(seen)
+    # Whether a record applies depends on ids alone, never on account state: sort them out in
+    # order first, then decide each account's run in one fold (accounts are independent).
+    runs: dict[str, list[tuple[Decoded, datetime]]] = {}
     for record in records:
         decoded = record.decoded
         if isinstance(decoded, Rejected):
@@ -143,15 +147,19 @@ def plan_batch(
             text = f"{kind.value} id {taken_id!r} was already used"
             plan.dead_letters.append(DeadLetter(record, DeadLetterCode.REQUEST_ID_REUSED, text))
             continue
-        _apply(plan, decoded, record.log_time)
+        runs.setdefault(decoded.account_id, []).append((decoded, record.log_time))
         for key in (own_key, *other_keys):
             seen_now[key] = decoded.payload_sha256
+    for account_id, run in runs.items():
+        commands = [(decoded.command, recorded_at) for decoded, recorded_at in run]
+        results, plan.states[account_id] = decide_run(plan.states[account_id], commands)
+        for (decoded, _), events in zip(run, results, strict=True):
+            _record(plan, decoded, events)
     return plan
 
 
-def _apply(plan: BatchPlan, decoded: Decoded, recorded_at: datetime) -> None:
-    state = plan.states[decoded.account_id]
-    events, plan.states[decoded.account_id] = decide_and_evolve(state, decoded.command, recorded_at)
+def _record(plan: BatchPlan, decoded: Decoded, events: tuple[Event, ...]) -> None:
+    """What one applied record adds to the plan: entries, alerts, its id, its traffic."""
     entries = [e for e in events if isinstance(e, LedgerEntry)]
     plan.entries.extend(entries)
     plan.alerts.extend(e for e in events if isinstance(e, AlertRaised))

@@ -17,6 +17,7 @@ from services.core.model import (
     Consumption,
     EntryReason,
     LedgerEntry,
+    entry_id_of,
 )
 from services.platform.postgres import DbConnection
 from services.platform.settings import dead_letter_topic
@@ -158,13 +159,16 @@ async def load_seen(conn: DbConnection, keys: Iterable[SeenKey]) -> dict[SeenKey
 async def write_plan(
     conn: DbConnection, plan: BatchPlan, ledger_topic: str, alerts_topic: str, at: datetime
 ) -> None:
+    entry_ids = [entry_id_of(e.account_id, e.seq) for e in plan.entries]  # for row and message
     if plan.entries:
         await conn.copy_records_to_table(
-            "ledger_entries", records=[_entry_row(e) for e in plan.entries], columns=ENTRY_COLUMNS
+            "ledger_entries",
+            records=[_entry_row(e, i) for e, i in zip(plan.entries, entry_ids, strict=True)],
+            columns=ENTRY_COLUMNS,
         )
     await _write_processed(conn, plan, at)
     await _write_dead_letters(conn, plan.dead_letters, at)
-    await _write_outbox(conn, plan, ledger_topic, alerts_topic)
+    await _write_outbox(conn, plan, entry_ids, ledger_topic, alerts_topic)
     await _write_traffic(conn, plan)
     changed = list(plan.states.values())
     await conn.execute(
@@ -233,11 +237,11 @@ async def _write_dead_letters(conn: DbConnection, dead: Sequence[DeadLetter], at
 
 
 async def _write_outbox(
-    conn: DbConnection, plan: BatchPlan, ledger_topic: str, alerts_topic: str
+    conn: DbConnection, plan: BatchPlan, entry_ids: list[str], ledger_topic: str, alerts_topic: str
 ) -> None:
     rows: list[OutboxRow] = [
-        (e.account_id, ledger_topic, e.account_id.encode(), entry_to_json_bytes(e), [])
-        for e in plan.entries
+        (e.account_id, ledger_topic, e.account_id.encode(), entry_to_json_bytes(e, i), [])
+        for e, i in zip(plan.entries, entry_ids, strict=True)
     ]
     rows += [
         (a.account_id, alerts_topic, a.account_id.encode(), alert_to_json_bytes(a), [])
@@ -264,9 +268,9 @@ def _dead_letter_outbox_row(dead: DeadLetter) -> OutboxRow:
     return (dead.account_id, topic, record.key, record.value or b"", headers)
 
 
-def _entry_row(e: LedgerEntry) -> tuple[Any, ...]:
+def _entry_row(e: LedgerEntry, entry_id: str) -> tuple[Any, ...]:
     return (
-        e.account_id, e.seq, e.entry_id, e.delta, e.balance_after, e.reason.value, e.source,
+        e.account_id, e.seq, entry_id, e.delta, e.balance_after, e.reason.value, e.source,
         e.bucket_grant_id, e.bucket_kind.value if e.bucket_kind else None,
         e.grant.expires_at if e.grant else None, _terms_json(e), dict(e.metadata), e.reserved_delta,
         e.occurred_at, e.recorded_at,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 from schemas.ledger import AlertMessage, EntryBucket, LedgerEntryMessage
 from services.core.model import AlertRaised, Bucket, LedgerEntry
 
@@ -28,8 +32,34 @@ def entry_to_message(entry: LedgerEntry) -> LedgerEntryMessage:
     )
 
 
-def entry_to_json_bytes(entry: LedgerEntry) -> bytes:
-    return entry_to_message(entry).model_dump_json().encode()
+def entry_to_json_bytes(entry: LedgerEntry, entry_id: str | None = None) -> bytes:
+    """The bytes `entry_to_message(entry).model_dump_json()` writes (tests/unit/test_writer_wire.py
+    holds them equal), built without a pydantic model: one is written per entry, and building and
+    validating the model cost more than the rest of the entry's write."""
+    return orjson.dumps(_entry_json(entry, entry_id), option=orjson.OPT_UTC_Z)
+
+
+def _entry_json(entry: LedgerEntry, entry_id: str | None) -> dict[str, Any]:
+    bucket: dict[str, Any] | None = None
+    if entry.bucket_grant_id is not None and entry.bucket_kind is not None:
+        bucket = {
+            "grant_id": entry.bucket_grant_id,
+            "kind": entry.bucket_kind.value,
+            "expires_at": None,
+            "effective_at": None,
+            "priority": None,
+            "applies_to": None,
+        }
+        if (grant := entry.grant) is not None:
+            bucket.update(grant_terms(grant))
+    # The keys in LedgerEntryMessage's field order, as pydantic writes them.
+    return {
+        "id": entry_id or entry.entry_id, "account_id": entry.account_id, "seq": entry.seq,
+        "delta": entry.delta, "balance_after": entry.balance_after, "reason": entry.reason.value,
+        "source": entry.source, "bucket": bucket, "metadata": dict(entry.metadata),
+        "reserved_delta": entry.reserved_delta, "occurred_at": entry.occurred_at,
+        "recorded_at": entry.recorded_at,
+    }  # fmt: skip
 
 
 def alert_to_json_bytes(alert: AlertRaised) -> bytes:
