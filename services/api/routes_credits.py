@@ -35,7 +35,9 @@ from services.api.reads.freshness import (
     LEDGER,
     SUMMARY,
     USAGE,
+    Freshness,
     MinSeq,
+    customer_snapshot,
     fresh_read,
 )
 from services.platform.postgres import DbConnection
@@ -96,9 +98,10 @@ def balance_body(view: BalanceView, now: datetime) -> dict[str, Any]:
 async def get_balance(
     request: Request, response: Response, caller: CustomerDep, min_seq: MinSeq = None
 ) -> dict[str, Any]:
-    async with fresh_read(request, BALANCE, caller.account_id, min_seq) as (conn, fresh):
+    async with customer_snapshot(request, BALANCE, caller.account_id, min_seq) as conn:
         view = await read_view(conn, caller.account_id) or BalanceView(caller.account_id)
-    fresh.stamp(response)
+    # The view's own last_seq is BALANCE's checkpoint, read in the same statement as the data.
+    Freshness(view.last_seq, stale=min_seq is not None and view.last_seq < min_seq).stamp(response)
     response.headers["X-Credits-Remaining"] = str(view.available)
     return balance_body(view, datetime.now(UTC))
 

@@ -3,7 +3,7 @@
 # external Kafka/Postgres is configured: Java 17+ and Maven (Kafka comes from Maven Central as
 # jars), and Debian's PostgreSQL server binaries. With the argument `tests`, whatever Kafka and
 # Postgres are used: Debian's Chromium and its chromedriver (the dashboard's browser test), and
-# kcat and pgbench (the benchmark's machine limits).
+# kcat, pgbench and wrk (the benchmark's machine limits and read load).
 set -euo pipefail
 
 missing=()
@@ -11,6 +11,7 @@ if [[ "${1:-}" == "tests" ]]; then
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
   [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
   command -v kcat >/dev/null || missing+=(kcat)  # the benchmark's consume-only limit
+  command -v wrk >/dev/null || missing+=(wrk)  # the benchmark's HTTP read load
   command -v pgbench >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/pgbench" >/dev/null \
     || missing+=(postgresql-contrib)
 fi

@@ -107,6 +107,21 @@ async def wait_for_seq(
 
 
 @asynccontextmanager
+async def customer_snapshot(
+    request: Request, model: ReadModel, account_id: str, min_seq: int | None
+) -> AsyncIterator[DbConnection]:
+    """Wait for `min_seq` (bounded), then a read-only snapshot as the customer; for a read
+    whose own row carries the checkpoint (the balance view's `last_seq`): one statement less."""
+    pool: asyncpg.Pool = request.app.state.pool
+    settings: Settings = request.app.state.settings
+    if min_seq is not None and min_seq > 0:
+        await wait_for_seq(pool, model, account_id, min_seq, settings.api_read_wait_max_ms)
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.fetchval(AS_CUSTOMER, account_id)  # row-level security: this account only
+        yield conn
+
+
+@asynccontextmanager
 async def fresh_read(
     request: Request, model: ReadModel, account_id: str, min_seq: int | None
 ) -> AsyncIterator[tuple[DbConnection, Freshness]]:
