@@ -4,22 +4,34 @@ One relay at a time (a transaction-scoped advisory lock), in outbox_id order: an
 are inserted under its row lock, so their ids rise with its seq and its ledger messages leave in
 seq order. A crash after Kafka acknowledged but before the delete commits republishes those
 rows: output topics are at-least-once, and readers drop what they have (by seq or entry id).
+
+Dead letters go in a pass of their own, and a dead-letter topic that refuses them (down,
+deleted, misconfigured) is logged and retried on the next relay instead of failing the writer:
+their order does not matter, the rows wait in the outbox and `dead_letters`, and ledger
+messages, which the projections need, keep flowing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import time
+from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from services.platform import failpoints
 
+log = logging.getLogger("creditledger.outbox")
 _RELAY_LOCK_KEY = 7_320_451_167
+DEAD_LETTER_RETRY_S = 1.0
 
 FETCH_OUTBOX = """
 SELECT account_id, outbox_id, topic, key, value, headers FROM outbox
+WHERE (right(topic, 4) = '.DLT') = $2
 ORDER BY outbox_id LIMIT $1
 """
 DELETE_OUTBOX = """
@@ -28,21 +40,51 @@ WHERE o.account_id = d.account_id AND o.outbox_id = d.outbox_id
 """
 
 
-async def relay_outbox(pool: asyncpg.Pool, producer: AIOKafkaProducer, max_rows: int) -> int:
-    """Publish until the outbox is empty or another relay holds the lock; return rows sent."""
+@dataclass
+class Relay:
+    """The outbox relay of one writer; remembers a dead-letter topic that refused its rows."""
+
+    pool: asyncpg.Pool
+    producer: AIOKafkaProducer
+    max_rows: int
+    # While set, dead letters wait in the outbox: `due` tells the idle loop to try again.
+    dead_letters_retry_at_s: float | None = None
+
+    def due(self) -> bool:
+        retry_at = self.dead_letters_retry_at_s
+        return retry_at is not None and time.monotonic() >= retry_at
+
+    async def relay(self) -> int:
+        """Publish until the outbox is empty or another relay holds the lock; return rows sent."""
+        sent = await _drain(self.pool, self.producer, self.max_rows, dead_letters=False)
+        try:
+            sent += await _drain(self.pool, self.producer, self.max_rows, dead_letters=True)
+        except KafkaError as error:
+            log.warning("dead-letter topic refused the outbox's rows; will retry: %r", error)
+            self.dead_letters_retry_at_s = time.monotonic() + DEAD_LETTER_RETRY_S
+        else:
+            self.dead_letters_retry_at_s = None
+        return sent
+
+
+async def _drain(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, max_rows: int, *, dead_letters: bool
+) -> int:
     sent_total = 0
     while True:
-        sent = await _relay_once(pool, producer, max_rows)
+        sent = await _relay_once(pool, producer, max_rows, dead_letters)
         sent_total += sent
         if sent < max_rows:
             return sent_total
 
 
-async def _relay_once(pool: asyncpg.Pool, producer: AIOKafkaProducer, max_rows: int) -> int:
+async def _relay_once(
+    pool: asyncpg.Pool, producer: AIOKafkaProducer, max_rows: int, dead_letters: bool
+) -> int:
     async with pool.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _RELAY_LOCK_KEY):
             return 0
-        rows = await conn.fetch(FETCH_OUTBOX, max_rows)
+        rows = await conn.fetch(FETCH_OUTBOX, max_rows, dead_letters)
         if not rows:
             return 0
         acks = []

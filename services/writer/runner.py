@@ -26,7 +26,7 @@ from services.platform.settings import Settings
 from services.writer import store
 from services.writer.decoding import Decoded, beyond_future_skew, decode_command, decode_usage
 from services.writer.merge import PartitionMerge
-from services.writer.outbox import relay_outbox
+from services.writer.outbox import Relay
 from services.writer.plan import InputRecord, lineage_keys, plan_batch, seen_keys
 
 log = logging.getLogger("creditledger.writer")
@@ -52,6 +52,7 @@ class LedgerWriter:
         self.topics = (settings.commands_topic, settings.usage_topic)
         self.merges: dict[int, PartitionMerge[ConsumerRecord]] = {}
         self.records_applied = 0
+        self.relay = Relay(pool, producer, settings.outbox_batch_max_rows)
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.settings.kafka_bootstrap is not None
@@ -97,16 +98,13 @@ class LedgerWriter:
                     f"writer batch of partition {partition}",
                 )
                 applied += len(ready)
-        if applied:
+        if applied or self.relay.due():
             await self._relay()
 
     async def _relay(self) -> None:
         if not self.publish:
             return
-        max_rows = self.settings.outbox_batch_max_rows
-        await retry_transient(
-            lambda: relay_outbox(self.pool, self.producer, max_rows), "outbox relay"
-        )
+        await retry_transient(self.relay.relay, "outbox relay")
 
     def _drop_merges(self, revoked: list[TopicPartition]) -> None:
         for tp in revoked:

@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from services.platform.settings import dead_letter_topic
+from tests.chaos import invariants
 from tests.chaos.round import Round, unarmed
 from tests.chaos.world import PROJECT_ROOT, Component, database_name, settings_env
 
@@ -26,6 +30,8 @@ PROJECTOR_FAILPOINTS = ("projector.before_commit", "projector.after_commit", "re
 CRASHES_PER_ROUND = 3
 CHUNKS = 8
 SUBPROCESS_TIMEOUT_S = 300.0
+SETTLE_WITH_DLT_DOWN_S = 60.0
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # the broker's default
 
 
 class Fault:
@@ -322,10 +328,43 @@ class PoisonMessages(Fault):
         await chaos.publish_in_chunks(chaos.usage_events(events // 4), 2, _nothing)
 
 
+class DeadLetterTopicUnavailable(Fault):
+    name = "dead-letter topic refusing writes"
+
+    async def run(self, chaos: Round, events: int) -> None:
+        usage = chaos.settings.usage_topic
+        victim = chaos.accounts[2]
+        await chaos.publish_in_chunks(chaos.usage_events(events // 2), CHUNKS // 2, _nothing)
+        await _dead_letter_topics_accept(chaos, max_bytes=1)  # every dead letter is too large
+        chaos.injected += 1
+        for n in range(chaos.rng.randint(3, 8)):
+            await chaos.publisher.dead(usage, victim, f"not json {n}".encode(), "malformed-json")
+        await chaos.publish_in_chunks(chaos.usage_events(events // 2), CHUNKS // 2, _nothing)
+        # While the DLT refuses, the ledger must keep flowing to the projections.
+        behind = await invariants.settle_views(chaos.pool, SETTLE_WITH_DLT_DOWN_S)
+        if behind:
+            chaos.unexpected.append(f"ledger stalled while the DLT refused: {behind}")
+        await _dead_letter_topics_accept(chaos, max_bytes=DEFAULT_MAX_MESSAGE_BYTES)
+
+
+async def _dead_letter_topics_accept(chaos: Round, max_bytes: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=chaos.settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        topics = [chaos.settings.usage_topic, chaos.settings.commands_topic]
+        await admin.alter_configs([
+            ConfigResource(ConfigResourceType.TOPIC, dead_letter_topic(topic),
+                           configs={"max.message.bytes": str(max_bytes)})
+            for topic in topics
+        ])  # fmt: skip
+    finally:
+        await admin.close()
+
+
 FAULTS: tuple[Fault, ...] = (
     NoFault(), WriterKill9(), ProjectorKill9(), BrokerRestart(), PostgresRestart(),
     DroppedConnections(), KilledInCommit(), DuplicateDelivery(), ChangedPayload(),
     LateAndFutureEvents(), HotAccount(), ThreeWritersRebalancing(), RebuildAndReplayLive(),
-    PoisonMessages(),
+    PoisonMessages(), DeadLetterTopicUnavailable(),
 )  # fmt: skip
 BY_NAME = {f.name: f for f in FAULTS}

@@ -82,6 +82,20 @@ async def in_flight(pool: asyncpg.Pool, settings: Settings) -> int:
     return sum(end - stored.get(address, 0) for address, end in ends.items())
 
 
+VIEWS_BEHIND = """SELECT count(*) FROM writer_accounts w LEFT JOIN balance_view b
+USING (account_id) WHERE w.seq <> coalesce(b.last_seq, 0)"""
+
+
+async def settle_views(pool: asyncpg.Pool, deadline_s: float) -> int:
+    """Wait until every balance view is at its account's writer seq; return how many are not."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        lagging = int(await pool.fetchval(VIEWS_BEHIND))
+        if not lagging or time.monotonic() > deadline:
+            return lagging
+        await asyncio.sleep(SETTLE_POLL_S)
+
+
 async def settle(pool: asyncpg.Pool, settings: Settings, deadline_s: float) -> list[str]:
     """Wait until writer, outbox and projector are done; return what is still behind if not."""
     deadline = time.monotonic() + deadline_s
@@ -89,10 +103,7 @@ async def settle(pool: asyncpg.Pool, settings: Settings, deadline_s: float) -> l
         behind = await offsets_behind(pool, settings)
         if not behind:
             outbox = await pool.fetchval("SELECT count(*) FROM outbox")
-            lagging = await pool.fetchval(
-                """SELECT count(*) FROM writer_accounts w LEFT JOIN balance_view b
-                   USING (account_id) WHERE w.seq <> coalesce(b.last_seq, 0)"""
-            )
+            lagging = await pool.fetchval(VIEWS_BEHIND)
             behind = [f"outbox rows: {outbox}"] if outbox else []
             behind += [f"balance views behind the writer: {lagging}"] if lagging else []
             if not behind:

@@ -29,6 +29,7 @@ SUBSET = (
     "late (days old), out-of-order and future events",
     "hot account: concurrent grants, holds, consumes",
     "poison messages",
+    "dead-letter topic refusing writes",
 )
 
 
