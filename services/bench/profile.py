@@ -79,10 +79,11 @@ def summarise(collapsed: str) -> dict[str, Any]:
     }
 
 
+# Where a frame's file lives (py-spy names it relative to its sys.path entry).
 LAYERS = {
-    "asyncpg": "/asyncpg/", "aiokafka": "/aiokafka/", "pydantic": "/pydantic",
-    "json": "/json/", "fastapi/starlette": "/starlette/", "uvicorn": "/uvicorn/",
-    "asyncio event loop": "/asyncio/", "creditledger": "/work/",
+    "asyncpg": "(asyncpg/", "aiokafka": "(aiokafka/", "pydantic": "(pydantic",
+    "json (stdlib)": "(json/", "fastapi/starlette": "(starlette/", "uvicorn": "(uvicorn/",
+    "creditledger": "(services/", "projections": "(projections/", "schemas": "(schemas/",
 }  # fmt: skip
 
 
