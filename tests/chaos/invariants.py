@@ -119,7 +119,7 @@ async def check(pool: asyncpg.Pool, settings: Settings, expect: Expectations) ->
         await _no_double_count(pool, expect),
         await _conservation(pool, expect),
         await _offsets(pool, settings),
-        await _projections(pool),
+        await check_projections(pool),
     ]
 
 
@@ -208,7 +208,7 @@ async def _offsets(pool: asyncpg.Pool, settings: Settings) -> Verdict:
     return Verdict("I4", not behind, "; ".join(behind[:5]))
 
 
-async def _projections(pool: asyncpg.Pool) -> Verdict:
+async def check_projections(pool: asyncpg.Pool) -> Verdict:
     report = await audit(pool)
     detail = "; ".join(f"{d.account_id} {d.model}: {d.detail}" for d in report.drifts[:5])
     return Verdict("I5", not report.drifts, detail)

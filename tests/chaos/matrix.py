@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from tests.chaos.attacks import attack_table, run_attacks
 from tests.chaos.faults import FAULTS, Fault
 from tests.chaos.round import RoundReport, run_round
 from tests.chaos.world import CHAOS_STACK_DIR, World, private_world
@@ -86,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per fault")
     parser.add_argument("--events", type=int, default=2000, help="usage events per round")
     parser.add_argument("--fault", action="append", default=[], help="substring of a name")
+    parser.add_argument("--attack", action="append", default=[], help="substring of a name")
+    parser.add_argument("--attack-rounds", type=int, default=1, help="runs of each attack")
     parser.add_argument("--round", type=int, default=None, help="only this round number")
     parser.add_argument("--json", type=Path, default=None, help="write the reports here")
     parser.add_argument("--keep-failed", action="store_true", help="keep failed rounds' data")
@@ -94,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The clients log every refused connection while a server restarts; the table is the story.
     logging.basicConfig(level=logging.CRITICAL)
     chosen = [f for f in FAULTS if not args.fault or any(s in f.name for s in args.fault)]
+    if args.attack and not args.fault:
+        chosen = []
+    attack_rounds = 0 if args.fault and not args.attack else args.attack_rounds
     print(f"chaos matrix: seed {args.seed}, {len(chosen)} faults x {args.rounds} rounds,"
           f" {args.events} events each", flush=True)  # fmt: skip
     with private_world(args.stack_dir) as world:
@@ -102,12 +108,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 world, chosen, args.seed, args.rounds, args.events, args.round, args.keep_failed
             )
         )
-    print(table(reports))
+        attacked = asyncio.run(run_attacks(world, attack_rounds, args.attack))
+    if reports:
+        print(table(reports))
+    if attacked:
+        print()
+        print(attack_table(attacked))
     if args.json is not None:
-        args.json.write_text(json.dumps([asdict(r) for r in reports], indent=2, default=str))
+        figures = {"seed": args.seed, "faults": [asdict(r) for r in reports],
+                   "attacks": [asdict(a) for a in attacked]}  # fmt: skip
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
     broken = failures(reports)
     for failure in broken:
         print("FAILED " + failure, file=sys.stderr)
+    broken_attacks = [a for a in attacked if a.held < a.runs]
+    for attack in broken_attacks:
+        print(f"BROKEN {attack.attack}: {attack.details}", file=sys.stderr)
     print(f"{len(reports) - len(broken)} of {len(reports)} rounds held every invariant"
-          f" (seed {args.seed})")  # fmt: skip
-    return 1 if broken else 0
+          f" (seed {args.seed}); {len(attacked) - len(broken_attacks)} of {len(attacked)}"
+          " attacks held")  # fmt: skip
+    return 1 if broken or broken_attacks else 0

@@ -146,6 +146,7 @@ class Round:
                     )
                 else:
                     self.crashes += 1
+                    await self.note_in_flight()  # what the crash left uncommitted
                 await component.start(self.schedule(component))
             await asyncio.sleep(SUPERVISE_INTERVAL_S)
 
