@@ -7,11 +7,11 @@ its amount plus every later delta that names its bucket.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from schemas.ledger import LedgerEntryMessage
+from schemas.ledger import EntryBucket, LedgerEntryMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,53 +41,58 @@ class BalanceView:
 
 def apply(view: BalanceView, entry: LedgerEntryMessage) -> BalanceView:
     """Apply one entry; an entry at or below the checkpoint changes nothing."""
-    assert entry.account_id == view.account_id, "entry applied to another account's view"
-    if entry.seq <= view.last_seq:
+    return apply_all(view, (entry,))
+
+
+def apply_all(view: BalanceView, entries: Iterable[LedgerEntryMessage]) -> BalanceView:
+    """`apply` over an account's entries in seq order, building the view once: a batch holds
+    runs of one account's entries, and a view (and a grants map) per entry was most of its cost."""
+    last_seq, balance, reserved = view.last_seq, view.balance, view.reserved
+    granted_total, consumed_total = view.granted_total, view.consumed_total
+    last_updated = view.last_updated
+    grants: dict[str, GrantBalance] | None = None  # copied at the first entry naming a bucket
+    for entry in entries:
+        assert entry.account_id == view.account_id, "entry applied to another account's view"
+        if entry.seq <= last_seq:
+            continue
+        assert entry.seq == last_seq + 1, f"gap: view at {last_seq}, entry {entry.seq}"
+        balance += entry.delta
+        assert balance == entry.balance_after, (
+            f"balance {balance} != balance_after {entry.balance_after}"
+        )
+        last_seq, reserved = entry.seq, reserved + entry.reserved_delta
+        if entry.reason == "grant":
+            granted_total += entry.delta
+        elif entry.reason in ("consume", "refund"):
+            consumed_total -= entry.delta  # a refund's delta is positive: it lowers the total
+        if entry.bucket is not None:
+            grants = dict(view.grants) if grants is None else grants
+            _apply_to_grants(grants, entry, entry.bucket)
+        last_updated = entry.recorded_at
+    if last_seq == view.last_seq:
         return view
-    assert entry.seq == view.last_seq + 1, f"gap: view at {view.last_seq}, entry {entry.seq}"
-    balance = view.balance + entry.delta
-    assert balance == entry.balance_after, (
-        f"balance {balance} != balance_after {entry.balance_after}"
-    )
-    return replace(
-        view,
-        last_seq=entry.seq,
-        balance=balance,
-        reserved=view.reserved + entry.reserved_delta,
-        granted_total=view.granted_total + (entry.delta if entry.reason == "grant" else 0),
-        consumed_total=view.consumed_total + _consumed(entry),
-        grants=_apply_to_grants(view.grants, entry),
-        last_updated=entry.recorded_at,
-    )
-
-
-def _consumed(entry: LedgerEntryMessage) -> int:
-    if entry.reason == "consume":
-        return -entry.delta
-    if entry.reason == "refund":
-        return -entry.delta  # a refund's delta is positive: it lowers what was consumed
-    return 0
+    return BalanceView(
+        view.account_id, last_seq, balance, reserved, granted_total, consumed_total,
+        view.grants if grants is None else grants, last_updated,
+    )  # fmt: skip
 
 
 def _apply_to_grants(
-    grants: Mapping[str, GrantBalance], entry: LedgerEntryMessage
-) -> Mapping[str, GrantBalance]:
-    bucket = entry.bucket
-    if bucket is None:
-        return grants
-    updated = dict(grants)
+    grants: dict[str, GrantBalance], entry: LedgerEntryMessage, bucket: EntryBucket
+) -> None:
     if entry.reason == "grant":
-        updated[bucket.grant_id] = GrantBalance(
+        grants[bucket.grant_id] = GrantBalance(
             bucket.kind, entry.delta, entry.delta, bucket.expires_at
         )
     elif entry.reason in ("expiry", "void"):
-        grant = updated[bucket.grant_id]
+        grant = grants[bucket.grant_id]
         assert grant.balance + entry.delta == 0, "a closing entry takes all that is left"
-        updated[bucket.grant_id] = replace(grant, balance=0, closed=True)
+        grants[bucket.grant_id] = replace(grant, balance=0, closed=True)
     else:
-        grant = updated[bucket.grant_id]
-        updated[bucket.grant_id] = replace(grant, balance=grant.balance + entry.delta)
-    return updated
+        grant = grants[bucket.grant_id]
+        grants[bucket.grant_id] = GrantBalance(
+            grant.kind, grant.amount, grant.balance + entry.delta, grant.expires_at, grant.closed
+        )
 
 
 def buckets_by_kind(view: BalanceView) -> list[dict[str, int | str]]:

@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from projections.balance.apply import BalanceView, GrantBalance, apply, buckets_by_kind, reset_at
+from projections.balance.apply import (
+    BalanceView,
+    GrantBalance,
+    apply,
+    apply_all,
+    buckets_by_kind,
+    reset_at,
+)
 from schemas.ledger import LedgerEntryMessage
 from services.core import decide, evolve_all
 from services.core.model import (
@@ -181,6 +188,16 @@ def test_replaying_the_whole_ledger_over_a_caught_up_view_changes_nothing() -> N
     _, entries = ledger(SCENARIO)
     view = fold(entries)
     assert fold(entries, view) == view
+
+
+def test_a_run_folds_to_what_entry_by_entry_gives_redeliveries_included() -> None:
+    _, entries = ledger(SCENARIO)
+    messages = [entry_to_message(e) for e in entries]
+    for split in range(len(messages) + 1):
+        start = fold(entries[:split])
+        redelivered = [*messages[: split // 2], *messages, *messages[split:]]
+        assert apply_all(start, redelivered) == fold(entries)
+        assert apply_all(start, messages[:split]) is start  # nothing new: the same view
 
 
 def test_a_seq_gap_is_refused() -> None:
