@@ -17,7 +17,9 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -87,15 +89,66 @@ async def _relay_once(
         rows = await conn.fetch(FETCH_OUTBOX, max_rows, dead_letters)
         if not rows:
             return 0
-        acks = []
-        for row in rows:
-            headers = [(name, base64.b64decode(value)) for name, value in row["headers"]]
-            acks.append(
-                await producer.send(row["topic"], row["value"], key=row["key"], headers=headers)
-            )
-        await asyncio.gather(*acks)
+        await _publish(producer, rows)
         failpoints.hit("outbox.after_publish")
         await conn.execute(
             DELETE_OUTBOX, [r["account_id"] for r in rows], [r["outbox_id"] for r in rows]
         )
         return len(rows)
+
+
+async def _publish(producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> None:
+    """Send the rows in outbox order and wait for every acknowledgement.
+
+    Keyed rows go into one record batch per topic partition at a time, submitted in order, so a
+    partition's messages keep the outbox order; building a batch costs a fraction of a `send`
+    per message (a future each, a partitioner hash each). A keyless row (a dead letter of an
+    unkeyed record) has no order to keep and goes through `send`.
+    """
+    acks: list[asyncio.Future[Any]] = []
+    open_batches: dict[tuple[str, int], Any] = {}
+    partitions = _Partitions(producer)
+    for row in rows:
+        headers = [(name, base64.b64decode(value)) for name, value in row["headers"]]
+        topic, key, value = row["topic"], row["key"], row["value"]
+        if key is None:
+            acks.append(await producer.send(topic, value, headers=headers))
+            continue
+        tp = (topic, await partitions.of(topic, key))
+        batch = open_batches.get(tp)
+        if (
+            batch is None
+            or batch.append(key=key, value=value, timestamp=None, headers=headers) is None
+        ):
+            if batch is not None:  # full: it leaves before the next one of its partition
+                acks.append(await producer.send_batch(batch, topic, partition=tp[1]))
+            batch = open_batches[tp] = producer.create_batch()
+            appended = batch.append(key=key, value=value, timestamp=None, headers=headers)
+            assert appended is not None, "an empty batch takes any record the producer allows"
+    for (topic, partition), batch in open_batches.items():
+        acks.append(await producer.send_batch(batch, topic, partition=partition))
+    await asyncio.gather(*acks)
+
+
+class _Partitions:
+    """The producer's own partition for a key (what `send` would pick), remembered per key: the
+    same accounts come back in every pass, and the partitioner's hash is pure Python."""
+
+    _known: ClassVar[dict[tuple[str, bytes, int], int]] = {}
+    MAX_KNOWN = 200_000
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+        self.counts: dict[str, int] = {}
+
+    async def of(self, topic: str, key: bytes) -> int:
+        if topic not in self.counts:  # once per topic and pass: a new partition count shows
+            self.counts[topic] = len(await self.producer.partitions_for(topic))
+        cache_key = (topic, key, self.counts[topic])
+        partition = self._known.get(cache_key)
+        if partition is None:
+            if len(self._known) >= self.MAX_KNOWN:
+                self._known.clear()
+            partition = self.producer._partition(topic, None, key, None, key, None)
+            self._known[cache_key] = partition
+        return partition

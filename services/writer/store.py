@@ -239,18 +239,25 @@ async def _write_dead_letters(conn: DbConnection, dead: Sequence[DeadLetter], at
 async def _write_outbox(
     conn: DbConnection, plan: BatchPlan, entry_ids: list[str], ledger_topic: str, alerts_topic: str
 ) -> None:
-    rows: list[OutboxRow] = [
-        (e.account_id, ledger_topic, e.account_id.encode(), entry_to_json_bytes(e, i), [])
+    # Ledger and alert messages carry no headers: their rows leave `headers` to its default
+    # rather than encode an empty list per entry.
+    rows: list[tuple[str, str, bytes, bytes]] = [
+        (e.account_id, ledger_topic, e.account_id.encode(), entry_to_json_bytes(e, i))
         for e, i in zip(plan.entries, entry_ids, strict=True)
     ]
     rows += [
-        (a.account_id, alerts_topic, a.account_id.encode(), alert_to_json_bytes(a), [])
+        (a.account_id, alerts_topic, a.account_id.encode(), alert_to_json_bytes(a))
         for a in plan.alerts
     ]
-    rows += [_dead_letter_outbox_row(d) for d in plan.dead_letters]
     if rows:
         await conn.copy_records_to_table(
-            "outbox", records=rows, columns=("account_id", "topic", "key", "value", "headers")
+            "outbox", records=rows, columns=("account_id", "topic", "key", "value")
+        )
+    if plan.dead_letters:
+        await conn.copy_records_to_table(
+            "outbox",
+            records=[_dead_letter_outbox_row(d) for d in plan.dead_letters],
+            columns=("account_id", "topic", "key", "value", "headers"),
         )
 
 
