@@ -57,4 +57,10 @@ def apply(grants: dict[GrantKey, GrantRow], entry: LedgerEntryMessage) -> None:
         state = "expired" if entry.reason == "expiry" else "voided"
         grants[key] = replace(row, remaining=0, state=state, closed_seq=entry.seq)
     else:
-        grants[key] = replace(row, remaining=remaining)
+        # The call on every consume and refund: a constructor, not `replace` (a few times
+        # cheaper, and the fields are all here).
+        grants[key] = GrantRow(
+            row.kind, row.amount, remaining, row.source, row.state, row.granted_seq,
+            row.granted_at, row.priority, row.effective_at, row.expires_at, row.applies_to,
+            row.name, row.closed_seq,
+        )  # fmt: skip
