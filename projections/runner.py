@@ -22,6 +22,7 @@ from projections.grants import projection as grants_projection
 from projections.usage import projection as usage_projection
 from schemas.ledger import LedgerEntryMessage
 from services.platform import failpoints, offsets
+from services.platform.concurrency import all_or_none
 from services.platform.kafka import new_consumer
 from services.platform.postgres import DbConnection, retry_transient
 from services.platform.settings import Settings
@@ -65,11 +66,17 @@ class Projector:
         batches = await consumer.getmany(
             timeout_ms=self.settings.fetch_timeout_ms, max_records=self.settings.batch_max_records
         )
-        for tp, records in batches.items():
-            rewind_to = await retry_transient(
-                partial(self.apply_batch, tp.topic, tp.partition, records),
+        # Partitions hold disjoint accounts: their batches commit concurrently, each on its own
+        # connection, so one batch's Python work overlaps another's Postgres work.
+        tps = list(batches)
+        rewinds = await all_or_none(
+            retry_transient(
+                partial(self.apply_batch, tp.topic, tp.partition, batches[tp]),
                 f"projector batch of {tp.topic}[{tp.partition}]",
             )
+            for tp in tps
+        )
+        for tp, rewind_to in zip(tps, rewinds, strict=True):
             if rewind_to is not None:
                 # A rebuild moved the stored offset back (projections/rebuild.py): read again.
                 log.info("%s[%d] rewound to %d by a rebuild", tp.topic, tp.partition, rewind_to)

@@ -20,6 +20,7 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.core.pricing import DEFAULT_PRICE_BOOK, PriceBook
 from services.platform import failpoints, offsets
+from services.platform.concurrency import all_or_none
 from services.platform.kafka import new_consumer
 from services.platform.postgres import retry_transient
 from services.platform.settings import Settings
@@ -83,23 +84,35 @@ class LedgerWriter:
             failpoints.hit("writer.after_poll")
         for tp, records in fetched.items():
             self._merge_for(tp.partition).add(tp.topic, records)
-        applied = 0
-        for partition, merge in list(self.merges.items()):
-            while merge.buffered():
-                margin_ms = self.settings.merge_clock_margin_ms
-                horizon = {
-                    t: await _horizon_ms(consumer, t, partition, margin_ms) for t in self.topics
-                }
-                ready = merge.take_ready(horizon, self.settings.batch_max_records)
-                if not ready:
-                    break
-                await retry_transient(
-                    partial(self.apply_batch, partition, ready),
-                    f"writer batch of partition {partition}",
-                )
-                applied += len(ready)
+        # Partitions hold disjoint accounts and offsets, so their batches commit concurrently,
+        # each on its own connection: one batch's Python work overlaps another's Postgres work.
+        # Within a partition, batches stay one after another.
+        applied = sum(
+            await all_or_none(
+                self._apply_ready(consumer, partition, merge)
+                for partition, merge in list(self.merges.items())
+            )
+        )
         if applied or self.relay.due():
             await self._relay()
+
+    async def _apply_ready(
+        self, consumer: AIOKafkaConsumer, partition: int, merge: PartitionMerge[ConsumerRecord]
+    ) -> int:
+        """Apply what the partition's merge can order, batch after batch; return how many."""
+        applied = 0
+        while merge.buffered():
+            margin_ms = self.settings.merge_clock_margin_ms
+            horizon = {t: await _horizon_ms(consumer, t, partition, margin_ms) for t in self.topics}
+            ready = merge.take_ready(horizon, self.settings.batch_max_records)
+            if not ready:
+                break
+            await retry_transient(
+                partial(self.apply_batch, partition, ready),
+                f"writer batch of partition {partition}",
+            )
+            applied += len(ready)
+        return applied
 
     async def _relay(self) -> None:
         if not self.publish:
