@@ -9,6 +9,11 @@ travels on the ledger topic (`bucket` {grant_id, kind, and on grant entries the 
 expires_at, effective_at, priority, applies_to} or null; `metadata` an object); csv and parquet
 are flat (`bucket_grant_id`, `bucket_kind`, `bucket_expires_at`, `metadata` as a JSON string;
 the other terms only in jsonl). Times are ISO-8601 UTC with `Z` (parquet: timestamps in UTC).
+
+CSV is opened in spreadsheets, and ledger text comes from producers (sources, endpoints, ids,
+metadata): a text cell starting with `=`, `+`, `-`, `@`, tab or CR would run as a formula
+(CSV injection), so it gets a leading `'`, which spreadsheets show as text. Numbers are written
+as they are; jsonl and parquet keep every text verbatim.
 """
 
 from __future__ import annotations
@@ -138,10 +143,20 @@ def flat_record(record: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_row(record: Mapping[str, Any]) -> list[Any]:
-    """One csv row in CSV_COLUMNS order; None becomes an empty field."""
+    """One csv row in CSV_COLUMNS order; None becomes an empty field, formula-like text inert."""
     flat = flat_record(record)
-    return ["" if flat[name] is None else flat[name] for name in CSV_COLUMNS]
+    return ["" if flat[name] is None else _inert(flat[name]) for name in CSV_COLUMNS]
+
+
+def _inert(value: Any) -> Any:
+    """Text a spreadsheet would evaluate, with a leading `'` (see the module docstring)."""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
 
 
 def csv_text(rows: Sequence[Mapping[str, Any]], header: bool = False) -> str:
