@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from services.api.keys import is_well_formed, secret_hash
 from services.api.problems import Problem
@@ -41,6 +42,25 @@ SELECT token_id, scopes, revoked_at FROM admin_tokens WHERE tenant = '*' AND sec
 FIND_KEY = """
 SELECT account_id, key_id, revoked_at, expires_at FROM api_keys WHERE secret_sha256 = $1
 """
+
+
+# The OpenAPI document's security schemes. They only document: `auto_error=False` makes them
+# accept anything, and `customer`/`admin` below decide (so every refusal is problem+json).
+CUSTOMER_KEY = HTTPBearer(
+    scheme_name="customerKey", auto_error=False,
+    description="A customer API key (`cl_live_…`) as `Authorization: Bearer <key>`",
+)  # fmt: skip
+CUSTOMER_KEY_HEADER = APIKeyHeader(
+    name="x-api-key", scheme_name="customerKeyHeader", auto_error=False,
+    description="A customer API key (`cl_live_…`) in the `x-api-key` header",
+)  # fmt: skip
+ADMIN_TOKEN = HTTPBearer(
+    scheme_name="adminToken", auto_error=False,
+    description="The admin token (CREDITLEDGER_ADMIN_TOKEN) or a minted `cl_adm_…` token",
+)  # fmt: skip
+BearerDoc = Annotated[HTTPAuthorizationCredentials | None, Security(CUSTOMER_KEY)]
+HeaderDoc = Annotated[str | None, Security(CUSTOMER_KEY_HEADER)]
+AdminDoc = Annotated[HTTPAuthorizationCredentials | None, Security(ADMIN_TOKEN)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +85,7 @@ def presented_secret(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-async def customer(request: Request) -> Caller:
+async def customer(request: Request, _: BearerDoc = None, __: HeaderDoc = None) -> Caller:
     refuse_if_blocked(request)
     try:
         caller = await _customer(request)
@@ -93,7 +113,7 @@ async def _customer(request: Request) -> Caller:
     return Caller(row["account_id"], row["key_id"])
 
 
-async def admin(request: Request) -> AdminCaller:
+async def admin(request: Request, _: AdminDoc = None) -> AdminCaller:
     """Any valid admin token (FastAPI caches it per request, so `require` reuses it)."""
     refuse_if_blocked(request)
     try:

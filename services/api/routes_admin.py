@@ -39,8 +39,9 @@ from schemas.commands import (
     VoidGrantCommand,
 )
 from schemas.common import AccountId
-from services.api import idempotency
+from services.api import idempotency, instants
 from services.api.auth import ADMIN_TOKEN_PREFIX, admin, require
+from services.api.instants import misshapen_instants
 from services.api.keys import new_key_id, new_secret, secret_hash
 from services.api.problems import Problem, problem_responses
 from services.api.ratelimit import bounded_body, json_body
@@ -190,8 +191,19 @@ def _command_doc(model: type[CommandBase], *path_fields: str) -> dict[str, Any]:
         "status_code": 202,
         "dependencies": COMMANDS_WRITE,
         "responses": _doc(404, 409, 503),
-        "openapi_extra": _body(model, *SERVER_FIELDS, *path_fields, required=False),
+        "openapi_extra": _command_body(model, *path_fields),
     }
+
+
+def _command_body(model: type[CommandBase], *path_fields: str) -> dict[str, Any]:
+    """A command's body: required when fields beyond the path's and the server's are; an
+    adjustment's amount is never 0 (which JSON Schema says with `not`)."""
+    extra = _body(model, *SERVER_FIELDS, *path_fields)
+    schema = extra["requestBody"]["content"]["application/json"]["schema"]
+    extra["requestBody"]["required"] = bool(schema["required"])
+    if model is AdjustmentCommand:
+        schema["properties"]["amount"]["not"] = {"const": 0}
+    return extra
 
 
 # --- accounts and keys ---------------------------------------------------------------------
@@ -517,7 +529,11 @@ async def _json_object(request: Request, *, empty_ok: bool = False) -> dict[str,
 
 
 def _parse(model: type[M], data: dict[str, Any], path: frozenset[str] = frozenset()) -> M:
-    """Validate with the contract model; 422 naming each field (`body.x`, or `path.x`)."""
+    """Validate with the contract model; 422 naming each field (`body.x`, or `path.x`).
+    Instants must be ISO-8601 text (instants.py): pydantic alone would read `0` as 1970."""
+    misshapen = misshapen_instants(model, data)
+    if misshapen:
+        raise _invalid(*((f"body.{name}", instants.MESSAGE) for name in misshapen))
     try:
         return model.model_validate(data)
     except ValidationError as error:

@@ -20,7 +20,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.usage import UsageEvent
-from services.api.auth import admin, presented_secret, require
+from services.api import instants
+from services.api.auth import AdminDoc, admin, presented_secret, require
+from services.api.instants import misshapen_instants
 from services.api.problems import Problem, problem_responses
 from services.api.ratelimit import bounded_body, json_body, limit_caller
 from services.platform.settings import Settings
@@ -32,7 +34,7 @@ _EVENTS = TypeAdapter(list[UsageEvent])
 _EVENTS_WRITE = require("events:write")
 
 
-async def ingest_caller(request: Request) -> str:
+async def ingest_caller(request: Request, _: AdminDoc = None) -> str:
     """The ingest token, or else an admin token allowed to write events."""
     settings: Settings = request.app.state.settings
     presented = presented_secret(request)
@@ -61,6 +63,7 @@ async def ingest_caller(request: Request) -> str:
                                 "properties": {
                                     "events": {
                                         "type": "array",
+                                        "minItems": 1,
                                         "maxItems": MAX_EVENTS,
                                         "items": UsageEvent.model_json_schema(),
                                     }
@@ -104,6 +107,14 @@ def _parse(body: bytes) -> list[UsageEvent]:
         raise Problem(422, "invalid-request", "events: a non-empty list is required")
     if len(items) > MAX_EVENTS:
         raise Problem(422, "invalid-request", f"events: at most {MAX_EVENTS} per request")
+    misshapen = [
+        {"field": f"events[{i}].{name}" if batch else name, "message": instants.MESSAGE}
+        for i, item in enumerate(items) if isinstance(item, dict)
+        for name in misshapen_instants(UsageEvent, item)
+    ]  # fmt: skip
+    if misshapen:
+        raise Problem(422, "invalid-request", f"{misshapen[0]['field']}: {instants.MESSAGE}",
+                      extra={"errors": misshapen})  # fmt: skip
     try:
         return _EVENTS.validate_python(items)
     except ValidationError as error:

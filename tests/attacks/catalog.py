@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.attacks import auth, inputs
+from tests.attacks import auth, contract, injection, inputs
 from tests.attacks.probe import Api, AttackResult, SetupFailed, Trial
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "by_name"]
@@ -78,6 +78,11 @@ ATTACKS: list[Attack] = [
            inputs.error_bodies),
     Attack("undocumented-routes", "served routes equal the OpenAPI document: documented "
            "statuses, 405 with Allow, 404 beyond", inputs.routes_match_the_document),
+    Attack("injection", "SQL, COPY, HTML/JS, CSV formulas, control and bidi characters, NUL "
+           "and overlong ids in every free-text field of events and commands",
+           injection.injection),
+    Attack("schemathesis", "schemathesis --checks all (every phase) over the whole OpenAPI "
+           "document, as a customer and as admin", contract.schemathesis_all_checks),
     Attack("bola", "account B walks every customer route with account A's ids, cursors and "
            "smuggled account ids; A's key through B's admin paths", auth.bola),
 ]  # fmt: skip

@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import httpx
@@ -38,8 +39,10 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def live_api(servers: Servers) -> AsyncIterator[LiveApi]:
-    settings = namespace_settings(servers).model_copy(update={"api_port": free_port()})
+async def live_api(servers: Servers, **overrides: Any) -> AsyncIterator[LiveApi]:
+    """The API at production defaults, but for `overrides` (Settings fields)."""
+    update = {"api_port": free_port(), **overrides}
+    settings = namespace_settings(servers).model_copy(update=update)
     assert settings.database_url is not None and settings.admin_token is not None
     database = settings.database_url.rsplit("/", 1)[1]
     await _database(servers, f'CREATE DATABASE "{database}"')
