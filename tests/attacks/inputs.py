@@ -395,8 +395,18 @@ async def error_bodies(api: Api) -> str:
         ("GET", "/v1/admin/accounts/%E2%80%AE/keys", {"headers": api.admin}),
         ("POST", "/v1/admin/accounts", {"json": {"account_id": "a;b", "name": "x"},
                                         "headers": api.admin}),
+        # Unix timestamps where ISO-8601 is due: pydantic alone would read them as 1970.
+        ("POST", grants, {"json": {"amount": 1, "occurred_at": 0}, "headers": api.admin}),
+        ("POST", grants, {"json": {"amount": 1, "expires_at": "0"}, "headers": api.admin}),
+        ("POST", f"/v1/admin/accounts/{who.account_id}/keys",
+         {"json": {"expires_at": 1e9}, "headers": api.admin}),
+        ("POST", "/v1/events", {"json": {"request_id": "t0", "account_id": who.account_id,
+                                         "endpoint": "x", "status_code": 200, "occurred_at": 0},
+                                "headers": api.admin}),
     ]  # fmt: skip
     for method, path, kwargs in provoked:
         answer = await api.probe(method, path, what=f"{method} {path}", **kwargs)
         api.trial.check(answer.status_code >= 400, f"{method} {path}: accepted {short(answer)}")
+    nothing = await ledger(api, who)
+    api.trial.check(not nothing, f"a refused request was applied: {nothing}")
     return f"{len(provoked)} provoked errors: all problem+json, none naming internals"
