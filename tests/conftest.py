@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import asyncpg
 import pytest
 
-from services.platform.kafka import ensure_topics
+from services.platform.kafka import delete_topics, ensure_topics
 from services.platform.postgres import migrate
 from services.platform.settings import Settings
 from tests.servers import Servers, namespace_settings, real_servers
@@ -25,6 +25,7 @@ def servers() -> Iterator[Servers]:
 async def make_namespace(servers: Servers) -> AsyncIterator[NamespaceFactory]:
     """Creates fresh namespaces (database migrated, topics created); drops the databases after."""
     created: list[str] = []
+    namespaces: list[Settings] = []
 
     async def make() -> Settings:
         settings = namespace_settings(servers)
@@ -36,11 +37,14 @@ async def make_namespace(servers: Servers) -> AsyncIterator[NamespaceFactory]:
         finally:
             await admin.close()
         created.append(database)
+        namespaces.append(settings)
         await migrate(settings.database_url)
         await ensure_topics(settings)
         return settings
 
     yield make
+    for settings in namespaces:  # a broker that keeps every test's partitions runs out of files
+        await delete_topics(settings)
     admin = await asyncpg.connect(servers.database_url)
     try:
         for database in created:

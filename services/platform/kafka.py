@@ -53,6 +53,20 @@ def all_topics(settings: Settings) -> list[str]:
     ]
 
 
+async def delete_topics(settings: Settings, timeout_s: float = 60.0) -> None:
+    """Delete the namespace's topics (tests and benchmarks: their namespaces are throwaway)."""
+    assert settings.kafka_bootstrap is not None
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await _start_with_deadline(admin, timeout_s)
+    try:
+        existing = set(await admin.list_topics())
+        doomed = [t for t in all_topics(settings) if t in existing]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
 async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
     """Create the contract's topics (same partition count everywhere: accounts co-partition)."""
     assert settings.kafka_bootstrap is not None

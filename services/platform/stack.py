@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import pwd
+import resource
 import shutil
 import signal
 import socket
@@ -56,6 +57,7 @@ PSQL_TIMEOUT_S = 30.0
 LOCK_TIMEOUT_S = MAVEN_TIMEOUT_S + KAFKA_READY_TIMEOUT_S + PG_COMMAND_TIMEOUT_S + 60.0
 POLL_INTERVAL_S = 0.2
 TCP_PROBE_TIMEOUT_S = 1.0
+KAFKA_OPEN_FILES = 1_048_576
 LOG_TAIL_LINES = 40
 LOG_TAIL_MAX_BYTES = 256 * 1024
 
@@ -641,6 +643,17 @@ def _format_kafka_storage(paths: _Paths, libs: Path) -> None:
     _run(command, KAFKA_FORMAT_TIMEOUT_S, "formatting Kafka storage", cwd=paths.kafka_dir)
 
 
+def _raise_open_files_limit() -> None:
+    # Kafka holds three files per partition segment: a broker with thousands of partitions
+    # (test namespaces, bench runs) outgrows a 20,000 soft limit, and then fails to start.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max(hard, KAFKA_OPEN_FILES) if _running_as_root() else hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+    except (ValueError, OSError):  # not allowed past the hard limit here: take what we may
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _start_kafka(paths: _Paths, state: _State, libs: Path) -> None:
     # server.log is appended across runs; only lines after this offset belong to this start.
     log_offset = paths.kafka_log.stat().st_size if paths.kafka_log.exists() else 0
@@ -657,6 +670,7 @@ def _start_kafka(paths: _Paths, state: _State, libs: Path) -> None:
             stdout=stdout,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # outlive the caller and ignore its terminal's Ctrl-C
+            preexec_fn=_raise_open_files_limit,
         )
     _CHILDREN[process.pid] = process
     state.kafka_pid = process.pid

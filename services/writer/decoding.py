@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -80,6 +81,8 @@ def decode_usage(
         event = UsageEvent.model_validate_json(value or b"")
     except ValidationError as error:
         return _rejection(error)
+    if (nul := _nul_in_text(value)) is not None:
+        return nul
     if (mismatch := _key_mismatch(key, event.account_id)) is not None:
         return mismatch
     credits = event.credits if event.credits is not None else price_book.price(event.endpoint)
@@ -108,6 +111,8 @@ def decode_command(key: bytes | None, value: bytes | None) -> Decoded | Rejected
         parsed = COMMAND_ADAPTER.validate_json(value or b"")
     except ValidationError as error:
         return _rejection(error)
+    if (nul := _nul_in_text(value)) is not None:
+        return nul
     if (mismatch := _key_mismatch(key, parsed.account_id)) is not None:
         return mismatch
     if isinstance(parsed, AdjustmentCommand) and parsed.amount == 0:
@@ -212,6 +217,18 @@ def beyond_future_skew(
     )
 
 
+# A JSON \u0000 escape not itself escaped (an even run of backslashes before it).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _nul_in_text(value: bytes | None) -> Rejected | None:
+    # Valid JSON, but Postgres text and jsonb cannot hold U+0000: stored, it would fail the
+    # batch's transaction on every retry and stall every account of the partition.
+    if value is not None and _NUL_ESCAPE.search(value):
+        return Rejected(DeadLetterCode.SCHEMA_INVALID, "text must not contain U+0000")
+    return None
+
+
 def _key_mismatch(key: bytes | None, account_id: str) -> Rejected | None:
     # The key picks the partition, and the partition is what orders an account's events: a
     # record keyed otherwise could overtake its account's earlier events.
@@ -223,9 +240,18 @@ def _key_mismatch(key: bytes | None, account_id: str) -> Rejected | None:
 def _rejection(error: ValidationError) -> Rejected:
     first = error.errors()[0]
     if first["type"] in ("json_invalid", "json_type"):
-        return Rejected(DeadLetterCode.MALFORMED_JSON, f"not valid JSON: {first['msg']}")
+        return Rejected(
+            DeadLetterCode.MALFORMED_JSON, printable_text(f"not valid JSON: {first['msg']}")
+        )
     location = ".".join(str(part) for part in first["loc"]) or "(root)"
-    return Rejected(DeadLetterCode.SCHEMA_INVALID, f"{location}: {first['msg']}"[:500])
+    message = f"{location}: {first['msg']}"[:500]
+    return Rejected(DeadLetterCode.SCHEMA_INVALID, printable_text(message))
+
+
+def printable_text(text: str) -> str:
+    """Text from a record (a field name in an error, a key) made storable: Postgres text cannot
+    hold U+0000, and a dead letter that cannot be written would stall its partition."""
+    return text.replace("\x00", "\\u0000")
 
 
 def _usage_digest(event: UsageEvent, occurred_at_utc: datetime) -> bytes:

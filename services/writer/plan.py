@@ -22,7 +22,7 @@ from services.core.model import (
     RefundRequest,
 )
 from services.core.run import decide_run
-from services.writer.decoding import DeadLetterCode, Decoded, IdKind, Rejected
+from services.writer.decoding import DeadLetterCode, Decoded, IdKind, Rejected, printable_text
 
 SeenKey = tuple[IdKind, str, str]  # (kind, account_id, idempotency id)
 
@@ -52,7 +52,7 @@ class DeadLetter:
         decoded = self.record.decoded
         if isinstance(decoded, Decoded):
             return decoded.account_id
-        return (self.record.key or b"").decode("utf-8", errors="replace")[:128]
+        return printable_text((self.record.key or b"").decode("utf-8", errors="replace")[:128])
 
 
 @dataclass(frozen=True, slots=True)

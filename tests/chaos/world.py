@@ -23,7 +23,7 @@ import asyncpg
 
 from services.platform import stack
 from services.platform.failpoints import CRASH_EXIT_CODE
-from services.platform.kafka import ensure_topics
+from services.platform.kafka import delete_topics, ensure_topics
 from services.platform.postgres import migrate
 from services.platform.settings import Settings
 from tests.servers import Servers, namespace_settings
@@ -66,6 +66,7 @@ async def new_namespace(world: World, **overrides: object) -> Settings:
 
 
 async def drop_namespace(world: World, settings: Settings) -> None:
+    await delete_topics(settings)
     admin = await asyncpg.connect(world.servers.database_url)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database_name(settings)}" WITH (FORCE)')

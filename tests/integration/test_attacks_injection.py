@@ -149,13 +149,6 @@ async def test_the_csv_export_of_injected_text_is_inert(api: LiveApi) -> None:
     assert dangerous_cells(out.getvalue()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="writer defect: a string with U+0000 (JSON \\u0000) passes the contract models, and "
-    "Postgres refuses it (UntranslatableCharacterError) inside the batch's transaction; the writer "
-    "ends, and a restart meets the same record: every account of the partition stalls. The "
-    "writer's decoding must dead-letter it (schema-invalid) instead.",
-)
 @pytest.mark.parametrize(
     ("topic", "message"),
     [

@@ -387,6 +387,24 @@ def test_command_keyed_by_another_account_is_key_mismatch() -> None:
     assert rejected.code is DeadLetterCode.KEY_MISMATCH
 
 
+# --- U+0000, which Postgres text cannot hold ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'"endpoint": "POST /a\\u0000b"', b'"x\\u0000": 1', b'"key_id": "\\\\\\u0000"'],
+)
+def test_an_escaped_nul_anywhere_is_schema_invalid(raw: bytes) -> None:
+    value = encode(usage_event())[:-1] + b", " + raw + b"}"
+    assert rejected_usage(value).code is DeadLetterCode.SCHEMA_INVALID
+
+
+def test_an_escaped_backslash_before_u0000_is_plain_text() -> None:
+    decoded = decoded_usage(encode(usage_event(endpoint="POST /a\\u0000b")))
+    assert isinstance(decoded.command, ConsumeUsage)
+    assert decoded.command.endpoint == "POST /a\\u0000b"
+
+
 # --- event-time skew bound ----------------------------------------------------------------------
 
 
