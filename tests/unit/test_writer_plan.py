@@ -405,6 +405,15 @@ def test_an_escaped_backslash_before_u0000_is_plain_text() -> None:
     assert decoded.command.endpoint == "POST /a\\u0000b"
 
 
+@pytest.mark.parametrize("instant", [0, "0", 1.7e9, "1700000000", "yesterday"])
+def test_instants_are_iso_text_never_unix_timestamps(instant: object) -> None:
+    assert rejected_usage(encode(usage_event(occurred_at=instant))).code is (
+        DeadLetterCode.SCHEMA_INVALID
+    )
+    grant = encode(grant_command(occurred_at=instant))
+    assert rejected_command(grant).code is DeadLetterCode.SCHEMA_INVALID
+
+
 # --- event-time skew bound ----------------------------------------------------------------------
 
 
