@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     api_read_wait_max_ms: int = Field(default=5000, ge=0, le=60_000)
     ready_projection_lag_max_ms: int = Field(default=10_000, ge=0)
     expiry_scan_interval_s: float = Field(default=5.0, gt=0, le=3600)
-    db_pool_max_size: int = Field(default=10, ge=2, le=200)
+    # The writer and projector commit a poll's partitions concurrently, a connection each (6 by
+    # default, times two in `serve`), beside the relay and the API's reads.
+    db_pool_max_size: int = Field(default=20, ge=2, le=200)
 
     @property
     def input_topics(self) -> tuple[str, str]:
