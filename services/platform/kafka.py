@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -55,25 +56,15 @@ def all_topics(settings: Settings) -> list[str]:
 
 async def delete_topics(settings: Settings, timeout_s: float = 60.0) -> None:
     """Delete the namespace's topics (tests and benchmarks: their namespaces are throwaway)."""
-    assert settings.kafka_bootstrap is not None
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await _start_with_deadline(admin, timeout_s)
-    try:
-        existing = set(await admin.list_topics())
+    async with _admin(settings, timeout_s) as (admin, existing):
         doomed = [t for t in all_topics(settings) if t in existing]
         if doomed:
             await admin.delete_topics(doomed)
-    finally:
-        await admin.close()
 
 
 async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
     """Create the contract's topics (same partition count everywhere: accounts co-partition)."""
-    assert settings.kafka_bootstrap is not None
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await _start_with_deadline(admin, timeout_s)
-    try:
-        existing = set(await admin.list_topics())
+    async with _admin(settings, timeout_s) as (admin, existing):
         missing = [t for t in all_topics(settings) if t not in existing]
         if missing:
             inputs = set(settings.input_topics)
@@ -83,6 +74,18 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
             ]
             with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
                 await admin.create_topics(new_topics)
+
+
+@contextlib.asynccontextmanager
+async def _admin(
+    settings: Settings, timeout_s: float
+) -> AsyncIterator[tuple[AIOKafkaAdminClient, set[str]]]:
+    """An admin client, started within `timeout_s`, and the topics that exist."""
+    assert settings.kafka_bootstrap is not None
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await _start_with_deadline(admin, timeout_s)
+    try:
+        yield admin, set(await admin.list_topics())
     finally:
         await admin.close()
 

@@ -36,7 +36,6 @@ DEFAULT_MAX_MESSAGE_BYTES = 1_048_588  # the broker's default
 
 class Fault:
     name = ""
-    restarts_servers = False  # needs the private chaos stack
 
     def prepare(self, chaos: Round) -> None:
         chaos.schedule = unarmed
@@ -83,34 +82,31 @@ class ProjectorKill9(Fault):
         chaos.schedule = CrashSchedule("projector", PROJECTOR_FAILPOINTS, chaos)
 
 
-class BrokerRestart(Fault):
+class ServerRestart(Fault):
+    """One server restarted once, after a seeded chunk of the load."""
+
+    server = ""
+
+    async def run(self, chaos: Round, events: int) -> None:
+        strike = chaos.rng.randrange(1, CHUNKS - 1)
+        restart_server = getattr(chaos.world, f"restart_{self.server}")
+
+        async def restart(index: int) -> None:
+            if index == strike:
+                chaos.injected += 1
+                await asyncio.to_thread(restart_server)
+
+        await chaos.publish_in_chunks(chaos.usage_events(events), CHUNKS, restart)
+
+
+class BrokerRestart(ServerRestart):
     name = "broker restart under load"
-    restarts_servers = True
-
-    async def run(self, chaos: Round, events: int) -> None:
-        strike = chaos.rng.randrange(1, CHUNKS - 1)
-
-        async def restart(index: int) -> None:
-            if index == strike:
-                chaos.injected += 1
-                await asyncio.to_thread(chaos.world.restart_kafka)
-
-        await chaos.publish_in_chunks(chaos.usage_events(events), CHUNKS, restart)
+    server = "kafka"
 
 
-class PostgresRestart(Fault):
+class PostgresRestart(ServerRestart):
     name = "postgres crash-restart under load"
-    restarts_servers = True
-
-    async def run(self, chaos: Round, events: int) -> None:
-        strike = chaos.rng.randrange(1, CHUNKS - 1)
-
-        async def restart(index: int) -> None:
-            if index == strike:
-                chaos.injected += 1
-                await asyncio.to_thread(chaos.world.restart_postgres)
-
-        await chaos.publish_in_chunks(chaos.usage_events(events), CHUNKS, restart)
+    server = "postgres"
 
 
 TERMINATE_ALL = """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
