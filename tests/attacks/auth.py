@@ -293,23 +293,24 @@ async def _a_secrets(api: Api, a: Customer) -> tuple[set[str], dict[str, list[st
     return ids, objects, [c for c in cursors if c]
 
 
-def _numbers(value: Any) -> Iterator[int]:
+def numbers_in(value: Any) -> Iterator[int]:
+    """Every integer in a JSON body (booleans aside): the figures one account must not see."""
     if isinstance(value, bool):
         return
     if isinstance(value, int):
         yield value
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _numbers(item)
+            yield from numbers_in(item)
     elif isinstance(value, list):
         for item in value:
-            yield from _numbers(item)
+            yield from numbers_in(item)
 
 
 def _leaks(answer: httpx.Response, ids: set[str]) -> list[str]:
     found = [i for i in ids if i in answer.text or i in str(answer.headers)]
     with contextlib.suppress(ValueError):
-        found += [str(n) for n in set(_numbers(answer.json())) & set(A_FIGURES)]
+        found += [str(n) for n in set(numbers_in(answer.json())) & set(A_FIGURES)]
     return found
 
 

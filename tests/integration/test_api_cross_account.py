@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from services.api.app import create_app
 from services.platform.settings import Settings
 from services.runtime import running
 from tests.api_client import BASE_URL, Customer, admin_headers, key_headers, new_customer
+from tests.attacks.auth import numbers_in
 from tests.messages import at, command, grant, usage
 from tests.pipeline import Driver
 
@@ -129,26 +130,13 @@ async def _learn_a(world: World) -> None:
     balance = (await world.http.get("/v1/credits/balance", headers=a)).json()
     assert balance["reserved"] == A_HOLD
     for body in (ledger, balance):
-        world.a_numbers |= {n for n in _numbers(body) if n >= 1000}
+        world.a_numbers |= {n for n in numbers_in(body) if n >= 1000}
     assert {A_GRANT, A_GIFT, A_USE, A_HOLD} <= world.a_numbers
     page = (await world.http.get("/v1/credits/ledger", params={"limit": 2}, headers=a)).json()
     world.a_ledger_cursor = page["nextCursor"]
     grants = await world.http.get("/v1/credits/grants", params={"limit": 1}, headers=a)
     world.a_grants_cursor = grants.json()["nextPage"]
     assert world.a_ledger_cursor and world.a_grants_cursor
-
-
-def _numbers(value: Any) -> Iterator[int]:
-    if isinstance(value, bool):
-        return
-    if isinstance(value, int):
-        yield value
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _numbers(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _numbers(item)
 
 
 def assert_problem(response: httpx.Response, status: int, what: str) -> dict[str, Any]:
@@ -233,7 +221,7 @@ def assert_no_a(w: World, response: httpx.Response, what: str) -> None:
     text = response.text
     for leaked in w.a_ids:
         assert leaked not in text, f"{what}: A's {leaked!r} in B's answer {text}"
-    numbers = set(_numbers(response.json()))
+    numbers = set(numbers_in(response.json()))
     assert not numbers & w.a_numbers, f"{what}: A's figures {numbers & w.a_numbers} in {text}"
     assert A not in json.dumps(dict(response.headers)), what
 
