@@ -24,6 +24,9 @@ from typing import Any
 
 import httpx
 
+from tests.api_client import Customer as Customer
+from tests.api_client import key_headers
+
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://creditledger.dev/problems/"
 # Words an error body must never hold: stack traces, SQL, drivers, module paths.
@@ -173,19 +176,8 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
-
-
-@dataclass(frozen=True)
-class Customer:
-    account_id: str
-    key_id: str
-    secret: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return bearer(self.secret)
+# One meaning of a bearer header and of a customer for every test helper.
+bearer = key_headers
 
 
 async def new_customer(api: Api, prefix: str) -> Customer:
