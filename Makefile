@@ -32,6 +32,7 @@ stop: $(INSTALLED)
 	-[ -f .creditledger/serve.pid ] && kill "$$(cat .creditledger/serve.pid)" 2>/dev/null; rm -f .creditledger/serve.pid
 	$(BIN)/creditledger stack down
 	CREDITLEDGER_STACK_DIR=.creditledger/chaos-stack $(BIN)/creditledger stack down
+	CREDITLEDGER_STACK_DIR=.creditledger/test-stack $(BIN)/creditledger stack down
 
 system-deps:
 	@bash services/platform/install-system-deps.sh

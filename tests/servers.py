@@ -1,7 +1,11 @@
 """Where the tests' real Kafka and Postgres come from, in order:
 1. URLs from the environment (CREDITLEDGER_KAFKA_BOOTSTRAP, CREDITLEDGER_DATABASE_URL);
 2. Docker through testcontainers, when an engine answers;
-3. the project's local launcher (Kafka from Maven Central jars, Debian's Postgres binaries).
+3. the project's local launcher (Kafka from Maven Central jars, Debian's Postgres binaries), on
+   a stack of the tests' own (`.creditledger/test-stack`: other ports and data than the
+   `creditledger stack up` that `make run` serves), so a test that restarts its broker, or
+   deletes its topics, never touches what a user runs; stopped at the end when the session
+   started it.
 Every test then gets its own namespace (database and topic prefix), so runs never collide.
 """
 
@@ -12,10 +16,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from services.platform import stack
 from services.platform.settings import Settings
+
+TEST_STACK_DIR = Path(__file__).resolve().parents[1] / ".creditledger" / "test-stack"
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,7 @@ class Servers:
     kafka_bootstrap: str
     database_url: str  # of a database we may connect to in order to create others
     origin: str
+    stack_dir: Path | None = None  # the local launcher's stack, which tests may restart
 
 
 @contextlib.contextmanager
@@ -35,8 +43,40 @@ def real_servers() -> Iterator[Servers]:
         with _containers() as servers:
             yield servers
     else:
-        endpoints = stack.stack_up()
-        yield Servers(endpoints.kafka_bootstrap, endpoints.database_url, "local launcher")
+        with private_stack(TEST_STACK_DIR) as servers:
+            yield servers
+
+
+@contextlib.contextmanager
+def private_stack(stack_dir: Path) -> Iterator[Servers]:
+    """A local stack of the tests' own, stopped when the last run of the tests using it ends:
+    each run holds a lease (a file named by its pid) while it uses the stack."""
+    leases = stack_dir / "leases"
+    leases.mkdir(parents=True, exist_ok=True)
+    lease = leases / str(os.getpid())
+    lease.touch()
+    try:
+        endpoints = stack.stack_up(stack_dir)
+        kafka, database = endpoints.kafka_bootstrap, endpoints.database_url
+        yield Servers(kafka, database, "local launcher", stack_dir)
+    finally:
+        lease.unlink(missing_ok=True)
+        if not _live_leases(leases):
+            stack.stack_down(stack_dir)
+
+
+def _live_leases(leases: Path) -> list[Path]:
+    live = []
+    for lease in leases.iterdir():
+        try:
+            os.kill(int(lease.name), 0)
+        except (ValueError, ProcessLookupError):
+            lease.unlink(missing_ok=True)  # its run ended without removing it (killed)
+            continue
+        except PermissionError:
+            pass  # alive, another user's
+        live.append(lease)
+    return live
 
 
 def _docker_answers() -> bool:

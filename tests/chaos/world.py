@@ -26,7 +26,7 @@ from services.platform.failpoints import CRASH_EXIT_CODE
 from services.platform.kafka import delete_topics, ensure_topics
 from services.platform.postgres import migrate
 from services.platform.settings import Settings
-from tests.servers import Servers, namespace_settings
+from tests.servers import Servers, namespace_settings, private_stack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CHAOS_STACK_DIR = PROJECT_ROOT / ".creditledger" / "chaos-stack"
@@ -47,9 +47,9 @@ class World:
 
 @contextlib.contextmanager
 def private_world(stack_dir: Path = CHAOS_STACK_DIR) -> Iterator[World]:
-    endpoints = stack.stack_up(stack_dir)
-    servers = Servers(endpoints.kafka_bootstrap, endpoints.database_url, "chaos stack")
-    yield World(servers, stack_dir)
+    """The chaos stack, stopped when done if this run started it."""
+    with private_stack(stack_dir) as servers:
+        yield World(servers, stack_dir)
 
 
 async def new_namespace(world: World, **overrides: object) -> Settings:
