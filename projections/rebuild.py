@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from projections.grant_entries import ACTIVATED, GRANTED, SCHEDULED, whole_sql
 from services.platform.postgres import DbConnection
 
 SWAPPED = ("balance_view", "activity_days", "grants_view", "projection_checkpoints")
@@ -85,25 +86,31 @@ CALL_DAY = """(CASE WHEN reason = 'refund' AND jsonb_typeof(metadata -> 'consume
            THEN (metadata ->> 'consumed_at')::timestamptz ELSE occurred_at END
       AT TIME ZONE 'UTC')::date"""
 # activity/apply.py: a consume counts one scan at a call's first entry (its source differs from
-# the entry before it) unless the call failed and it charged nothing; the refund that leaves
-# nothing refundable takes the scan back.
-FAILED = """coalesce(CASE WHEN jsonb_typeof(metadata -> 'status_code') = 'number'
-                   AND metadata ->> 'status_code' ~ '^-?[0-9]+$'
-              THEN (metadata ->> 'status_code')::numeric >= 400 END, false)"""
+# the entry before it) when it charges (delta < 0); the refund that leaves nothing refundable
+# takes the scan back.
+# grants/apply.py and balance/apply.py, through projections/grant_entries.py: a grant entry
+# naming a bucket opens it unless it is the activation; the opening entry's `granted` is the
+# amount (else its delta), its `scheduled` holds the credit until the activation.
+ACTIVATION = f"reason = 'grant' AND ({whole_sql(ACTIVATED)}) IS NOT NULL"
+GRANTED_AMOUNT = f"coalesce({whole_sql(GRANTED, 'o.metadata')}, o.delta)"
+SCHEDULED_AMOUNT = f"coalesce({whole_sql(SCHEDULED, 'o.metadata')}, 0)"
 # Every model of a chunk (account_id in ($1, $2]) from one pass over its entries: one aggregate
 # with three grouping sets (per account; per account and bucket; per account, endpoint, call
 # day and whether activity counts the entry), split into the shadows by data-modifying CTEs.
-# The rules are those of the pure apply functions: balance/apply.py, grants/apply.py (a grant
-# entry opens the row, every entry naming the bucket moves `remaining`, `expiry`/`void` close it
-# with nothing left), activity/apply.py and usage/apply.py (consumes and refunds naming an
-# endpoint, net, per endpoint and the call's day). $3: the models whose checkpoints are rows.
+# The rules are those of the pure apply functions: balance/apply.py, grants/apply.py (a grant's
+# opening entry opens the row, `scheduled` until its activation entry when it says so, every
+# entry naming the bucket moves `remaining`, `expiry`/`void` close it with nothing left),
+# activity/apply.py and usage/apply.py (consumes and refunds naming an endpoint, net, per
+# endpoint and the call's day). $3: the models whose checkpoints are rows.
+# tests/integration/test_rebuild_shapes.py holds it equal to the fold on hand-built ledgers.
 CHUNK_MODELS = f"""
 WITH e AS (
     SELECT account_id, seq, reason, delta, reserved_delta, bucket_grant_id, endpoint, day,
+           activation,
            CASE WHEN NOT in_activity THEN NULL
                 WHEN reason = 'refund' THEN takes_back
                 WHEN source IS DISTINCT FROM lag(source) OVER (PARTITION BY account_id ORDER BY seq)
-                     AND (delta < 0 OR NOT failed) THEN 1
+                     AND delta < 0 THEN 1
                 ELSE 0 END AS scans
     FROM (  -- what the rules need of each entry, computed before the sort the window needs
         SELECT account_id, seq, reason, delta, reserved_delta, bucket_grant_id, source,
@@ -115,7 +122,7 @@ WITH e AS (
                    AS in_activity,
                CASE WHEN metadata -> 'refundable_after' IN ('0'::jsonb, 'false'::jsonb)
                     THEN -1 ELSE 0 END AS takes_back,
-               reason = 'consume' AND {FAILED} AS failed
+               coalesce(bucket_grant_id IS NOT NULL AND {ACTIVATION}, false) AS activation
         FROM ledger_entries WHERE account_id > $1 AND account_id <= $2
     ) entries
 ),
@@ -127,7 +134,8 @@ g AS MATERIALIZED (
            coalesce(sum(delta) FILTER (WHERE reason = 'grant'), 0) AS granted_total,
            coalesce(-sum(delta) FILTER (WHERE reason IN ('consume', 'refund')), 0)
                AS consumed_total,
-           max(seq) FILTER (WHERE reason = 'grant') AS granted_seq,
+           max(seq) FILTER (WHERE reason = 'grant' AND NOT activation) AS granted_seq,
+           max(seq) FILTER (WHERE activation) AS activated_seq,
            max(seq) FILTER (WHERE reason IN ('expiry', 'void')) AS closed_seq,
            coalesce(sum(scans), 0) AS scans,
            coalesce(sum(delta) FILTER (WHERE reason = 'refund'), 0) AS refunds
@@ -140,7 +148,7 @@ per_bucket AS (SELECT * FROM g WHERE grouping_set = 7 AND bucket_grant_id IS NOT
 per_day AS (SELECT * FROM g WHERE grouping_set = 8 AND day IS NOT NULL),
 grant_rows AS (
     SELECT b.account_id, b.bucket_grant_id AS grant_id, o.bucket_kind AS kind,
-           (o.bucket_terms ->> 'priority')::int AS priority, o.delta AS amount,
+           (o.bucket_terms ->> 'priority')::int AS priority, {GRANTED_AMOUNT} AS amount,
            CASE WHEN b.closed_seq IS NULL THEN b.delta ELSE 0 END AS remaining,
            nullif(o.bucket_terms ->> 'effective_at', '')::timestamptz AS effective_at,
            o.bucket_expires_at AS expires_at,
@@ -148,13 +156,18 @@ grant_rows AS (
            CASE WHEN jsonb_typeof(o.metadata -> 'name') = 'string'
                 THEN o.metadata ->> 'name' END AS name,
            CASE c.reason WHEN 'expiry' THEN 'expired' WHEN 'void' THEN 'voided'
-                ELSE 'active' END AS state,
+                ELSE CASE WHEN s.scheduled > 0 THEN 'scheduled' ELSE 'active' END END AS state,
+           s.scheduled,
            b.granted_seq, b.closed_seq, o.occurred_at AS granted_at
     FROM per_bucket b
     CROSS JOIN LATERAL (
         SELECT * FROM ledger_entries o
         WHERE o.account_id = b.account_id AND o.seq = b.granted_seq LIMIT 1
     ) o
+    CROSS JOIN LATERAL (  -- credit still scheduled: opened so and never activated since
+        SELECT CASE WHEN b.activated_seq > b.granted_seq THEN 0 ELSE {SCHEDULED_AMOUNT} END
+                   AS scheduled
+    ) s
     LEFT JOIN LATERAL (
         SELECT reason FROM ledger_entries c
         WHERE c.account_id = b.account_id AND c.seq = b.closed_seq LIMIT 1
@@ -172,7 +185,7 @@ buckets AS (
     SELECT account_id, jsonb_object_agg(grant_id, jsonb_build_object(
                'kind', kind, 'amount', amount, 'balance', remaining,
                'expires_at', {ISO_UTC.format(t="expires_at")},
-               'closed', state <> 'active')) AS grants
+               'closed', state IN ('expired', 'voided'), 'scheduled', scheduled)) AS grants
     FROM grant_rows GROUP BY account_id
 ),
 last AS (

@@ -45,6 +45,8 @@ class AdjustmentCommand(CommandBase):
     type: Literal["adjustment"]
     amount: SignedCredits
     reason: ShortText = ""
+    # A negative adjustment may take `available` below -credit_limit only when it says so.
+    allow_negative: Annotated[bool, Field(strict=True)] = False
 
 
 class RefundCommand(CommandBase):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 # One credit is the smallest unit; amounts are integers. The bound keeps every sum of a
 # realistic account's entries far inside Postgres bigint (9.2e18) and JSON's exact-integer
@@ -33,8 +34,32 @@ def _iso_text_only(value: object) -> object:
     raise ValueError("an ISO-8601 date and time with an offset, e.g. 2026-11-21T10:00:00Z")
 
 
-# An offset is required; values are normalised to UTC by the consumer.
-UtcTime = Annotated[AwareDatetime, BeforeValidator(_iso_text_only)]
+# The instants a contract field may name, in UTC: a day inside what Python's datetime holds at
+# either end. `9999-12-31T23:59:59-23:59` is valid ISO-8601 text, but its UTC value lies in year
+# 10000; `0001-01-01T00:00:00+01:00` lies before year 1. Converting either to UTC raises
+# OverflowError, which a consumer normalising to UTC would hit on every restart. The day of
+# headroom lets any arithmetic of a day (the next midnight, a day's window) stay in range too.
+EARLIEST_INSTANT = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+LATEST_INSTANT = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+_RANGE_TEXT = "between 0001-01-02T00:00:00Z and 9999-12-30T23:59:59.999999Z (in UTC)"
+
+
+def _within_utc_range(value: datetime) -> datetime:
+    offset = value.utcoffset()
+    assert offset is not None, "AwareDatetime has an offset"
+    try:
+        utc = value.replace(tzinfo=None) - offset  # what astimezone(UTC) computes, unbounded
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST_INSTANT <= utc.replace(tzinfo=UTC) <= LATEST_INSTANT:
+        raise PydanticCustomError("datetime_out_of_range", f"the instant must lie {_RANGE_TEXT}")
+    return value
+
+
+# An offset is required; values are normalised to UTC by the consumer, and bounded so they can.
+UtcTime = Annotated[
+    AwareDatetime, BeforeValidator(_iso_text_only), AfterValidator(_within_utc_range)
+]
 
 
 class ContractModel(BaseModel):

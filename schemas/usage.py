@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from schemas.common import AccountId, ContractModel, Credits, IdempotencyId, UtcTime
 
 
 class UsageEvent(ContractModel):
+    """Fields the contract does not name are ignored (producers may add their own: forward
+    compatibility) and stay in the raw Kafka record; the named fields are validated strictly."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
     request_id: IdempotencyId
     account_id: AccountId
     key_id: Annotated[str, Field(max_length=128)] | None = None

@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stack": _stack, "serve": _serve, "writer": _serve, "projector": _serve, "api": _serve,
         "demo": _demo, "migrate": _migrate, "projections": _projections,
         "balance": _balance, "export": _export, "replay": _replay, "reprice": _reprice,
-        "schemas": _schemas, "bench": _bench,
+        "prices": _prices, "schemas": _schemas, "bench": _bench,
     }[args.command]  # fmt: skip
     result: int = handler(args)
     return result
@@ -84,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     reprice.add_argument("--from", dest="from_", type=_aware_time, required=True)
     reprice.add_argument("--to", type=_aware_time, required=True)
     reprice.add_argument("--output", default="reprice.csv", help="the scratch report (CSV)")
+    prices = sub.add_parser("prices", help="the versioned price book")
+    prices_sub = prices.add_subparsers(dest="action", required=True)
+    prices_set = prices_sub.add_parser(
+        "set", help="append a version: a JSON file {effective_at, default_credits, prices}"
+    )
+    prices_set.add_argument("file", type=Path)
+    prices_sub.add_parser("show", help="the version in force now and every version set")
     return parser
 
 
@@ -274,6 +281,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from schemas.price_book import versions_from_json
     from services.history.replay import replay
 
     settings = runtime.resolve_settings(start_stack=False)
@@ -281,13 +289,16 @@ def _replay(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         target = args.target_database_url or await _new_database_beside(str(settings.database_url))
-        pinned = None
+        pinned, earlier = None, {}
         if args.offsets_from is not None:
             earlier = json.loads(args.offsets_from.read_text())
             pinned = {
                 t: {int(p): o for p, o in ps.items()} for t, ps in earlier["end_offsets"].items()
             }
-        manifest = await replay(settings, target, pinned)
+        versions = None
+        if args.offsets_from is not None and "price_book" in earlier:
+            versions = versions_from_json(earlier["price_book"])  # the same prices too
+        manifest = await replay(settings, target, pinned, versions)
         Path(args.manifest).write_text(json.dumps(manifest.to_json(), indent=2))  # noqa: ASYNC240
         verdict = "EQUAL to" if manifest.equal else "DIFFERENT from"
         print(
@@ -323,10 +334,47 @@ def _reprice(args: argparse.Namespace) -> int:
         rows = await reprice(settings, pool, book, args.from_, args.to)
         with open(args.output, "w", newline="") as out:  # noqa: ASYNC230 (once, at the end)
             write_report(rows, out)
-        total = totals(rows.values())
-        change = total.repriced - total.charged
-        print(f"{total.calls} calls: charged {total.charged}, under {book.version} "
-              f"{total.repriced} ({change:+d}); report {args.output}")  # fmt: skip
+        t = totals(rows.values())
+        print(f"{t.calls} calls ({t.failed} failed, refunded in full under either book): "
+              f"charged {t.charged}, under {book.version} {t.repriced} ({t.difference:+d}); "
+              f"besides the prices: refunded {t.refunded}, owed {t.owed}; "
+              f"report {args.output}")  # fmt: skip
+        return 0
+
+    return asyncio.run(_with_pool(work))
+
+
+def _prices(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from schemas.price_book import (
+        PriceBookBody,
+        StartsTooSoon,
+        add_version,
+        book_json,
+        load_versions,
+    )
+
+    settings = runtime.resolve_settings(start_stack=False)
+    body = None
+    if args.action == "set":
+        try:
+            body = PriceBookBody.model_validate_json(args.file.read_bytes())
+        except (OSError, ValidationError) as error:
+            print(f"{args.file}: {error}", file=sys.stderr)
+            return 2
+
+    async def work(pool: asyncpg.Pool) -> int:
+        async with pool.acquire() as conn:
+            if body is None:
+                print(json.dumps(book_json(await load_versions(conn), datetime.now(UTC)), indent=2))
+                return 0
+            try:
+                version = await add_version(conn, body, settings.max_future_skew_s)
+            except StartsTooSoon as too_soon:
+                print(f"{args.file}: effective_at {too_soon}", file=sys.stderr)
+                return 2
+        print(json.dumps({"version": version.version}))
         return 0
 
     return asyncio.run(_with_pool(work))

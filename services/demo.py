@@ -2,6 +2,12 @@
 
 The load is deterministic (fixed seed, ids and times), so running the demo again republishes the
 same events: the ledger treats them as duplicates and the balances do not move.
+
+Its prices are data, like any operator's: `DEMO_PRICES` becomes the price book's first version.
+The demo's calls happened in the past (from `BASE_TIME`), and a version set through the API can
+only start in the future, so on a fresh installation (an empty book, no call priced yet) the
+demo seeds that version through the store at `BASE_TIME`; a replay carries it like any other.
+Its own arithmetic then prices each call by the book read back from `GET /v1/admin/price-book`.
 """
 
 from __future__ import annotations
@@ -17,13 +23,23 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from services.core.pricing import DEFAULT_PRICE_BOOK
+from schemas.price_book import PriceBookBody, seed_first_version, versions_from_json
+from services.core.pricing import PriceSchedule, PriceVersion
 from services.platform.kafka import new_producer
+from services.platform.postgres import create_pool
 from services.platform.settings import Settings
 
 BASE_TIME = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 ENDPOINTS = ("POST /v1/scanner/scan", "POST /v1/scanner/deep-scan", "GET /v1/reports")
 CATCH_UP_DEADLINE_S = 120.0
+DEMO_PRICES = PriceBookBody(
+    effective_at=BASE_TIME,
+    default_credits=1,
+    prices={"POST /v1/scanner/scan": 1, "POST /v1/scanner/deep-scan": 5, "GET /v1/reports": 0},
+)
+DEMO_SCHEDULE = PriceSchedule(
+    (PriceVersion(1, BASE_TIME, DEMO_PRICES.default_credits, DEMO_PRICES.prices),)
+)
 
 
 @dataclass(frozen=True)
@@ -74,11 +90,17 @@ def usage_events(account: DemoAccount, seed: int = 7) -> list[dict[str, Any]]:
     return events
 
 
-def expected_outcome(account: DemoAccount, events: list[dict[str, Any]]) -> Expected:
-    """The demo's arithmetic, independent of the ledger code: grant minus net consumes."""
+def expected_outcome(
+    account: DemoAccount, events: list[dict[str, Any]], prices: PriceSchedule | None = None
+) -> Expected:
+    """The demo's arithmetic, independent of the ledger code: grant minus net consumes, each
+    call priced by its own credits or the price book in force when it happened (by default the
+    book the demo seeds: `DEMO_PRICES` from BASE_TIME)."""
+    prices = prices or DEMO_SCHEDULE
     expected = Expected(balance=account.grant_credits, entries=1)
     for event in events:
-        credits = event.get("credits", DEFAULT_PRICE_BOOK.price(event["endpoint"]))
+        at = datetime.fromisoformat(event["occurred_at"]).astimezone(UTC)
+        credits = event.get("credits", prices.price(event["endpoint"], at))
         if credits == 0:
             continue  # free: no ledger entry
         failed = event["status_code"] >= 400
@@ -91,6 +113,8 @@ async def run_demo(settings: Settings, api_url: str) -> int:
     assert settings.kafka_bootstrap is not None and settings.admin_token is not None
     admin = {"Authorization": f"Bearer {settings.admin_token}"}
     async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+        await _seed_prices(settings)
+        prices = await _price_book(http, admin)
         keys = {a.account_id: await _account_key(http, admin, a) for a in DEMO_ACCOUNTS}
         producer = new_producer(settings.kafka_bootstrap)
         await producer.start()
@@ -104,9 +128,30 @@ async def run_demo(settings: Settings, api_url: str) -> int:
             await _publish(producer, settings.usage_topic, [e for ev in loads.values() for e in ev])
         finally:
             await producer.stop()
-        expected = {a.account_id: expected_outcome(a, loads[a.account_id]) for a in DEMO_ACCOUNTS}
+        expected = {
+            a.account_id: expected_outcome(a, loads[a.account_id], prices) for a in DEMO_ACCOUNTS
+        }
         await _wait_for_seq(http, keys, {k: e.entries for k, e in expected.items()})
         return await _report(http, keys, expected, loads, api_url)
+
+
+async def _seed_prices(settings: Settings) -> None:
+    """`DEMO_PRICES` as the book's first version, on a fresh installation only."""
+    assert settings.database_url is not None
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            seeded = await seed_first_version(conn, DEMO_PRICES)
+    finally:
+        await pool.close()
+    if seeded is not None:
+        print(f"price book: version {seeded.version} from {BASE_TIME.isoformat()} (the demo's)")
+
+
+async def _price_book(http: httpx.AsyncClient, admin: dict[str, str]) -> PriceSchedule:
+    response = await http.get("/v1/admin/price-book", headers=admin)
+    response.raise_for_status()
+    return PriceSchedule(versions_from_json(response.json()["versions"]))
 
 
 async def _account_key(http: httpx.AsyncClient, admin: dict[str, str], account: DemoAccount) -> str:

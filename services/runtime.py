@@ -20,9 +20,10 @@ from fastapi import FastAPI
 from projections.runner import Projector
 from services.api.app import create_app
 from services.platform import stack
-from services.platform.kafka import ensure_topics, new_producer
+from services.platform.kafka import ensure_topics, start_producer
 from services.platform.postgres import create_pool, migrate
 from services.platform.settings import Settings
+from services.platform.startup import POSTGRES_NOT_READY, wait_until_ready
 from services.writer.runner import LedgerWriter
 from services.writer.scheduler import run_scheduler
 
@@ -82,14 +83,27 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings, components: Collection[str]) -> AsyncIterator[Running]:
-    """Migrate, create topics, start the components; on exit stop them within a deadline."""
+    """Migrate, create topics, start the components; on exit stop them within a deadline.
+    A Postgres or Kafka not ready yet is waited for, up to `startup_wait_s` each step."""
     assert set(components) <= set(COMPONENTS), f"unknown component in {components}"
     assert settings.database_url is not None and settings.kafka_bootstrap is not None
-    await migrate(settings.database_url)
-    await ensure_topics(settings)
-    pool = await create_pool(settings.database_url, settings.db_pool_max_size)
-    producer = new_producer(settings.kafka_bootstrap)
-    await producer.start()
+    database_url, wait_s = settings.database_url, settings.startup_wait_s
+    # Each migration commits on its own, so a migrate cut short is simply run again.
+    await wait_until_ready(
+        lambda: migrate(database_url), "Postgres (migrations)", POSTGRES_NOT_READY, wait_s
+    )
+    await ensure_topics(settings, timeout_s=wait_s)
+    pool = await wait_until_ready(
+        lambda: create_pool(database_url, settings.db_pool_max_size),
+        "Postgres (pool)",
+        POSTGRES_NOT_READY,
+        wait_s,
+    )
+    try:
+        producer = await start_producer(settings.kafka_bootstrap, wait_s)
+    except BaseException:
+        await pool.close()
+        raise
     handle = Running(settings, pool, producer, asyncio.Event())
     try:
         if "writer" in components:

@@ -1,9 +1,13 @@
 """Day activity from ledger entries. Pure.
 
-Rules: a call counts one scan on the UTC day it happened, at its first consume entry (a call
-spanning buckets writes several), unless it failed and nothing was charged; a refund lowers
-`credits` and raises `refunds` on the call's own day, and the refund that leaves nothing
-refundable takes the scan back. So a 4xx/5xx call nets to zero scans and zero credits.
+Rules (issue 12: one count of a call): a charged call, a capture with a request_id included,
+counts one scan on the UTC day it happened, at its first consume entry (a call spanning buckets,
+the pot and an owed part writes several, all with its source, one after another); every consume
+entry's credits count, the owed part's too. A call that charged nothing (a free call writes no
+entry; the 0-delta consumes of ledgers written before issue 12 charged nothing) is no scan. A
+refund lowers `credits` and raises `refunds` on the call's own day, and the refund that leaves
+nothing refundable takes the scan back. So a 4xx/5xx call (consumed, then refunded in full)
+nets to zero scans and zero credits.
 """
 
 from __future__ import annotations
@@ -29,9 +33,7 @@ def apply(
     """Add the entry's effect to `days` (deltas); return the source to remember as last."""
     if entry.reason == "consume":
         activity = days.setdefault((entry.account_id, _day(entry.occurred_at)), DayActivity())
-        status = entry.metadata.get("status_code")
-        failed = isinstance(status, int) and status >= 400
-        if entry.source != last_source and (entry.delta < 0 or not failed):
+        if entry.source != last_source and entry.delta < 0:
             activity.scans += 1
         activity.credits -= entry.delta
     elif entry.reason == "refund" and entry.source.startswith("refund:"):

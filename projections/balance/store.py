@@ -76,7 +76,7 @@ def grants_json(view: BalanceView) -> dict[str, Any]:
         gid: {
             "kind": g.kind, "amount": g.amount, "balance": g.balance,
             "expires_at": g.expires_at.isoformat() if g.expires_at else None,
-            "closed": g.closed,
+            "closed": g.closed, "scheduled": g.scheduled,
         }
         for gid, g in view.grants.items()
     }  # fmt: skip
@@ -84,4 +84,7 @@ def grants_json(view: BalanceView) -> dict[str, Any]:
 
 def _grant_from_json(d: dict[str, Any]) -> GrantBalance:
     expires_at = datetime.fromisoformat(d["expires_at"]) if d["expires_at"] else None
-    return GrantBalance(d["kind"], d["amount"], d["balance"], expires_at, d.get("closed", False))
+    return GrantBalance(
+        d["kind"], d["amount"], d["balance"], expires_at, d.get("closed", False),
+        d.get("scheduled", 0),
+    )  # fmt: skip

@@ -1,8 +1,12 @@
 """The grants read model from ledger entries. Pure.
 
-A grant entry opens the row (amount = remaining = delta, terms from the entry's bucket); every
-later entry naming the bucket moves `remaining` by its delta; `expiry` and `void` close it with
-state `expired` / `voided` and nothing left. `remaining` never goes below zero.
+A grant's opening entry opens the row (`amount` = `metadata.granted`, else the delta for entries
+written before it; `remaining` = the delta; terms from the entry's bucket) in state `active`, or
+`scheduled` when it carries `metadata.scheduled` (not yet effective: remaining 0). Its activation
+entry (`metadata.activated`) makes it `active`; it and every later entry naming the bucket move
+`remaining` by their delta; `expiry` and `void` close it with state `expired` / `voided` and
+nothing left. `remaining` never goes below zero. An overage payment (bucket NULL) names no row.
+See projections/grant_entries.py.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from projections.grant_entries import granted_amount, is_activation, scheduled_amount
 from schemas.ledger import LedgerEntryMessage
 
 GrantKey = tuple[str, str]  # (account_id, grant_id)
@@ -38,11 +43,14 @@ def apply(grants: dict[GrantKey, GrantRow], entry: LedgerEntryMessage) -> None:
     if bucket is None:
         return
     key = (entry.account_id, bucket.grant_id)
-    if entry.reason == "grant":
+    if entry.reason == "grant" and not is_activation(entry.metadata):
         name = entry.metadata.get("name")
+        scheduled = scheduled_amount(entry.metadata) > 0
         grants[key] = GrantRow(
-            kind=bucket.kind, amount=entry.delta, remaining=entry.delta, source=entry.source,
-            state="active", granted_seq=entry.seq, granted_at=entry.occurred_at,
+            kind=bucket.kind, amount=granted_amount(entry.metadata, entry.delta),
+            remaining=entry.delta, source=entry.source,
+            state="scheduled" if scheduled else "active", granted_seq=entry.seq,
+            granted_at=entry.occurred_at,
             priority=bucket.priority, effective_at=bucket.effective_at,
             expires_at=bucket.expires_at,
             applies_to=tuple(bucket.applies_to) if bucket.applies_to is not None else None,
@@ -52,7 +60,10 @@ def apply(grants: dict[GrantKey, GrantRow], entry: LedgerEntryMessage) -> None:
     row = grants[key]
     remaining = row.remaining + entry.delta
     assert remaining >= 0, f"grant {bucket.grant_id} below zero"
-    if entry.reason in ("expiry", "void"):
+    if entry.reason == "grant":  # the activation
+        assert row.state == "scheduled", f"activation of grant {bucket.grant_id}, not scheduled"
+        grants[key] = replace(row, remaining=remaining, state="active")
+    elif entry.reason in ("expiry", "void"):
         assert remaining == 0, "a closing entry takes all that is left"
         state = "expired" if entry.reason == "expiry" else "voided"
         grants[key] = replace(row, remaining=0, state=state, closed_seq=entry.seq)

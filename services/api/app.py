@@ -8,7 +8,14 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from services.api import routes_admin, routes_credits, routes_dashboard, routes_ingest, routes_ops
+from services.api import (
+    routes_admin,
+    routes_credits,
+    routes_dashboard,
+    routes_ingest,
+    routes_ops,
+    routes_prices,
+)
 from services.api.metrics import install_metrics
 from services.api.problems import install_problem_handlers
 from services.platform.settings import Settings
@@ -35,6 +42,7 @@ def create_app(
     if not ops_only:
         app.include_router(routes_credits.router)
         app.include_router(routes_admin.router)
+        app.include_router(routes_prices.router)
         app.include_router(routes_dashboard.router)
         app.include_router(routes_ingest.router)
     return app

@@ -3,14 +3,16 @@
 `install_metrics(app)` (called by `create_app`) adds the middleware and the app's registry; the
 `GET /metrics` route renders that registry plus the gauges computed at scrape from Postgres:
 projection lag per model, dead letters, ledger entries and accounts, processed requests, the
-writer's consumed offsets, and Kafka consumer lag per partition
+writer's consumed offsets, and Kafka consumer lag for every partition of the consumed topics
 (`creditledger_consumer_lag_records{consumer="writer"|"projector",topic,partition}` = the
-partition's end offset minus the consumer's next offset stored in Postgres). The scrape queries
+partition's end offset minus where the consumer resumes: its next offset stored in Postgres, or
+the log start when it stored none (both consumers start a partition at its beginning) or when
+retention deleted what it stored). The scrape queries
 run under a statement timeout, so a slow database makes the scrape report
 `creditledger_scrape_ok 0`, never hang.
 
-Partitions come from the app producer's metadata, end offsets from a short-lived
-`AIOKafkaConsumer.end_offsets` call (no group); both are cached for
+Partitions come from the app producer's metadata, log start and end offsets from a short-lived
+`AIOKafkaConsumer` (`beginning_offsets`, `end_offsets`; no group); all are cached for
 `END_OFFSETS_TTL_S` with at most one refresh in flight; a scrape waits for it at most
 `END_OFFSETS_WAIT_S`, and otherwise exports no lag and counts
 `creditledger_scrape_errors_total{source="kafka"}` (the refresh itself gives up after
@@ -136,22 +138,23 @@ OFFSETS = """
 SELECT topic, kafka_partition, next_offset FROM kafka_offsets WHERE consumer = $1
 ORDER BY topic, kafka_partition
 """
-EndOffsets = dict[tuple[str, int], int]
+# (topic, partition) -> (log start offset, log end offset)
+LogBounds = dict[tuple[str, int], tuple[int, int]]
 
 
 @dataclass
 class EndOffsetsCache:
-    """End offsets of the consumed topics, refreshed at most every `END_OFFSETS_TTL_S`."""
+    """Log bounds of the consumed topics, refreshed at most every `END_OFFSETS_TTL_S`."""
 
     bootstrap: str
     topics: tuple[str, ...]
     producer: AIOKafkaProducer  # the app's: its metadata names each topic's partitions
     fetched_at: float = float("-inf")
-    offsets: EndOffsets = field(default_factory=dict)
-    refresh: asyncio.Task[EndOffsets] | None = None
+    offsets: LogBounds = field(default_factory=dict)
+    refresh: asyncio.Task[LogBounds] | None = None
 
-    async def get(self) -> EndOffsets | None:
-        """Fresh-enough end offsets, or None when Kafka did not answer in time."""
+    async def get(self) -> LogBounds | None:
+        """Fresh-enough log bounds, or None when Kafka did not answer in time."""
         if time.monotonic() - self.fetched_at < END_OFFSETS_TTL_S:
             return self.offsets
         if self.refresh is None or self.refresh.done():
@@ -164,7 +167,7 @@ class EndOffsetsCache:
         self.offsets, self.fetched_at = self.refresh.result(), time.monotonic()
         return self.offsets
 
-    async def _fetch(self) -> EndOffsets:
+    async def _fetch(self) -> LogBounds:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, enable_auto_commit=False,
             isolation_level="read_committed", request_timeout_ms=5000,
@@ -177,8 +180,9 @@ class EndOffsetsCache:
                     for p in sorted(await self.producer.partitions_for(topic))
                 ]
                 await consumer.start()
+                starts = await consumer.beginning_offsets(partitions) if partitions else {}
                 ends = await consumer.end_offsets(partitions) if partitions else {}
-            return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+            return {(tp.topic, tp.partition): (starts[tp], end) for tp, end in ends.items()}
         finally:
             await _stop_quietly(consumer)
 
@@ -209,12 +213,15 @@ def _end_offsets_cache(app: FastAPI) -> EndOffsetsCache | None:
 
 
 def consumer_lag_family(
-    ends: EndOffsets, settings: Settings, stored: dict[str, list[asyncpg.Record]]
+    bounds: LogBounds, settings: Settings, stored: dict[str, list[asyncpg.Record]]
 ) -> Metric:
-    """Lag per partition of each consumer's topics; a partition never consumed lags from 0."""
+    """Lag for every partition of each consumer's topics, stored offset or not: a partition it
+    never stored an offset for (or only one retention has deleted since) it reads from the log
+    start, so its lag is the records from there to the end."""
     lag = GaugeMetricFamily(
         "creditledger_consumer_lag_records",
-        "Records on Kafka a consumer has not processed yet (end offset - stored next offset)",
+        "Records on Kafka a consumer has not processed yet (log end offset - where it resumes:"
+        " its stored next offset, or the log start)",
         labels=["consumer", "topic", "partition"],
     )
     consumed = {
@@ -223,10 +230,10 @@ def consumer_lag_family(
     }
     for consumer, (topics, rows) in consumed.items():
         positions = {(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}
-        for (topic, partition), end in sorted(ends.items()):
+        for (topic, partition), (start, end) in sorted(bounds.items()):
             if topic in topics:
-                behind = max(0, end - positions.get((topic, partition), 0))
-                lag.add_metric([consumer, topic, str(partition)], behind)
+                resumes_at = max(start, positions.get((topic, partition), start))
+                lag.add_metric([consumer, topic, str(partition)], max(0, end - resumes_at))
     return lag
 
 
@@ -307,7 +314,7 @@ async def render(app: FastAPI) -> bytes:
     stored: dict[str, list[asyncpg.Record]] = {}
     if cache is None:
         families = await scrape_families(app.state.pool, settings, stored)
-        ends: EndOffsets | None = None
+        ends: LogBounds | None = None
     else:
         families, ends = await asyncio.gather(
             scrape_families(app.state.pool, settings, stored), cache.get()

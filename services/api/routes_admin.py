@@ -1,9 +1,11 @@
 """Admin: accounts, keys (issue, list, rotate with overlap, revoke) and billing commands.
 
-Commands are validated with the contract's command models, published to the commands topic
-keyed by account and answered 202 `{"commandId"}` only once Kafka acknowledged them; their
-outcome is `GET /v1/admin/commands/{command_id}`. `Idempotency-Key` (see idempotency.py) makes
-a retried write return the first answer and publish once.
+Commands are validated with the contract's command models (and what the writer would surely
+refuse is refused at once: 422 naming the field, 404 voiding a grant the account does not have
+open; `_refuse_what_the_writer_would`), published to the commands topic keyed by account and
+answered 202 `{"commandId"}` only once Kafka acknowledged them; their outcome is
+`GET /v1/admin/commands/{command_id}`, found by id alone. `Idempotency-Key` (see idempotency.py)
+makes a retried write return the first answer and publish once.
 
 Every admin route needs an admin token holding the scope it declares (`require(scope)` in
 auth.py: accounts:write, keys:write, commands:write, commands:read, or admin for the admin tokens
@@ -101,9 +103,14 @@ COMMAND_PUBLISHED = """
 UPDATE api_commands SET kafka_partition = $3, kafka_offset = $4
 WHERE account_id = $1 AND command_id = $2
 """
-COMMAND_ACCOUNTS = "SELECT account_id FROM api_commands WHERE command_id = $1 LIMIT 2"
-COMMAND_OUTCOME = """
-SELECT status, reason FROM processed_commands WHERE account_id = $1 AND command_id = $2
+# Where a command id is known, by id alone or within one account ($2 NULL: any account).
+COMMAND_DECIDED = """
+SELECT account_id, status, reason FROM processed_commands
+WHERE command_id = $1 AND ($2::text IS NULL OR account_id = $2) LIMIT 2
+"""
+COMMAND_SENT = """
+SELECT account_id, kafka_partition IS NOT NULL AS acknowledged FROM api_commands
+WHERE command_id = $1 AND ($2::text IS NULL OR account_id = $2) LIMIT 2
 """
 COMMAND_DEAD_LETTER = """
 SELECT d.error_code, d.error_message
@@ -111,6 +118,28 @@ FROM api_commands c
 JOIN dead_letters d ON d.account_id = c.account_id AND d.topic = $3
  AND d.kafka_partition = c.kafka_partition AND d.kafka_offset = c.kafka_offset
 WHERE c.account_id = $1 AND c.command_id = $2
+"""
+# A command published straight to Kafka and dead-lettered: its id is in the raw bytes only.
+# Dead letters are few; the bytes' match is checked again as JSON (`_names_command`).
+COMMAND_DEAD_LETTERS_NAMING = """
+SELECT account_id, error_code, error_message, raw_value FROM dead_letters
+WHERE topic = $3 AND ($2::text IS NULL OR account_id = $2)
+  AND position(convert_to($1, 'UTF8') IN raw_value) > 0
+ORDER BY recorded_at, kafka_partition, kafka_offset
+LIMIT 50
+"""
+# Whether the account has the grant open: as projected (a voided or expired grant never opens
+# again: grant ids are command ids, applied once); not projected yet, as decided by the writer
+# or sent by this API and acknowledged (a void right behind its grant must not be refused).
+GRANT_OPEN = """
+SELECT coalesce(
+    (SELECT state NOT IN ('voided', 'expired') FROM grants_view
+     WHERE account_id = $1 AND grant_id = $2),
+    EXISTS (SELECT 1 FROM processed_commands
+            WHERE account_id = $1 AND command_id = $2 AND status = 'applied')
+    OR EXISTS (SELECT 1 FROM api_commands WHERE account_id = $1 AND command_id = $2
+               AND type = 'grant' AND kafka_partition IS NOT NULL)
+)
 """
 CREATE_ADMIN_TOKEN = """
 INSERT INTO admin_tokens (token_id, name, secret_sha256, scopes) VALUES ($1, $2, $3, $4)
@@ -372,27 +401,59 @@ async def command_status(
         str | None, Query(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
     ] = None,
 ) -> dict[str, Any]:
-    """pending (not processed yet), applied, or rejected with the writer's `code: detail`."""
+    """pending (published, not decided yet), applied, or rejected with the writer's
+    `code: detail`; found by id alone (`account_id` narrows it when two accounts used the id).
+    404 for an id never published: neither sent by this API (and acknowledged by Kafka) nor
+    seen by the writer."""
     pool: asyncpg.Pool = request.app.state.pool
     settings: Settings = request.app.state.settings
-    if account_id is None:
-        accounts = [r["account_id"] for r in await pool.fetch(COMMAND_ACCOUNTS, command_id)]
-        if not accounts:
-            raise Problem(404, "not-found", f"no command {command_id} (pass ?account_id=)")
-        if len(accounts) > 1:
-            raise Problem(409, "conflict", f"command {command_id} is in several accounts")
-        account_id = accounts[0]
-    status, reason = "pending", None
-    row = await pool.fetchrow(COMMAND_OUTCOME, account_id, command_id)
-    if row is not None:
-        status, reason = row["status"], row["reason"]
-    else:
-        dead = await pool.fetchrow(
-            COMMAND_DEAD_LETTER, account_id, command_id, settings.commands_topic
-        )
-        if dead is not None:
+    topic = settings.commands_topic
+    decided = await pool.fetch(COMMAND_DECIDED, command_id, account_id)
+    sent = [r for r in await pool.fetch(COMMAND_SENT, command_id, account_id) if r["acknowledged"]]
+    accounts = sorted({r["account_id"] for r in decided} | {r["account_id"] for r in sent})
+    if len(accounts) > 1:
+        raise _in_several_accounts(command_id)
+    if accounts:
+        account = accounts[0]
+        if decided:
+            status, reason = decided[0]["status"], decided[0]["reason"]
+        elif (
+            dead := await pool.fetchrow(COMMAND_DEAD_LETTER, account, command_id, topic)
+        ) is not None:
             status, reason = "rejected", f"{dead['error_code']}: {dead['error_message']}"
-    return {"commandId": command_id, "accountId": account_id, "status": status, "reason": reason}
+        else:
+            status, reason = "pending", None
+        return {"commandId": command_id, "accountId": account, "status": status, "reason": reason}
+    dead_letters = [
+        r
+        for r in await pool.fetch(COMMAND_DEAD_LETTERS_NAMING, command_id, account_id, topic)
+        if _names_command(bytes(r["raw_value"] or b""), command_id)
+    ]
+    if len({r["account_id"] for r in dead_letters}) > 1:
+        raise _in_several_accounts(command_id)
+    if dead_letters:
+        dead = dead_letters[0]
+        return {
+            "commandId": command_id, "accountId": dead["account_id"] or None,
+            "status": "rejected", "reason": f"{dead['error_code']}: {dead['error_message']}",
+        }  # fmt: skip
+    where = f" for account {account_id}" if account_id else ""
+    raise Problem(404, "not-found", f"no command {command_id}{where} was published")
+
+
+def _in_several_accounts(command_id: str) -> Problem:
+    return Problem(
+        409, "conflict", f"command {command_id} is in several accounts: pass ?account_id="
+    )
+
+
+def _names_command(raw: bytes, command_id: str) -> bool:
+    """Whether a dead letter's bytes are a JSON object whose `command_id` is this one."""
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, too deep: it names none
+        return False
+    return isinstance(parsed, dict) and parsed.get("command_id") == command_id
 
 
 # --- admin tokens (scope `admin`) ------------------------------------------------------------
@@ -473,6 +534,9 @@ async def _submit(
         raise _invalid(("body.amount", "an adjustment must not be 0"))
     pool: asyncpg.Pool = request.app.state.pool
     await _require_account(pool, account_id)
+    # A retry of a key already used replays (or conflicts): what was checked then holds.
+    if key is None or await pool.fetchrow(idempotency.FIND, account_id, key) is None:
+        await _refuse_what_the_writer_would(request, command)
     # exclude_unset: for settings, a field left out keeps its value, an explicit null clears it.
     payload = command.model_dump_json(exclude_unset=True).encode()
     if key is None:
@@ -510,6 +574,36 @@ async def _publish(
     except (KafkaError, TimeoutError) as error:
         raise Problem(503, "unavailable", "Kafka did not acknowledge the command") from error
     await pool.execute(COMMAND_PUBLISHED, account_id, command_id, sent.partition, sent.offset)
+
+
+async def _refuse_what_the_writer_would(request: Request, command: CommandBase) -> None:
+    """422 (naming the field) or 404 now for what the writer would surely dead-letter or reject:
+    an `occurred_at` beyond the future skew, a grant over before it applies or already past, a
+    void of a grant the account does not have open."""
+    settings: Settings = request.app.state.settings
+    now = datetime.now(UTC)
+    errors: list[tuple[str, str]] = []
+    skew_s = settings.max_future_skew_s
+    if command.occurred_at > now + timedelta(seconds=skew_s):
+        errors.append(("body.occurred_at", f"more than {skew_s:.0f} s ahead of now: the writer"
+                       " would dead-letter it (occurred-in-future)"))  # fmt: skip
+    if isinstance(command, GrantCommand) and command.expires_at is not None:
+        starts = max(command.occurred_at, command.effective_at or command.occurred_at)
+        if command.expires_at <= starts:
+            errors.append(("body.expires_at", "at or before the grant applies (its effective_at"
+                           " or occurred_at): it would expire before it starts"))  # fmt: skip
+        elif command.expires_at <= now:
+            errors.append(("body.expires_at", "in the past: the grant would be over already"))
+    if errors:
+        raise _invalid(*errors)
+    if isinstance(command, VoidGrantCommand):
+        pool: asyncpg.Pool = request.app.state.pool
+        if not await pool.fetchval(GRANT_OPEN, command.account_id, command.grant_id):
+            raise Problem(
+                404,
+                "not-found",
+                f"no open grant {command.grant_id} in account {command.account_id}",
+            )
 
 
 def _accepted(command_id: str) -> Response:

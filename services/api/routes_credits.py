@@ -12,12 +12,11 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from projections.balance.apply import BalanceView, buckets_by_kind, reset_at
-from projections.balance.store import read_view
 from schemas.common import MAX_CREDITS
 from services.api.auth import Caller, customer
 from services.api.problems import Problem, problem_responses
 from services.api.reads import activity, grants, ledger, usage
+from services.api.reads.balance import balance_json, read_state
 from services.api.reads.common import (
     MAX_BIGINT,
     Cursor,
@@ -40,6 +39,7 @@ from services.api.reads.freshness import (
     customer_snapshot,
     fresh_read,
 )
+from services.core.spend import figures, quote
 from services.platform.postgres import DbConnection
 
 router = APIRouter(tags=["credits"])
@@ -78,32 +78,18 @@ def read_responses(
     return {**ok, **problem_responses(*sorted({*READ_ERRORS, *extra_errors}))}
 
 
-def balance_body(view: BalanceView, now: datetime) -> dict[str, Any]:
-    return {
-        "accountId": view.account_id,
-        "balance": view.balance,
-        "reserved": view.reserved,
-        "available": view.available,
-        "grantedTotal": view.granted_total,
-        "consumedTotal": view.consumed_total,
-        "buckets": buckets_by_kind(view),
-        "resetAt": iso(reset_at(view, now)),
-        "lastUpdated": iso(view.last_updated),
-        # How fresh this read is: the ledger seq of the account's last entry it reflects.
-        "ledgerSeq": view.last_seq,
-    }
-
-
 @router.get("/v1/credits/balance", responses=read_responses(headers=REMAINING_HEADER))
 async def get_balance(
     request: Request, response: Response, caller: CustomerDep, min_seq: MinSeq = None
 ) -> dict[str, Any]:
+    """Spendable credit now (services/core/spend.py): scheduled grants are not in it, what is
+    owed is below zero (`overage`); the buckets' balances add up to `balance`."""
     async with customer_snapshot(request, BALANCE, caller.account_id, min_seq) as conn:
-        view = await read_view(conn, caller.account_id) or BalanceView(caller.account_id)
-    # The view's own last_seq is BALANCE's checkpoint, read in the same statement as the data.
-    Freshness(view.last_seq, stale=min_seq is not None and view.last_seq < min_seq).stamp(response)
-    response.headers["X-Credits-Remaining"] = str(view.available)
-    return balance_body(view, datetime.now(UTC))
+        stored = await read_state(conn, caller.account_id)
+    now = figures(stored.state, datetime.now(UTC))
+    Freshness(now.seq, stale=min_seq is not None and now.seq < min_seq).stamp(response)
+    response.headers["X-Credits-Remaining"] = str(now.available)
+    return balance_json(caller.account_id, now, stored.last_updated)
 
 
 @router.get("/v1/credits/check", responses=read_responses(402, headers=REMAINING_HEADER))
@@ -112,21 +98,28 @@ async def check_credits(
     response: Response,
     caller: CustomerDep,
     cost: Annotated[int, Query(ge=0, le=MAX_CREDITS)],
+    endpoint: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     min_seq: MinSeq = None,
 ) -> dict[str, Any]:
-    """200 when `available` covers `cost`, else 402 (problem+json that still says `available`)."""
-    async with fresh_read(request, BALANCE, caller.account_id, min_seq) as (conn, fresh):
-        view = await read_view(conn, caller.account_id) or BalanceView(caller.account_id)
-    headers = {**fresh.headers, "X-Credits-Remaining": str(view.available)}
-    if view.available < cost:
-        raise Problem(
-            402, "insufficient-credits", f"{cost} credits needed, {view.available} available",
-            headers,
-            extra={"allowed": False, "available": view.available, "cost": cost,
-                   "ledgerSeq": fresh.seq},
-        )  # fmt: skip
+    """200 when the writer would charge a call of `cost` on `endpoint` now from credit it may
+    spend (honouring `applies_to`) within the credit limit, else 402 (problem+json that still
+    says `available`). The same rule as the writer's drawdown: services/core/spend.quote."""
+    async with customer_snapshot(request, BALANCE, caller.account_id, min_seq) as conn:
+        stored = await read_state(conn, caller.account_id)
+    state = stored.state
+    call = quote(state, cost, endpoint, datetime.now(UTC))
+    available = call.available_after + cost
+    fresh = Freshness(state.seq, stale=min_seq is not None and state.seq < min_seq)
+    headers = {**fresh.headers, "X-Credits-Remaining": str(available)}
+    body = {"allowed": call.within_limit, "available": available, "cost": cost,
+            "endpoint": endpoint, "owed": call.owed, "ledgerSeq": state.seq}  # fmt: skip
+    if not call.within_limit:
+        detail = f"{cost} credits needed, {available} available"
+        if call.owed:
+            detail += f"; {call.owed} would be owed beyond the credit limit"
+        raise Problem(402, "insufficient-credits", detail, headers, extra=body)
     response.headers.update(headers)
-    return {"allowed": True, "available": view.available, "cost": cost, "ledgerSeq": fresh.seq}
+    return body
 
 
 @router.get("/v1/credits/activity", responses=read_responses())
@@ -382,35 +375,37 @@ async def get_summary(
     now = datetime.now(UTC)
     first, stop = _period_bounds(period, now)
     async with fresh_read(request, SUMMARY, caller.account_id, min_seq) as (conn, fresh):
-        view = await read_view(conn, caller.account_id) or BalanceView(caller.account_id)
-        figures = await conn.fetchrow(usage.PERIOD_AND_LIFETIME, caller.account_id, first, stop)
+        stored = await read_state(conn, caller.account_id)
+        totals = await conn.fetchrow(usage.PERIOD_AND_LIFETIME, caller.account_id, first, stop)
         by_endpoint = await conn.fetch(
             usage.REQUESTS_BY_ENDPOINT, caller.account_id, first, stop, usage.MAX_ROWS
         )
         account = await conn.fetchrow(usage.ACCOUNT, caller.account_id)
     fresh.stamp(response)
-    assert figures is not None  # an aggregate always answers one row
-    subscription = [b for b in buckets_by_kind(view) if b["kind"] == "subscription"]
+    assert totals is not None  # an aggregate always answers one row
+    balance = figures(stored.state, now)
+    subscription = [b for b in balance.buckets if b.kind == "subscription"]
     return {
         "accountId": caller.account_id,
         "name": account["name"] if account else None,
         "accountCreatedAt": iso(account["created_at"]) if account else None,
-        "creditBalance": balance_body(view, now),
+        "creditBalance": balance_json(caller.account_id, balance, stored.last_updated),
+        "overage": balance.overage,
         "subscription": {
-            "amount": subscription[0]["amount"],
-            "balance": subscription[0]["balance"],
-            "resetAt": iso(reset_at(view, now)),
+            "amount": subscription[0].amount,
+            "balance": subscription[0].balance,
+            "resetAt": iso(balance.reset_at),
         } if subscription else None,
         "usage": {
             "period": period,
             "periodStart": iso(datetime.combine(first, time(), UTC)),
             "periodEnd": iso(datetime.combine(stop, time(), UTC)),
-            "totalRequests": figures["requests"],
-            "successfulRequests": figures["successful"],
-            "failedRequests": figures["failed"],
-            "creditsConsumed": figures["credits"],
+            "totalRequests": totals["requests"],
+            "successfulRequests": totals["successful"],
+            "failedRequests": totals["failed"],
+            "creditsConsumed": totals["credits"],
             "requestsByEndpoint": {r["endpoint"]: r["requests"] for r in by_endpoint},
         },
-        "totalRequestsAllTime": figures["lifetime_requests"],
+        "totalRequestsAllTime": totals["lifetime_requests"],
         "ledgerSeq": fresh.seq,
     }  # fmt: skip

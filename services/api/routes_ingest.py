@@ -4,7 +4,10 @@ One usage event, or `{"events": [...]}` with at most `MAX_EVENTS`, authorised by
 token (`CREDITLEDGER_INGEST_TOKEN`) or an admin token with the `events:write` scope (an
 ingest-only key: `POST /v1/admin/tokens {"name": …, "scopes": ["events:write"]}`).
 Every event is validated with the writer's own model first: one invalid event answers 422
-naming its field (`events[3].credits`) and nothing of the batch is published. Otherwise all
+naming its field (`events[3].credits`) and nothing of the batch is published. So is what the
+writer would surely dead-letter: an `occurred_at` more than `max_future_skew_s` ahead of now
+(`occurred-in-future`), or one request id twice in the batch with different payloads
+(`request-id-reused`; the same payload twice is a harmless retry). Otherwise all
 are published keyed by account, and the answer, 202 `{"accepted": n}`, comes only once Kafka
 acknowledged every one.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from aiokafka import AIOKafkaProducer
@@ -81,9 +85,14 @@ async def ingest_caller(request: Request, _: AdminDoc = None) -> str:
 async def ingest(
     request: Request, _caller: Annotated[str, Depends(ingest_caller)]
 ) -> dict[str, int]:
-    events = _parse(await bounded_body(request))
+    events, batch = _parse(await bounded_body(request))
     producer: AIOKafkaProducer = request.app.state.producer
     settings: Settings = request.app.state.settings
+    if doomed := _doomed(events, batch, datetime.now(UTC), settings.max_future_skew_s):
+        raise Problem(
+            422, "invalid-request", f"{doomed[0]['field']}: {doomed[0]['message']}",
+            extra={"errors": doomed},
+        )  # fmt: skip
     try:
         acks = [
             await producer.send(
@@ -99,7 +108,8 @@ async def ingest(
     return {"accepted": len(events)}
 
 
-def _parse(body: bytes) -> list[UsageEvent]:
+def _parse(body: bytes) -> tuple[list[UsageEvent], bool]:
+    """The events, and whether they came as a batch (`{"events": [...]}`)."""
     document: Any = json_body(body)  # 400 not JSON or too deep, 422 NUL or lone surrogates
     batch = isinstance(document, dict) and set(document) == {"events"}
     items = document["events"] if batch else [document]
@@ -116,7 +126,7 @@ def _parse(body: bytes) -> list[UsageEvent]:
         raise Problem(422, "invalid-request", f"{misshapen[0]['field']}: {instants.MESSAGE}",
                       extra={"errors": misshapen})  # fmt: skip
     try:
-        return _EVENTS.validate_python(items)
+        return _EVENTS.validate_python(items), batch
     except ValidationError as error:
         errors = [_field_error(e, batch) for e in error.errors()]
         raise Problem(
@@ -130,3 +140,34 @@ def _field_error(error: Any, batch: bool) -> dict[str, str]:
     where = ".".join(str(p) for p in path) or "(event)"
     field = f"events[{index}].{where}" if batch else where
     return {"field": field, "message": str(error["msg"])}
+
+
+def _doomed(
+    events: list[UsageEvent], batch: bool, now: datetime, max_future_skew_s: float
+) -> list[dict[str, str]]:
+    """What the writer would dead-letter for sure, named by field."""
+    errors: list[dict[str, str]] = []
+    latest = now + timedelta(seconds=max_future_skew_s)
+    first: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+    for index, event in enumerate(events):
+        prefix = f"events[{index}]." if batch else ""
+        if event.occurred_at > latest:
+            errors.append({
+                "field": prefix + "occurred_at",
+                "message": f"more than {max_future_skew_s:.0f} s ahead of now: the writer would"
+                " dead-letter it (occurred-in-future)",
+            })  # fmt: skip
+        key, payload = (event.account_id, event.request_id), _canonical(event)
+        earlier = first.setdefault(key, (index, payload))
+        if earlier[1] != payload:
+            errors.append({
+                "field": prefix + "request_id",
+                "message": f"events[{earlier[0]}] has this request_id with another payload: the"
+                " writer would dead-letter this one (request-id-reused)",
+            })  # fmt: skip
+    return errors
+
+
+def _canonical(event: UsageEvent) -> dict[str, Any]:
+    """The payload as the writer compares it: the named fields, the instant in UTC."""
+    return {**event.model_dump(), "occurred_at": event.occurred_at.astimezone(UTC)}

@@ -1,11 +1,13 @@
 """Balance alerts after each command: once per crossing (see `evolve._rearm`), and auto-reload
-requests capped per UTC day of event time."""
+requests capped per UTC day of event time. `overage`: from nothing owed to something owed;
+`credit_limit_exceeded`: out of the credit limit (drawdown.within_limit, what `/check` uses)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from services.core.model import AlertKind
+from services.core.drawdown import within_limit
+from services.core.model import AlertKind, MetadataValue
 from services.core.tape import Tape
 
 
@@ -17,6 +19,12 @@ def raise_crossings(tape: Tape, at: datetime) -> None:
         tape.alert(AlertKind.LOW_BALANCE, at, {"threshold": low_line})
     if available <= 0 and not flags.depleted:
         tape.alert(AlertKind.DEPLETED, at)
+    if state.overage > 0 and not flags.overage:
+        tape.alert(AlertKind.OVERAGE, at, {"overage": state.overage})
+    limit = settings.credit_limit
+    if not within_limit(available, state.overage, limit) and not flags.over_limit:
+        details: dict[str, MetadataValue] = {"credit_limit": limit, "overage": state.overage}
+        tape.alert(AlertKind.CREDIT_LIMIT_EXCEEDED, at, details)
     reload = settings.auto_reload
     if reload is not None and available < reload.threshold and not flags.auto_reload:
         same_day = flags.auto_reload_day == at.date()

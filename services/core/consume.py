@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from services.core.drawdown import plan_draws
+from services.core.drawdown import DrawPlan
 from services.core.model import (
-    AlertKind,
     ConsumeUsage,
     EntryReason,
     MetadataValue,
     RefundRequest,
 )
+from services.core.spend import quote_now
 from services.core.tape import Tape
 
 
@@ -46,34 +46,33 @@ def charge(
     at: datetime,
     metadata: dict[str, MetadataValue],
 ) -> int:
-    """Consume entries for `credits`, one per bucket; return what was charged."""
-    plan = plan_draws(tape.state, credits, endpoint, at)
+    """Consume entries for the call's whole price: one per bucket drawn, then the part no
+    spendable credit covers, owed (drawdown.py). Returns the credits charged: all of them."""
+    plan = quote_now(tape.state, credits, endpoint, at).plan
+    write_draws(tape, plan, EntryReason.CONSUME, f"request:{request_id}", at, metadata, request_id)
+    return credits
+
+
+def write_draws(
+    tape: Tape,
+    plan: DrawPlan,
+    reason: EntryReason,
+    source: str,
+    at: datetime,
+    metadata: dict[str, MetadataValue],
+    request_id: str | None = None,
+) -> None:
+    """One entry per bucket of the plan, then one for what is owed (tied to no grant)."""
     for bucket, amount in plan.draws:
         tape.entry(
-            delta=-amount,
-            reason=EntryReason.CONSUME,
-            source=f"request:{request_id}",
-            occurred_at=at,
-            bucket=bucket,
-            metadata=metadata,
-            request_id=request_id,
-        )
-    if plan.uncharged > 0:
-        # Usage is a fact: what the credit limit does not cover is recorded, flagged, alerted.
-        flagged = {**metadata, "flag": "beyond_credit_limit", "uncharged": plan.uncharged}
+            delta=-amount, reason=reason, source=source, occurred_at=at, bucket=bucket,
+            metadata=metadata, request_id=request_id,
+        )  # fmt: skip
+    if plan.owed > 0:
         tape.entry(
-            delta=0,
-            reason=EntryReason.CONSUME,
-            source=f"request:{request_id}",
-            occurred_at=at,
-            metadata=flagged,
-        )
-        tape.alert(
-            AlertKind.CREDIT_LIMIT_EXCEEDED,
-            at,
-            {"request_id": request_id, "uncharged": plan.uncharged},
-        )
-    return plan.charged
+            delta=-plan.owed, reason=reason, source=source, occurred_at=at,
+            metadata={**metadata, "owed": plan.owed}, request_id=request_id,
+        )  # fmt: skip
 
 
 def refund(

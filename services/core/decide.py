@@ -12,15 +12,14 @@ from datetime import datetime
 from typing import Any
 
 from services.core.alerts import raise_crossings
-from services.core.consume import consume, refund_command
-from services.core.drawdown import plan_draws
+from services.core.consume import consume, refund_command, write_draws
 from services.core.expiry import expire_due
+from services.core.grants import open_grant, void_grant
 from services.core.holds import capture_hold, place_hold, release_hold
 from services.core.model import (
     AccountSettings,
     AccountState,
     AdjustBalance,
-    Bucket,
     CaptureHold,
     ChangeSettings,
     Command,
@@ -37,6 +36,7 @@ from services.core.model import (
     SettingsChanged,
     VoidGrant,
 )
+from services.core.spend import quote_now
 from services.core.tape import Tape
 
 
@@ -59,81 +59,30 @@ def decide_and_evolve(
     return tuple(tape.events), tape.state
 
 
-def _grant(tape: Tape, grant: GrantCredits) -> None:
-    assert grant.amount > 0, "a grant adds credits"
-    if tape.bucket(grant.command_id) is not None:
-        tape.reject("grant-exists", f"grant {grant.command_id!r} is already open")
-        return
-    if grant.expires_at is not None and grant.expires_at <= max(
-        grant.occurred_at, grant.effective_at
-    ):
-        # Credits that would be gone before they arrive: refused, not granted-and-expired.
-        tape.reject("grant-expired", f"grant {grant.command_id!r} expires before it applies")
-        return
-    bucket = Bucket(
-        grant_id=grant.command_id,
-        kind=grant.kind,
-        priority=grant.priority,
-        effective_at=grant.effective_at,
-        expires_at=grant.expires_at,
-        granted_seq=tape.state.seq + 1,
-        remaining=grant.amount,
-        applies_to=grant.applies_to,
-    )
-    metadata: dict[str, MetadataValue] = {"name": grant.name} if grant.name else {}
-    metadata.update(grant.metadata)
-    tape.entry(
-        delta=grant.amount,
-        reason=EntryReason.GRANT,
-        source=grant.source or f"grant:{grant.command_id}",
-        occurred_at=grant.occurred_at,
-        bucket=bucket,
-        metadata=metadata,
-        grant=bucket,
-    )
-
-
 def _adjust(tape: Tape, adjustment: AdjustBalance) -> None:
-    """Up: credits outside any bucket. Down: drawn like usage (any endpoint), past any limit."""
+    """Up: credit tied to no grant (it pays what is owed first: the pot is signed). Down: drawn
+    like a call on any endpoint, then owed; refused past the credit limit unless the operator
+    says `allow_negative`."""
     assert adjustment.amount != 0, "an adjustment changes the balance"
     metadata: dict[str, MetadataValue] = {"reason": adjustment.reason}
     source = f"adjustment:{adjustment.command_id}"
+    at = adjustment.occurred_at
     if adjustment.amount > 0:
         tape.entry(
-            delta=adjustment.amount,
-            reason=EntryReason.ADJUSTMENT,
-            source=source,
-            occurred_at=adjustment.occurred_at,
-            metadata=metadata,
+            delta=adjustment.amount, reason=EntryReason.ADJUSTMENT, source=source,
+            occurred_at=at, metadata=metadata,
+        )  # fmt: skip
+        return
+    quote = quote_now(tape.state, -adjustment.amount, None, at)
+    if not adjustment.allow_negative and quote.available_after < -tape.state.settings.credit_limit:
+        tape.reject(
+            "insufficient-credits",
+            f"an adjustment of {adjustment.amount} would take available to"
+            f" {quote.available_after}, below the credit limit of"
+            f" {tape.state.settings.credit_limit} (allow_negative: true to force it)",
         )
         return
-    plan = plan_draws(
-        tape.state, -adjustment.amount, None, adjustment.occurred_at, respect_credit_limit=False
-    )
-    for bucket, amount in plan.draws:
-        tape.entry(
-            delta=-amount,
-            reason=EntryReason.ADJUSTMENT,
-            source=source,
-            occurred_at=adjustment.occurred_at,
-            bucket=bucket,
-            metadata=metadata,
-        )
-
-
-def _void(tape: Tape, command: VoidGrant) -> None:
-    bucket = tape.bucket(command.grant_id)
-    if bucket is None:
-        tape.reject("unknown-grant", f"no open grant {command.grant_id!r}")
-        return
-    tape.entry(
-        delta=-bucket.remaining,
-        reason=EntryReason.VOID,
-        source=f"void:{command.grant_id}",
-        occurred_at=command.occurred_at,
-        bucket=bucket,
-        metadata={"command_id": command.command_id},
-    )
+    write_draws(tape, quote.plan, EntryReason.ADJUSTMENT, source, at, metadata)
 
 
 def _settings(tape: Tape, command: ChangeSettings) -> None:
@@ -156,10 +105,10 @@ def _expire(tape: Tape, command: ExpireDue) -> None:
 
 _HANDLERS: dict[type, Callable[[Tape, Any], None]] = {
     ConsumeUsage: consume,
-    GrantCredits: _grant,
+    GrantCredits: open_grant,
     AdjustBalance: _adjust,
     RefundRequest: refund_command,
-    VoidGrant: _void,
+    VoidGrant: void_grant,
     PlaceHold: place_hold,
     CaptureHold: capture_hold,
     ReleaseHold: release_hold,

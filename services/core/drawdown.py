@@ -1,8 +1,12 @@
-"""Drawing credits: which buckets a consume takes from, within the account's credit limit.
+"""What can be spent: which credit a call draws, what it leaves owed, whether it stays within the
+credit limit. The writer's drawdown and `/check` both come from here (spend.py wraps it for a
+state read at an instant).
 
-Order: lowest priority, then soonest expiry, then oldest grant; what no usable bucket covers is
-drawn from no bucket, as far as the credit limit lets the unbucketed pot go below zero. What lies
-beyond is not charged: the caller records it, flags it and alerts.
+Order: the buckets spendable at the call's instant (effective, not expired, credit left, endpoint
+in `applies_to` or none set) by lowest priority, then soonest expiry, then oldest grant; then
+credit tied to no grant (the pot, when above zero); what is left is owed. A call is a fact: its
+whole price is drawn or owed, never dropped. The credit limit decides what `/check` allows and
+when `credit_limit_exceeded` alerts; it never makes a call free.
 """
 
 from __future__ import annotations
@@ -15,22 +19,17 @@ from services.core.model import AccountState, Bucket
 
 @dataclass(frozen=True, slots=True)
 class DrawPlan:
-    draws: tuple[tuple[Bucket | None, int], ...]
-    uncharged: int  # beyond the credit limit
+    draws: tuple[tuple[Bucket | None, int], ...]  # None: credit tied to no grant
+    owed: int  # what no spendable credit covers
 
     @property
-    def charged(self) -> int:
+    def drawn(self) -> int:
         return sum(amount for _, amount in self.draws)
 
 
-def plan_draws(
-    state: AccountState,
-    credits: int,
-    endpoint: str | None,
-    at: datetime,
-    *,
-    respect_credit_limit: bool = True,
-) -> DrawPlan:
+def plan_draws(state: AccountState, credits: int, endpoint: str | None, at: datetime) -> DrawPlan:
+    """`state` as it stands at `at` (due expiries and activations applied: see spend.due_state).
+    `endpoint` None: any bucket (an operator's adjustment)."""
     assert credits >= 0
     usable = sorted(
         (b for b in state.buckets if b.usable_for(endpoint, at)), key=Bucket.drawdown_key
@@ -43,13 +42,14 @@ def plan_draws(
         amount = min(left, bucket.remaining)
         draws.append((bucket, amount))
         left -= amount
-    unbucketed = left
-    if respect_credit_limit:
-        # Bucket draws lower balance and buckets alike, so the pot is the same after them.
-        room = max(0, state.unbucketed + state.settings.credit_limit)
-        unbucketed = min(left, room)
-    if unbucketed > 0:
-        draws.append((None, unbucketed))
-    plan = DrawPlan(tuple(draws), left - unbucketed)
-    assert plan.charged + plan.uncharged == credits, "drawdown lost credits"
+    from_pot = min(left, state.unbucketed)  # bucket draws leave the pot as it was
+    if from_pot > 0:
+        draws.append((None, from_pot))
+    plan = DrawPlan(tuple(draws), left - from_pot)
+    assert plan.drawn + plan.owed == credits, "drawdown lost credits"
     return plan
+
+
+def within_limit(available: int, overage: int, credit_limit: int) -> bool:
+    """The credit limit: how far below zero `available` may go, and so how much may be owed."""
+    return available >= -credit_limit and overage <= credit_limit

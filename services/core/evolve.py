@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
+from services.core.drawdown import within_limit
 from services.core.model import (
     AccountState,
     AlertFlags,
@@ -53,6 +54,11 @@ def _evolve_entry(state: AccountState, entry: LedgerEntry) -> AccountState:
         hold_id = entry.metadata["hold_id"]
         assert any(h.hold_id == hold_id for h in holds), f"release of unknown hold {hold_id}"
         holds = tuple(h for h in holds if h.hold_id != hold_id)
+    granted_total, consumed_total = state.granted_total, state.consumed_total
+    if entry.reason is EntryReason.GRANT:
+        granted_total += entry.delta
+    elif entry.reason in (EntryReason.CONSUME, EntryReason.REFUND):
+        consumed_total -= entry.delta  # a refund's delta is positive: it lowers the total
     after = replace(
         state,
         seq=entry.seq,
@@ -60,6 +66,8 @@ def _evolve_entry(state: AccountState, entry: LedgerEntry) -> AccountState:
         buckets=buckets,
         holds=holds,
         consumptions=_evolve_consumptions(state.consumptions, entry),
+        granted_total=granted_total,
+        consumed_total=consumed_total,
     )
     assert after.reserved == state.reserved + entry.reserved_delta, "reserved_delta disagrees"
     assert after.reserved >= 0, "reserved below zero"
@@ -68,7 +76,15 @@ def _evolve_entry(state: AccountState, entry: LedgerEntry) -> AccountState:
 
 def _evolve_buckets(buckets: tuple[Bucket, ...], entry: LedgerEntry) -> tuple[Bucket, ...]:
     if entry.grant is not None:
-        return (*buckets, entry.grant)
+        # A grant entry opens its bucket, or (scheduled before) makes its credit spendable.
+        opened = entry.grant
+        if all(b.grant_id != opened.grant_id for b in buckets):
+            assert opened.remaining == entry.delta, "a grant entry opens its bucket with its delta"
+            return (*buckets, opened)
+        before = next(b for b in buckets if b.grant_id == opened.grant_id)
+        assert before.scheduled and not opened.scheduled, "only a scheduled grant activates"
+        assert before.remaining + entry.delta == opened.remaining, "activation adds its delta"
+        return tuple(opened if b.grant_id == opened.grant_id else b for b in buckets)
     if entry.bucket_grant_id is None:
         return buckets
     if entry.reason in (EntryReason.EXPIRY, EntryReason.VOID):
@@ -132,6 +148,10 @@ def _raise_flag(flags: AlertFlags, alert: AlertRaised) -> AlertFlags:
         return replace(flags, low_balance=True)
     if alert.kind is AlertKind.DEPLETED:
         return replace(flags, depleted=True)
+    if alert.kind is AlertKind.OVERAGE:
+        return replace(flags, overage=True)
+    if alert.kind is AlertKind.CREDIT_LIMIT_EXCEEDED:
+        return replace(flags, over_limit=True)
     if alert.kind is AlertKind.AUTO_RELOAD_REQUESTED:
         day = alert.occurred_at.date()
         count = flags.auto_reloads_that_day if flags.auto_reload_day == day else 0
@@ -149,6 +169,10 @@ def _rearm(state: AccountState) -> AlertFlags:
         flags = replace(flags, low_balance=False)
     if flags.depleted and available > 0:
         flags = replace(flags, depleted=False)
+    if flags.overage and state.overage == 0:
+        flags = replace(flags, overage=False)
+    if flags.over_limit and within_limit(available, state.overage, settings.credit_limit):
+        flags = replace(flags, over_limit=False)
     reload = settings.auto_reload
     if flags.auto_reload and (reload is None or available >= reload.threshold):
         flags = replace(flags, auto_reload=False)

@@ -1,32 +1,44 @@
-"""Expiries in event time: before a command at time `t`, every bucket and hold that expired at
-or before `t` leaves, each at its own expiry time, so a replay of the log decides the same."""
+"""What event time makes due, before a command at time `t`: every scheduled grant whose
+`effective_at` is at or before `t` becomes spendable (grants.activate), and every bucket and hold
+that expired at or before `t` leaves, each at its own instant and in time order, so a replay of
+the log decides the same."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from services.core.grants import activate
 from services.core.model import AlertKind, EntryReason
 from services.core.tape import Tape
 
+# At one instant: credit arrives before anything expires (a grant effective at the instant
+# another one expires is spendable at that instant; the expiry leaves what the other had left).
+_ACTIVATE, _EXPIRE_BUCKET, _EXPIRE_HOLD = 0, 1, 2
+
 
 def expire_due(tape: Tape, at: datetime) -> None:
-    due: list[tuple[datetime, int, str, str]] = []
+    due: list[tuple[datetime, int, int, str]] = []
     for bucket in tape.state.buckets:
-        if bucket.expires_at is not None and bucket.expires_at <= at and bucket.remaining > 0:
-            due.append((bucket.expires_at, bucket.granted_seq, "bucket", bucket.grant_id))
+        if bucket.scheduled and bucket.effective_at <= at:
+            due.append((bucket.effective_at, _ACTIVATE, bucket.granted_seq, bucket.grant_id))
+        if bucket.expires_at is not None and bucket.expires_at <= at:
+            due.append((bucket.expires_at, _EXPIRE_BUCKET, bucket.granted_seq, bucket.grant_id))
     for order, hold in enumerate(tape.state.holds):
         if hold.expires_at <= at:
-            due.append((hold.expires_at, order, "hold", hold.hold_id))
-    for expires_at, _, what, ident in sorted(due):
-        if what == "bucket":
-            _expire_bucket(tape, ident, expires_at)
+            due.append((hold.expires_at, _EXPIRE_HOLD, order, hold.hold_id))
+    for when, what, _, ident in sorted(due):
+        if what == _ACTIVATE:
+            activate(tape, ident, when)
+        elif what == _EXPIRE_BUCKET:
+            _expire_bucket(tape, ident, when)
         else:
-            _expire_hold(tape, ident, expires_at)
+            _expire_hold(tape, ident, when)
 
 
 def _expire_bucket(tape: Tape, grant_id: str, at: datetime) -> None:
     bucket = tape.bucket(grant_id)
-    assert bucket is not None and bucket.remaining > 0
+    if bucket is None or bucket.remaining == 0:
+        return  # spent: nothing leaves (evolve drops an empty bucket past its expiry)
     tape.entry(
         delta=-bucket.remaining,
         reason=EntryReason.EXPIRY,

@@ -51,11 +51,15 @@ class AlertKind(StrEnum):
     AUTO_RELOAD_REQUESTED = "auto_reload_requested"
     GRANT_EXPIRED = "grant_expired"
     CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
+    OVERAGE = "overage"
 
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
-    """Credits from one grant. `granted_seq` orders grants oldest first."""
+    """Credits from one grant. `granted_seq` orders grants oldest first.
+
+    A grant whose `effective_at` is ahead is scheduled: its credit is `pending`, not spendable
+    and not in the balance, until event time reaches `effective_at` (then `remaining`)."""
 
     grant_id: str
     kind: BucketKind
@@ -65,6 +69,13 @@ class Bucket:
     granted_seq: int
     remaining: int
     applies_to: tuple[str, ...] | None = None
+    granted: int = 0  # the grant's whole amount
+    pending: int = 0  # scheduled credit: becomes `remaining` at `effective_at`
+    source: str = ""  # the grant's source, repeated on the entry that makes it spendable
+
+    @property
+    def scheduled(self) -> bool:
+        return self.pending > 0
 
     def usable_for(self, endpoint: str | None, at: datetime) -> bool:
         """`endpoint` None: any endpoint (adjustments draw from every bucket)."""
@@ -136,6 +147,8 @@ class AlertFlags:
     auto_reload: bool = False
     auto_reload_day: date | None = None
     auto_reloads_that_day: int = 0
+    overage: bool = False  # something is owed
+    over_limit: bool = False  # beyond the credit limit (see spend.within_limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +167,8 @@ class AccountState:
     settings: AccountSettings = AccountSettings()
     flags: AlertFlags = AlertFlags()
     consumptions: Mapping[str, Consumption] = field(default_factory=dict)
+    granted_total: int = 0  # sum of grant entries' deltas: credit that became spendable
+    consumed_total: int = 0  # consumes minus refunds
 
     @property
     def reserved(self) -> int:
@@ -164,13 +179,29 @@ class AccountState:
         return self.balance - self.reserved
 
     @property
-    def unbucketed(self) -> int:
-        """Credits outside any bucket: adjustments, minus draws no bucket covered."""
+    def pot(self) -> int:
+        """The balance outside every bucket, signed: credit tied to no grant when above zero
+        (adjustments, refunds of closed buckets), what is owed when below."""
         return self.balance - sum(b.remaining for b in self.buckets)
 
+    @property
+    def unbucketed(self) -> int:
+        return max(self.pot, 0)
+
+    @property
+    def overage(self) -> int:
+        """What no spendable credit covered: owed until a grant becomes spendable."""
+        return max(-self.pot, 0)
+
+    @property
+    def scheduled(self) -> int:
+        return sum(b.pending for b in self.buckets)
+
     def next_due_at(self) -> datetime | None:
-        """When a bucket or hold next expires: the scheduler's cue to send `expire`."""
+        """When a grant next becomes spendable or a bucket or hold expires: the scheduler's cue
+        to send `expire`."""
         due = [b.expires_at for b in self.buckets if b.expires_at and b.remaining > 0]
+        due += [b.effective_at for b in self.buckets if b.pending > 0]
         due += [h.expires_at for h in self.holds]
         return min(due, default=None)
 
@@ -282,6 +313,7 @@ class AdjustBalance:
     amount: int
     reason: str
     occurred_at: datetime
+    allow_negative: bool = False  # may take `available` below -credit_limit
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,12 +53,24 @@ class _CallFold:
     def __init__(self, base: AccountState) -> None:
         self.base = base
         self.seq, self.balance = base.seq, base.balance
+        self.consumed = base.consumed_total
         self.remaining = {b.grant_id: b.remaining for b in base.buckets}
         self.consumptions: dict[str, Consumption] | None = None  # copied on the first call
         flags, settings = base.flags, base.settings
         # Flags all down and lines fixed: a call that keeps `available` at or above every line
         # raises no alert and re-arms nothing (alerts.raise_crossings, evolve._rearm).
-        self.alert_free = not (flags.low_balance or flags.depleted or flags.auto_reload)
+        # Nothing owed either: a call drawn from one bucket leaves the pot as it is, so it stays
+        # at or above zero (no overage, within any credit limit).
+        self.alert_free = (
+            not (
+                flags.low_balance
+                or flags.depleted
+                or flags.auto_reload
+                or flags.overage
+                or flags.over_limit
+            )
+            and base.pot >= 0
+        )
         reload = settings.auto_reload
         self.reserved = base.reserved
         self.floor = max(
@@ -69,6 +81,7 @@ class _CallFold:
         # Before the first expiry nothing is due and no empty bucket is pruned (expiry.py,
         # evolve._evolve_entry): past it, the general path decides.
         expiries = [b.expires_at for b in base.buckets if b.expires_at is not None]
+        expiries += [b.effective_at for b in base.buckets if b.scheduled]  # an activation
         expiries += [h.expires_at for h in base.holds]
         self.first_expiry = min(expiries, default=None)
         self.draw_order = sorted(base.buckets, key=Bucket.drawdown_key)
@@ -105,6 +118,7 @@ class _CallFold:
         credits, request_id = usage.credits, usage.request_id
         self.seq += 1
         self.balance -= credits
+        self.consumed += credits
         self.remaining[bucket.grant_id] -= credits
         if self.consumptions is None:
             self.consumptions = dict(self.base.consumptions)
@@ -133,5 +147,5 @@ class _CallFold:
         )  # fmt: skip
         return replace(
             base, seq=self.seq, balance=self.balance, buckets=buckets,
-            consumptions=self.consumptions,
+            consumptions=self.consumptions, consumed_total=self.consumed,
         )  # fmt: skip

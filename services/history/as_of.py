@@ -4,90 +4,64 @@ Two time axes (see README.md):
 - `by="recorded"` (default), ledger time: the prefix of the account's ledger, seq 1..S, where S is
   the highest seq with `recorded_at <= as_of`. Always a state the ledger really was in
   (`balance` equals entry S's `balance_after`), and the answer for a past instant never changes.
-- `by="occurred"`, event time: every entry with `occurred_at <= as_of`, whatever seq. What the
-  account held at that instant as far as the ledger knows *now*: a late event moves it, and the
-  set need not be a prefix, so it can be a balance no entry ever showed.
+- `by="occurred"`, event time: every entry that had happened by `as_of`, whatever its seq. What
+  the account held at that instant as far as the ledger knows *now*: a late event moves it, and
+  the set need not be a prefix, so it can be a balance no entry ever showed. An entry happens at
+  its `occurred_at`, except a grant's: a grant counts from its `effective_at` (contract: only
+  credit spendable at a moment counts then). Its opening entry, when effective at once, happens
+  at the grant's `effective_at` (at or before its issue), and so does the overage payment that
+  follows it; a scheduled grant's opening entry happens at its issue (from then it is
+  `scheduled`), its activation (and that one's payment) at `effective_at`, its `occurred_at`.
 
-The SQL aggregates server side in one round trip; `fold_entries` is the same fold in Python over
-entry dicts, pure, the reference the tests hold the SQL to.
+Both fold the chosen entries with the balance read model's own rules (projections/balance/
+apply.py: `fold_any`), so the figures (`scheduled`, `overage`, `unbucketed`, the buckets that
+add up to the balance) are the read model's, as of then. The entries stream through a cursor:
+memory is a page of entries whatever the account's size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
 
+from projections.balance.apply import BalanceView, buckets_by_kind, fold_any
+from projections.grant_entries import PAYS_OVERAGE, is_activation, whole
+from projections.ledger_rows import entry_from_row
+from schemas.ledger import LedgerEntryMessage
 from services.platform.postgres import DbConnection
 
 TimeAxis = Literal["recorded", "occurred"]
-
-# The summary both time axes compute over their `folded` entries (per bucket kind, then totals).
-_SUMMARY_HEAD = """), kinds AS (
-    SELECT bucket_kind AS kind,
-           coalesce(sum(delta) FILTER (WHERE reason = 'grant'), 0)::bigint AS amount,
-           sum(delta)::bigint AS balance
-    FROM folded WHERE bucket_kind IS NOT NULL GROUP BY bucket_kind
-)
-SELECT count(*)::bigint AS entries,
-       max(seq) AS seq,
-       coalesce(sum(delta), 0)::bigint AS balance,
-       coalesce(sum(reserved_delta), 0)::bigint AS reserved,
-       coalesce(sum(delta) FILTER (WHERE reason = 'grant'), 0)::bigint AS granted_total,
-       coalesce(-sum(delta) FILTER (WHERE reason IN ('consume', 'refund')), 0)::bigint
-           AS consumed_total,
-       max(recorded_at) AS last_recorded_at,
-"""
-_SUMMARY_TAIL = """       (SELECT array_agg(kind ORDER BY kind) FROM kinds) AS kinds,
-       (SELECT array_agg(amount ORDER BY kind) FROM kinds) AS kind_amounts,
-       (SELECT array_agg(balance ORDER BY kind) FROM kinds) AS kind_balances
-FROM folded
-"""
+PAGE_ROWS = 5000
 
 # Ledger time. The newest entry recorded by `as_of` is found walking the primary key
 # (account_id, seq) backwards from the end, so the search costs the entries recorded after
-# `as_of`; the fold then reads the prefix 1..S once. The two fixed-shape checks (no gaps,
-# balance == balance_after) come back with the figures.
-BALANCE_AS_OF_RECORDED_SQL = "".join(  # constant pieces only: no input reaches the text
-    (
-        """
+# `as_of`; then the prefix 1..S, in seq order (one range of the primary key).
+ENTRIES_AS_OF_RECORDED_SQL = """
 WITH upto AS (
-    SELECT seq, balance_after FROM ledger_entries
+    SELECT seq FROM ledger_entries
     WHERE account_id = $1 AND recorded_at <= $2
     ORDER BY seq DESC LIMIT 1
-), folded AS (
-    SELECT e.seq, e.delta, e.reason, e.bucket_kind, e.reserved_delta, e.recorded_at
-    FROM ledger_entries e, upto
-    WHERE e.account_id = $1 AND e.seq <= upto.seq
-""",
-        _SUMMARY_HEAD,
-        "       (SELECT balance_after FROM upto) AS balance_after,\n",
-        _SUMMARY_TAIL,
-    )
 )
-
-# Event time: no index serves occurred_at, so this reads all of the account's entries (one range
-# of the primary key) and keeps those that occurred by `as_of`.
-BALANCE_AS_OF_OCCURRED_SQL = "".join(  # constant pieces only: no input reaches the text
-    (
-        """
-WITH folded AS (
-    SELECT seq, delta, reason, bucket_kind, reserved_delta, recorded_at
-    FROM ledger_entries
-    WHERE account_id = $1 AND occurred_at <= $2
-""",
-        _SUMMARY_HEAD,
-        "       NULL::bigint AS balance_after,\n",
-        _SUMMARY_TAIL,
-    )
-)
+SELECT e.* FROM ledger_entries e, upto
+WHERE e.account_id = $1 AND e.seq <= upto.seq
+ORDER BY e.seq
+"""
+# Event time: no index serves occurred_at, so this reads the account's entries (one range of the
+# primary key) and keeps those that occurred by `as_of`, and every grant entry (one may count
+# from an `effective_at` before its `occurred_at`; `EventTimes` decides), in seq order.
+ENTRIES_AS_OF_OCCURRED_SQL = """
+SELECT * FROM ledger_entries
+WHERE account_id = $1 AND (occurred_at <= $2 OR reason = 'grant')
+ORDER BY seq
+"""
 
 _SQL_BY_AXIS: Mapping[TimeAxis, str] = {
-    "recorded": BALANCE_AS_OF_RECORDED_SQL,
-    "occurred": BALANCE_AS_OF_OCCURRED_SQL,
+    "recorded": ENTRIES_AS_OF_RECORDED_SQL,
+    "occurred": ENTRIES_AS_OF_OCCURRED_SQL,
 }
 
 
@@ -98,9 +72,9 @@ class LedgerInconsistentError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class BucketKindBalance:
-    kind: str
-    amount: int  # granted into buckets of this kind
-    balance: int  # left in them: grants plus every later delta naming one of them
+    kind: str  # a grant kind, `unbucketed` (credit tied to no grant) or `overage` (owed)
+    amount: int  # granted into open grants of this kind (unbucketed: the credit; overage: owed)
+    balance: int  # left in them (overage: below zero); the kinds' balances add up to `balance`
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,17 +88,15 @@ class AsOfBalance:
     reserved: int  # sum of reserved_delta: credits held, not yet captured or released
     granted_total: int
     consumed_total: int  # consumes minus refunds
-    buckets: tuple[BucketKindBalance, ...]  # by kind, sorted by kind
+    buckets: tuple[BucketKindBalance, ...]  # as the balance endpoint's: grant kinds, then the pot
     last_recorded_at: datetime  # recorded_at of the newest entry folded
+    scheduled: int = 0  # credit of grants not yet effective
+    overage: int = 0  # owed: what no spendable credit covered
+    unbucketed: int = 0  # credit tied to no grant
 
     @property
     def available(self) -> int:
         return self.balance - self.reserved
-
-    @property
-    def unbucketed(self) -> int:
-        """Credits outside any bucket: adjustments, unbucketed refunds, overdraft."""
-        return self.balance - sum(b.balance for b in self.buckets)
 
     def to_json(self) -> dict[str, Any]:
         """The balance endpoint's field names, plus what pins the answer down."""
@@ -135,6 +107,8 @@ class AsOfBalance:
             "balance": self.balance,
             "reserved": self.reserved,
             "available": self.available,
+            "scheduled": self.scheduled,
+            "overage": self.overage,
             "grantedTotal": self.granted_total,
             "consumedTotal": self.consumed_total,
             "buckets": [
@@ -157,6 +131,80 @@ def _require_aware(as_of: datetime) -> None:
         raise ValueError(f"as_of must carry a UTC offset, got the naive {as_of.isoformat()}")
 
 
+def _require_axis(by: str) -> None:
+    if by not in _SQL_BY_AXIS:
+        raise ValueError(f"by must be 'recorded' or 'occurred', got {by!r}")
+
+
+class EventTimes:
+    """When each entry happened on the event-time axis; fed an account's entries in seq order
+    (a grant's opening or activation entry comes before the overage payment that follows it)."""
+
+    def __init__(self) -> None:
+        self._grant_time: dict[str, datetime] = {}  # the grant's last entry naming its bucket
+
+    def of(self, entry: LedgerEntryMessage) -> datetime:
+        if entry.reason != "grant":
+            return entry.occurred_at
+        bucket = entry.bucket
+        if bucket is None:  # an overage payment: when its grant's credit counted
+            grant_id = entry.metadata.get("grant_id")
+            if whole(entry.metadata, PAYS_OVERAGE) is not None and isinstance(grant_id, str):
+                return self._grant_time.get(grant_id, entry.occurred_at)
+            return entry.occurred_at
+        when = entry.occurred_at
+        if not is_activation(entry.metadata) and bucket.effective_at is not None:
+            when = min(when, bucket.effective_at)  # scheduled: effective_at is later: its issue
+        self._grant_time[bucket.grant_id] = when
+        return when
+
+
+class _Fold:
+    """The chosen entries, in seq order, folded a page at a time into the balance view."""
+
+    def __init__(self, account_id: str, as_of: datetime, by: TimeAxis) -> None:
+        self.account_id, self.as_of, self.by = account_id, as_of, by
+        self.view = BalanceView(account_id)
+        self.times = EventTimes()
+        self.entries = 0
+        self.last_recorded_at: datetime | None = None
+        self.last_balance_after: int | None = None  # recorded: of the prefix's last entry
+        self._page: list[LedgerEntryMessage] = []
+
+    def add(self, entry: LedgerEntryMessage) -> None:
+        if self.by == "occurred" and self.times.of(entry) > self.as_of:
+            return
+        self._page.append(entry)
+        self.entries += 1
+        self.last_balance_after = entry.balance_after
+        if self.last_recorded_at is None or entry.recorded_at > self.last_recorded_at:
+            self.last_recorded_at = entry.recorded_at
+        if len(self._page) >= PAGE_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.view = fold_any(self.view, self._page)
+        self._page = []
+
+    def result(self) -> AsOfBalance | None:
+        self._flush()
+        if self.entries == 0 or self.last_recorded_at is None:
+            return None
+        view = self.view
+        buckets = tuple(
+            BucketKindBalance(str(b["kind"]), int(b["amount"]), int(b["balance"]))
+            for b in buckets_by_kind(view)
+        )
+        assert sum(b.balance for b in buckets) == view.balance, "buckets add up to the balance"
+        return AsOfBalance(
+            account_id=self.account_id, as_of=self.as_of, by=self.by, seq=view.last_seq,
+            entries=self.entries, balance=view.balance, reserved=view.reserved,
+            granted_total=view.granted_total, consumed_total=view.consumed_total,
+            buckets=buckets, last_recorded_at=self.last_recorded_at, scheduled=view.scheduled,
+            overage=view.overage, unbucketed=view.unbucketed,
+        )  # fmt: skip
+
+
 async def balance_as_of(
     conn_or_pool: asyncpg.Pool | DbConnection,
     account_id: str,
@@ -164,34 +212,30 @@ async def balance_as_of(
     by: TimeAxis = "recorded",
 ) -> AsOfBalance | None:
     """The account's balance at `as_of` (inclusive) on the `by` time axis; None when no entry of
-    the account falls by then. One query, aggregated in Postgres."""
+    the account falls by then. Ledger time refuses a prefix with a gap or whose deltas do not sum
+    to its last `balance_after` (`LedgerInconsistentError`)."""
     _require_aware(as_of)
-    if by not in _SQL_BY_AXIS:
-        raise ValueError(f"by must be 'recorded' or 'occurred', got {by!r}")
-    row = await conn_or_pool.fetchrow(_SQL_BY_AXIS[by], account_id, as_of)
-    assert row is not None, "an aggregate query returns one row"
-    if row["entries"] == 0:
-        return None
-    kind_columns = (row["kinds"] or (), row["kind_amounts"] or (), row["kind_balances"] or ())
-    result = AsOfBalance(
-        account_id=account_id,
-        as_of=as_of,
-        by=by,
-        seq=row["seq"],
-        entries=row["entries"],
-        balance=row["balance"],
-        reserved=row["reserved"],
-        granted_total=row["granted_total"],
-        consumed_total=row["consumed_total"],
-        buckets=tuple(BucketKindBalance(*k) for k in zip(*kind_columns, strict=True)),
-        last_recorded_at=row["last_recorded_at"],
-    )
-    if by == "recorded":
-        _check_prefix(result, row["balance_after"])
+    _require_axis(by)
+    if isinstance(conn_or_pool, asyncpg.Pool):
+        async with conn_or_pool.acquire() as conn:
+            return await _balance_as_of(conn, account_id, as_of, by)
+    return await _balance_as_of(conn_or_pool, account_id, as_of, by)
+
+
+async def _balance_as_of(
+    conn: DbConnection, account_id: str, as_of: datetime, by: TimeAxis
+) -> AsOfBalance | None:
+    fold = _Fold(account_id, as_of, by)
+    async with conn.transaction(readonly=True):  # a cursor lives in a transaction
+        async for row in conn.cursor(_SQL_BY_AXIS[by], account_id, as_of, prefetch=PAGE_ROWS):
+            fold.add(entry_from_row(row))
+    result = fold.result()
+    if result is not None and by == "recorded":
+        _check_prefix(result, fold.last_balance_after)
     return result
 
 
-def _check_prefix(result: AsOfBalance, balance_after: int) -> None:
+def _check_prefix(result: AsOfBalance, balance_after: int | None) -> None:
     if result.entries != result.seq:
         raise LedgerInconsistentError(
             f"{result.account_id}: {result.entries} entries up to seq {result.seq} (a gap)"
@@ -209,56 +253,42 @@ def fold_entries(
     as_of: datetime,
     by: TimeAxis = "occurred",
 ) -> AsOfBalance | None:
-    """The same answer as `balance_as_of`, folded in Python over one account's entries. Pure.
+    """The same answer as `balance_as_of`, over one account's entries in memory. Pure.
 
-    Each entry needs `seq`, `delta`, `reason`, `reserved_delta` (0 when absent), `occurred_at`,
-    `recorded_at`, and its bucket's kind as `bucket_kind` (table rows) or `bucket.kind` (the
-    contract's shape); any order.
+    Entries are `ledger_entries` rows (`entry_id`, `bucket_grant_id`, `bucket_kind`,
+    `bucket_expires_at`, `bucket_terms`) or the contract's shape (`id`, `bucket` {`grant_id`,
+    `kind`, ...}), in any order; each needs `seq`, `delta`, `reason`, `occurred_at`,
+    `recorded_at`, and its bucket's grant id and kind when it names one; `reserved_delta`,
+    `metadata`, `source` and `balance_after` default to nothing. No ledger checks.
     """
     _require_aware(as_of)
-    rows = list(entries)
+    _require_axis(by)
+    messages = sorted(_messages(account_id, entries), key=lambda e: e.seq)
     if by == "recorded":
-        recorded = [e["seq"] for e in rows if e["recorded_at"] <= as_of]
-        upto = max(recorded, default=0)
-        chosen = [e for e in rows if e["seq"] <= upto]
-    elif by == "occurred":
-        chosen = [e for e in rows if e["occurred_at"] <= as_of]
-    else:
-        raise ValueError(f"by must be 'recorded' or 'occurred', got {by!r}")
-    if not chosen:
-        return None
-    balance = reserved = granted = consumed = 0
-    kinds: dict[str, tuple[int, int]] = {}
-    for entry in chosen:
-        delta, reason = int(entry["delta"]), entry["reason"]
-        balance += delta
-        reserved += int(entry.get("reserved_delta") or 0)
-        if reason == "grant":
-            granted += delta
-        elif reason in ("consume", "refund"):
-            consumed -= delta  # a consume's delta is negative; a refund's positive lowers it
-        kind = _bucket_kind(entry)
-        if kind is not None:
-            amount, left = kinds.get(kind, (0, 0))
-            kinds[kind] = (amount + (delta if reason == "grant" else 0), left + delta)
-    return AsOfBalance(
-        account_id=account_id,
-        as_of=as_of,
-        by=by,
-        seq=max(e["seq"] for e in chosen),
-        entries=len(chosen),
-        balance=balance,
-        reserved=reserved,
-        granted_total=granted,
-        consumed_total=consumed,
-        buckets=tuple(BucketKindBalance(k, a, b) for k, (a, b) in sorted(kinds.items())),
-        last_recorded_at=max(e["recorded_at"] for e in chosen),
-    )
+        upto = max((e.seq for e in messages if e.recorded_at <= as_of), default=0)
+        messages = [e for e in messages if e.seq <= upto]
+    fold = _Fold(account_id, as_of, by)
+    for message in messages:
+        fold.add(message)
+    return fold.result()
 
 
-def _bucket_kind(entry: Mapping[str, Any]) -> str | None:
-    if "bucket_kind" in entry:
-        kind: str | None = entry["bucket_kind"]
-        return kind
-    bucket = entry.get("bucket")
-    return bucket["kind"] if isinstance(bucket, Mapping) else None
+def _messages(account_id: str, rows: Iterable[Mapping[str, Any]]) -> Iterator[LedgerEntryMessage]:
+    for row in rows:
+        if "bucket" in row:  # the contract's shape
+            fields = dict(row)
+        else:  # a ledger_entries row
+            fields = {k: v for k, v in row.items() if not k.startswith("bucket_")}
+            fields["id"] = str(row.get("entry_id", ""))
+            fields["bucket"] = None
+            if row.get("bucket_kind") is not None:
+                terms = row.get("bucket_terms") or {}
+                fields["bucket"] = {
+                    "grant_id": row["bucket_grant_id"], "kind": row["bucket_kind"],
+                    "expires_at": row.get("bucket_expires_at"),
+                    "effective_at": terms.get("effective_at"), "priority": terms.get("priority"),
+                    "applies_to": terms.get("applies_to"),
+                }  # fmt: skip
+        defaults = {"id": "", "source": "", "balance_after": 0, "metadata": {}, "reserved_delta": 0}
+        given = {k: v for k, v in fields.items() if v is not None or k == "bucket"}
+        yield LedgerEntryMessage.model_validate({**defaults, **given, "account_id": account_id})

@@ -5,6 +5,12 @@ The writer (publishing nothing, no expiry scheduler: the log already holds every
 was sent) consumes both input topics from the earliest offsets, under a consumer group of its
 own, up to the end offsets read at the start (or pinned ones). Each account's replayed entries
 are then compared with the live ones over the seq range both hold, by a checksum of every column.
+
+The price book is part of the input: the manifest carries every version (`price_book`), and
+they are written to the fresh database before the writer reads a record, so the replay prices
+every call as the live writer did. They are read after the end offsets: a version committed
+later starts after every record up to those offsets could have occurred (it can't start sooner
+than `max_future_skew_s` ahead, and records stamped further ahead of the log were refused).
 """
 
 from __future__ import annotations
@@ -12,15 +18,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
+from schemas.price_book import copy_versions, load_versions, version_json
+from services.core.pricing import PriceVersion
 from services.platform.kafka import new_producer
 from services.platform.postgres import create_pool, migrate
 from services.platform.settings import Settings
@@ -54,6 +64,7 @@ class ReplayManifest:
     ledger_sha256: str = ""
     equal: bool = False
     differing_accounts: list[str] = field(default_factory=list)
+    price_book: list[dict[str, Any]] = field(default_factory=list)  # every version, oldest first
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
@@ -85,8 +96,13 @@ async def end_offsets(settings: Settings) -> Offsets:
 
 
 async def replay(
-    live: Settings, target_database_url: str, pinned: Offsets | None = None
+    live: Settings,
+    target_database_url: str,
+    pinned: Offsets | None = None,
+    price_versions: Sequence[PriceVersion] | None = None,
 ) -> ReplayManifest:
+    """Replay into `target_database_url`; `pinned` end offsets and `price_versions` (both from
+    an earlier manifest) reproduce that replay, else the log's end and the live price book."""
     assert live.database_url is not None and live.kafka_bootstrap is not None
     started = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -100,11 +116,41 @@ async def replay(
         end_offsets=pinned or await end_offsets(live),
         consumer_group=settings.consumer_group,
     )
+    if price_versions is None:
+        price_versions = await _live_versions(live.database_url)
+    manifest.price_book = [version_json(v) for v in sorted(price_versions, key=_number)]
     await migrate(target_database_url)
+    await _copy_price_book(target_database_url, price_versions)
     await _run_writer_until(settings, manifest.end_offsets)
     manifest.seconds = time.monotonic() - started
     await _compare(live.database_url, target_database_url, manifest)
     return manifest
+
+
+async def _live_versions(database_url: str) -> tuple[PriceVersion, ...]:
+    pool = await create_pool(database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            return await load_versions(conn)
+    finally:
+        await pool.close()
+
+
+async def _copy_price_book(database_url: str, versions: Sequence[PriceVersion]) -> None:
+    pool = await create_pool(database_url, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            held = await load_versions(conn)
+            if held and sorted(held, key=_number) != sorted(versions, key=_number):
+                raise RuntimeError("the replay's target database holds another price book")
+            if not held:
+                await copy_versions(conn, versions)
+    finally:
+        await pool.close()
+
+
+def _number(version: PriceVersion) -> int:
+    return version.version
 
 
 async def _run_writer_until(settings: Settings, ends: Offsets) -> None:

@@ -1,12 +1,18 @@
 """`creditledger reprice`: what historical usage would have cost under another price book.
 
 Reads `credits.usage.v1` from its earliest offsets up to its end offsets at the start (no
-consumer group, nothing committed: live state is untouched), keeps the calls whose event time
-falls in [from, to), applies the writer's rules (the first payload of a request id counts; a
-call that answered 4xx/5xx costs nothing; a call that named its own `credits` keeps them; any
-other call is priced by endpoint), and sets that against what the ledger charged each request
-(its consume entries net of refunds). The result, per account, endpoint and UTC day, goes to a
-scratch CSV file: `calls`, `charged`, `repriced`, `difference` (repriced - charged).
+consumer group, nothing committed: live state is untouched) and keeps the calls whose event time
+falls in [from, to), with the writer's rules: the first payload of a request id counts, a call
+that named its own `credits` keeps them under any book, any other call is priced by endpoint.
+
+The report shows the price-book effect alone. The same calls are priced twice: `charged` under
+the book that was in force at each call's `occurred_at` (the stored versions, else the built-in
+book: what the writer charged), `repriced` under the other book, and `difference` is
+`repriced - charged`. A failed call (4xx/5xx) is refunded in full under either book, so it
+counts in `calls` and `failed` but in neither price. What the ledger did with the calls beyond
+their price stays as it was and has its own columns: `refunded` (refunds of the successful
+calls) and `owed` (what no spendable credit covered when they happened). Per account, endpoint
+and UTC day, to a scratch CSV file.
 """
 
 from __future__ import annotations
@@ -24,27 +30,37 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from pydantic import ValidationError
 
+from schemas.price_book import load_schedule
 from schemas.usage import UsageEvent
-from services.core.pricing import PriceBook
+from services.core.pricing import PriceBook, PriceSchedule
 from services.platform.settings import Settings
 
 LOOKUP_BATCH = 5000
 FETCH_TIMEOUT_MS = 500
-CHARGED = """
-SELECT e.account_id, e.source, -sum(e.delta)::bigint AS net
+# Per request: credits refunded (refund entries) and left owed (consume entries' `owed`).
+LEDGER_OUTCOME = """
+SELECT e.account_id, e.source,
+       coalesce(sum(e.delta) FILTER (WHERE e.reason = 'refund'), 0)::bigint AS refunded,
+       coalesce(sum((e.metadata ->> 'owed')::bigint) FILTER (WHERE e.reason = 'consume'), 0)::bigint
+         AS owed
 FROM ledger_entries e
 JOIN unnest($1::text[], $2::text[]) AS k(account_id, source)
   ON e.account_id = k.account_id AND e.source = k.source
 GROUP BY e.account_id, e.source
 """
+COLUMNS = ["account_id", "endpoint", "day", "calls", "failed", "charged", "repriced",
+           "difference", "refunded", "owed"]  # fmt: skip
 RowKey = tuple[str, str, date]  # (account_id, endpoint, UTC day)
 
 
 @dataclass
 class Row:
     calls: int = 0
-    charged: int = 0
-    repriced: int = 0
+    failed: int = 0
+    charged: int = 0  # the successful calls under the book in force when they happened
+    repriced: int = 0  # the same calls under the other book
+    refunded: int = 0  # what the ledger refunded of the successful calls
+    owed: int = 0  # what the ledger left owed for them
 
     @property
     def difference(self) -> int:
@@ -52,35 +68,55 @@ class Row:
 
 
 def load_price_book(path: Path) -> PriceBook:
+    """A book from JSON: the price-book body ({default_credits, prices}; `effective_at`, if
+    there, is ignored) or the older {version, credits_by_endpoint, default_credits}."""
     data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a JSON object is expected")
+    prices = data.get("prices", data.get("credits_by_endpoint")) or {}
+    if not isinstance(prices, dict):
+        raise ValueError(f"{path}: prices must be an object {{endpoint: credits}}")
     book = PriceBook(
-        version=str(data["version"]),
-        credits_by_endpoint={
-            str(k): int(v) for k, v in data.get("credits_by_endpoint", {}).items()
-        },
-        default_credits=int(data.get("default_credits", 1)),
+        version=str(data.get("version", path.stem)),
+        credits_by_endpoint={str(k): _credits(v, str(k)) for k, v in prices.items()},
+        default_credits=_credits(data.get("default_credits", 1), "default_credits"),
     )
-    assert all(v >= 0 for v in book.credits_by_endpoint.values()) and book.default_credits >= 0
     return book
 
 
-def repriced_cost(event: UsageEvent, book: PriceBook) -> int:
+def _credits(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what}: credits are a whole number, 0 or more (got {value!r})")
+    return value
+
+
+def price_under(event: UsageEvent, prices: PriceBook | PriceSchedule) -> int:
+    """The call's price under a book, or under the schedule at its occurred_at (the writer's
+    rule: its own `credits` first); 0 for a failed call, which is refunded in full."""
     if event.status_code >= 400:
-        return 0  # refunded by the ledger, under any book
-    return event.credits if event.credits is not None else book.price(event.endpoint)
+        return 0
+    if event.credits is not None:
+        return event.credits
+    return prices.price(event.endpoint, event.occurred_at.astimezone(UTC))
+
+
+def repriced_cost(event: UsageEvent, book: PriceBook) -> int:
+    return price_under(event, book)
 
 
 async def reprice(
     settings: Settings, pool: asyncpg.Pool, book: PriceBook, start: datetime, end: datetime
 ) -> dict[RowKey, Row]:
+    async with pool.acquire() as conn:
+        in_force = await load_schedule(conn)
     rows: dict[RowKey, Row] = {}
     pending: list[UsageEvent] = []
     async for event in _usage_events(settings, start, end):
         pending.append(event)
         if len(pending) >= LOOKUP_BATCH:
-            await _settle(pool, pending, book, rows)
+            await _settle(pool, pending, in_force, book, rows)
             pending = []
-    await _settle(pool, pending, book, rows)
+    await _settle(pool, pending, in_force, book, rows)
     return rows
 
 
@@ -129,39 +165,51 @@ def _decode(value: bytes | None) -> UsageEvent | None:
 
 
 async def _settle(
-    pool: asyncpg.Pool, events: list[UsageEvent], book: PriceBook, rows: dict[RowKey, Row]
+    pool: asyncpg.Pool,
+    events: list[UsageEvent],
+    in_force: PriceSchedule,
+    book: PriceBook,
+    rows: dict[RowKey, Row],
 ) -> None:
     if not events:
         return
-    charged = {
-        (r["account_id"], r["source"]): r["net"]
+    ok = [e for e in events if e.status_code < 400]
+    outcome = {
+        (r["account_id"], r["source"]): (r["refunded"], r["owed"])
         for r in await pool.fetch(
-            CHARGED,
-            [e.account_id for e in events for _ in range(2)],
-            [s for e in events for s in (f"request:{e.request_id}", f"refund:{e.request_id}")],
+            LEDGER_OUTCOME,
+            [e.account_id for e in ok for _ in range(2)],
+            [s for e in ok for s in (f"request:{e.request_id}", f"refund:{e.request_id}")],
         )
     }
     for event in events:
         key = (event.account_id, event.endpoint, event.occurred_at.astimezone(UTC).date())
         row = rows.setdefault(key, Row())
         row.calls += 1
-        row.charged += charged.get((event.account_id, f"request:{event.request_id}"), 0)
-        row.charged += charged.get((event.account_id, f"refund:{event.request_id}"), 0)
-        row.repriced += repriced_cost(event, book)
+        if event.status_code >= 400:
+            row.failed += 1
+            continue
+        row.charged += price_under(event, in_force)
+        row.repriced += price_under(event, book)
+        row.owed += outcome.get((event.account_id, f"request:{event.request_id}"), (0, 0))[1]
+        row.refunded += outcome.get((event.account_id, f"refund:{event.request_id}"), (0, 0))[0]
 
 
 def write_report(rows: dict[RowKey, Row], out: TextIO) -> None:
     writer = csv.writer(out)
-    writer.writerow(["account_id", "endpoint", "day", "calls", "charged", "repriced", "difference"])
+    writer.writerow(COLUMNS)
     for (account, endpoint, day), row in sorted(rows.items()):
-        writer.writerow([account, endpoint, day.isoformat(), row.calls, row.charged, row.repriced,
-                         row.difference])  # fmt: skip
+        writer.writerow([account, endpoint, day.isoformat(), row.calls, row.failed, row.charged,
+                         row.repriced, row.difference, row.refunded, row.owed])  # fmt: skip
 
 
 def totals(rows: Iterable[Row]) -> Row:
     total = Row()
     for row in rows:
         total.calls += row.calls
+        total.failed += row.failed
         total.charged += row.charged
         total.repriced += row.repriced
+        total.refunded += row.refunded
+        total.owed += row.owed
     return total

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 
 from services.platform.settings import Settings, dead_letter_topic
+from services.platform.startup import KAFKA_NOT_READY, wait_until_ready
 
 
 def new_producer(bootstrap: str) -> AIOKafkaProducer:
@@ -24,6 +23,21 @@ def new_producer(bootstrap: str) -> AIOKafkaProducer:
         linger_ms=5,
         max_batch_size=256 * 1024,
     )
+
+
+async def start_producer(bootstrap: str, wait_s: float = 0.0) -> AIOKafkaProducer:
+    """A started `new_producer`, waiting up to `wait_s` for a broker that is not ready yet."""
+
+    async def attempt() -> AIOKafkaProducer:
+        producer = new_producer(bootstrap)  # a fresh client per try: a failed start closes it
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    return await wait_until_ready(attempt, "Kafka (producer)", KAFKA_NOT_READY, wait_s)
 
 
 def new_consumer(bootstrap: str, group_id: str, max_records: int) -> AIOKafkaConsumer:
@@ -80,26 +94,24 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> None:
 async def _admin(
     settings: Settings, timeout_s: float
 ) -> AsyncIterator[tuple[AIOKafkaAdminClient, set[str]]]:
-    """An admin client, started within `timeout_s`, and the topics that exist."""
+    """An admin client, started within `timeout_s` (with backoff), and the topics that exist."""
     assert settings.kafka_bootstrap is not None
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await _start_with_deadline(admin, timeout_s)
-    try:
-        yield admin, set(await admin.list_topics())
-    finally:
-        await admin.close()
+    bootstrap = settings.kafka_bootstrap
 
-
-async def _start_with_deadline(admin: AIOKafkaAdminClient, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    async def attempt() -> tuple[AIOKafkaAdminClient, set[str]]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         try:
             await admin.start()
-            return
-        except KafkaConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
+            return admin, set(await admin.list_topics())
+        except BaseException:
+            await admin.close()
+            raise
+
+    admin, existing = await wait_until_ready(attempt, "Kafka (admin)", KAFKA_NOT_READY, timeout_s)
+    try:
+        yield admin, existing
+    finally:
+        await admin.close()
 
 
 def _configs(is_input: bool) -> dict[str, str]:

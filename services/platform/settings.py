@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # The writer and projector commit a poll's partitions concurrently, a connection each (6 by
     # default, times two in `serve`), beside the relay and the API's reads.
     db_pool_max_size: int = Field(default=20, ge=2, le=200)
+    # How long start-up waits, with backoff, for a Postgres or Kafka that is not ready yet
+    # (recovering, not listening, electing a controller) before it fails (platform/startup.py).
+    startup_wait_s: float = Field(default=60.0, ge=0, le=3600)
 
     @property
     def input_topics(self) -> tuple[str, str]:

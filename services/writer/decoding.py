@@ -42,7 +42,7 @@ from services.core.model import (
     ReleaseHold,
     VoidGrant,
 )
-from services.core.pricing import PriceBook
+from services.core.pricing import PriceBook, PriceSchedule
 
 
 class DeadLetterCode(StrEnum):
@@ -52,6 +52,7 @@ class DeadLetterCode(StrEnum):
     REQUEST_ID_REUSED = "request-id-reused"
     COMMAND_ID_REUSED = "command-id-reused"
     OCCURRED_IN_FUTURE = "occurred-in-future"
+    UNPROCESSABLE = "unprocessable"  # deciding the record raised (services/writer/plan.py)
 
 
 class IdKind(StrEnum):
@@ -75,8 +76,10 @@ class Rejected:
 
 
 def decode_usage(
-    key: bytes | None, value: bytes | None, price_book: PriceBook
+    key: bytes | None, value: bytes | None, prices: PriceBook | PriceSchedule
 ) -> Decoded | Rejected:
+    """A usage event without `credits` is priced by the price book in force at its occurred_at
+    (`prices`: the schedule the writer loaded for this batch, or one fixed book)."""
     try:
         event = UsageEvent.model_validate_json(value or b"")
     except ValidationError as error:
@@ -85,8 +88,10 @@ def decode_usage(
         return nul
     if (mismatch := _key_mismatch(key, event.account_id)) is not None:
         return mismatch
-    credits = event.credits if event.credits is not None else price_book.price(event.endpoint)
     occurred_at = event.occurred_at.astimezone(UTC)
+    credits = event.credits
+    if credits is None:
+        credits = prices.price(event.endpoint, occurred_at)
     command = ConsumeUsage(
         account_id=event.account_id,
         request_id=event.request_id,
@@ -135,7 +140,9 @@ def to_domain(parsed: AnyCommand) -> Command:
         case GrantCommand():
             return _grant(parsed)
         case AdjustmentCommand():
-            return AdjustBalance(account_id, command_id, parsed.amount, parsed.reason, at)
+            return AdjustBalance(
+                account_id, command_id, parsed.amount, parsed.reason, at, parsed.allow_negative
+            )
         case RefundCommand():
             return RefundRequest(
                 account_id, command_id, parsed.request_id, parsed.amount, parsed.reason, at

@@ -3,10 +3,16 @@
 The store loads `states` (with the refund lineage the batch needs) and `seen` for the batch in a
 few queries, this module decides, and the store writes the plan in one transaction with the
 batch's offset advance.
+
+A record whose decision raises (a bug, or input no bound foresaw) is dead-lettered alone, code
+`unprocessable`, and the batch is planned again without it: the records before and behind it,
+of its account and every other, are decided as if it had never arrived, so the outcome does not
+depend on where the batch boundaries fell. Nothing it claimed (its ids) is kept.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -17,6 +23,7 @@ from services.core.model import (
     CaptureHold,
     CommandRejected,
     ConsumeUsage,
+    EntryReason,
     Event,
     LedgerEntry,
     RefundRequest,
@@ -25,6 +32,7 @@ from services.core.run import decide_run
 from services.writer.decoding import DeadLetterCode, Decoded, IdKind, Rejected, printable_text
 
 SeenKey = tuple[IdKind, str, str]  # (kind, account_id, idempotency id)
+log = logging.getLogger("creditledger.writer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +98,10 @@ class Traffic:
             self.latency_samples += 1
             self.latency_ms_max = max(self.latency_ms_max, usage.latency_ms)
 
+    def count_capture(self) -> None:
+        self.requests += 1
+        self.successful += 1
+
 
 @dataclass(slots=True)
 class BatchPlan:
@@ -124,15 +136,44 @@ def plan_batch(
     seen: Mapping[SeenKey, bytes],
 ) -> BatchPlan:
     """Records in offset order; `states` holds every account the batch names."""
+    unprocessable: dict[int, str] = {}  # index in `records` -> why deciding it failed
+    while True:
+        try:
+            return _plan(records, states, seen, unprocessable)
+        except _Unprocessable as poison:
+            # Planned again without them: the ids they claimed must not count against later
+            # records. Each pass sets at least one more record aside, so this ends; in practice
+            # in two passes (a third only when a record reusing a poison's id is poison too).
+            unprocessable.update(poison.records)
+
+
+class _Unprocessable(Exception):
+    def __init__(self, records: dict[int, str]) -> None:
+        super().__init__(f"{len(records)} records cannot be decided")
+        self.records = records
+
+
+Run = list[tuple[int, Decoded, datetime]]  # (index in the batch, decoded, recorded_at)
+
+
+def _plan(
+    records: Sequence[InputRecord],
+    states: Mapping[str, AccountState],
+    seen: Mapping[SeenKey, bytes],
+    unprocessable: Mapping[int, str],
+) -> BatchPlan:
     plan = BatchPlan(states=dict(states))
     seen_now: dict[SeenKey, bytes] = dict(seen)
     # Whether a record applies depends on ids alone, never on account state: sort them out in
     # order first, then decide each account's run in one fold (accounts are independent).
-    runs: dict[str, list[tuple[Decoded, datetime]]] = {}
-    for record in records:
+    runs: dict[str, Run] = {}
+    for index, record in enumerate(records):
         decoded = record.decoded
         if isinstance(decoded, Rejected):
             plan.dead_letters.append(DeadLetter(record, decoded.code, decoded.message))
+            continue
+        if (why := unprocessable.get(index)) is not None:
+            plan.dead_letters.append(DeadLetter(record, DeadLetterCode.UNPROCESSABLE, why))
             continue
         own_key, *other_keys = seen_keys(decoded)
         earlier = seen_now.get(own_key)
@@ -147,15 +188,52 @@ def plan_batch(
             text = f"{kind.value} id {taken_id!r} was already used"
             plan.dead_letters.append(DeadLetter(record, DeadLetterCode.REQUEST_ID_REUSED, text))
             continue
-        runs.setdefault(decoded.account_id, []).append((decoded, record.log_time))
+        runs.setdefault(decoded.account_id, []).append((index, decoded, record.log_time))
         for key in (own_key, *other_keys):
             seen_now[key] = decoded.payload_sha256
+    poison: dict[int, str] = {}
     for account_id, run in runs.items():
-        commands = [(decoded.command, recorded_at) for decoded, recorded_at in run]
-        results, plan.states[account_id] = decide_run(plan.states[account_id], commands)
-        for (decoded, _), events in zip(run, results, strict=True):
+        decided = _decide(plan.states[account_id], run)
+        if isinstance(decided, dict):
+            poison.update(decided)
+            continue
+        results, plan.states[account_id] = decided
+        for (_, decoded, _), events in zip(run, results, strict=True):
             _record(plan, decoded, events)
+    if poison:
+        raise _Unprocessable(poison)
     return plan
+
+
+def _decide(
+    state: AccountState, run: Run
+) -> tuple[list[tuple[Event, ...]], AccountState] | dict[int, str]:
+    """`decide_run` over the account's run, or, when that raises, the records whose decision
+    raises (index -> why), found deciding one record at a time: the same decisions as the fold
+    (decide_run's property), a failed record leaving the state as it was."""
+    try:
+        return decide_run(state, [(decoded.command, at) for _, decoded, at in run])
+    except Exception:  # whatever it was, the offenders are found below
+        account_id = run[0][1].account_id
+        log.warning("deciding a run of account %s failed; one record at a time", account_id)
+    results: list[tuple[Event, ...]] = []
+    poison: dict[int, str] = {}
+    for index, decoded, at in run:
+        try:
+            (events,), state = decide_run(state, [(decoded.command, at)])
+        except Exception as error:  # dead-lettered, the error named
+            log.exception(
+                "%s id %r of account %s cannot be decided: dead-lettered (unprocessable)",
+                decoded.id_kind.value, decoded.idempotency_id, decoded.account_id,
+            )  # fmt: skip
+            poison[index] = _describe(error)
+            continue
+        results.append(events)
+    return poison or (results, state)  # no poison: only the fold failed, each record decided
+
+
+def _describe(error: Exception) -> str:
+    return printable_text(f"deciding the record failed: {type(error).__name__}: {error}")[:500]
 
 
 def _record(plan: BatchPlan, decoded: Decoded, events: tuple[Event, ...]) -> None:
@@ -179,6 +257,11 @@ def _record(plan: BatchPlan, decoded: Decoded, events: tuple[Event, ...]) -> Non
     if isinstance(command, ConsumeUsage):
         key = (command.account_id, command.endpoint, command.occurred_at.astimezone(UTC).date())
         plan.traffic.setdefault(key, Traffic()).count(command)
+    if isinstance(command, CaptureHold) and any(e.reason is EntryReason.CONSUME for e in entries):
+        # A capture that charged is a call like any other: one request on its endpoint and day,
+        # so usage counts it as activity does (a free or zero capture is no call).
+        key = (command.account_id, command.endpoint, command.occurred_at.astimezone(UTC).date())
+        plan.traffic.setdefault(key, Traffic()).count_capture()
     if isinstance(command, CaptureHold) and rejection is None:
         # The capture's request id now names a consume: a usage event reusing it is refused.
         plan.processed.append(

@@ -18,7 +18,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from services.core.pricing import DEFAULT_PRICE_BOOK, PriceBook
+from schemas.price_book import load_versions
+from services.core.pricing import DEFAULT_PRICE_BOOK, PriceBook, PriceSchedule
 from services.platform import failpoints, offsets
 from services.platform.concurrency import all_or_none
 from services.platform.kafka import new_consumer
@@ -40,7 +41,7 @@ class LedgerWriter:
         settings: Settings,
         pool: asyncpg.Pool,
         producer: AIOKafkaProducer,
-        price_book: PriceBook = DEFAULT_PRICE_BOOK,
+        price_book: PriceBook = DEFAULT_PRICE_BOOK,  # version 0: before any stored version
         *,
         publish: bool = True,
     ) -> None:
@@ -137,7 +138,10 @@ class LedgerWriter:
             fresh = [r for r in records if r.offset >= stored[(r.topic, partition)]]
             if not fresh:
                 return
-            inputs = [self._to_input(r) for r in fresh]
+            # The price book, once per batch and after its records were fetched: a version
+            # committed before a record reached the log is always seen (schemas/price_book.py).
+            prices = PriceSchedule(await load_versions(conn), self.price_book)
+            inputs = [self._to_input(r, prices) for r in fresh]
             decoded = [i.decoded for i in inputs if isinstance(i.decoded, Decoded)]
             states = await store.lock_accounts(
                 conn,
@@ -156,11 +160,11 @@ class LedgerWriter:
         failpoints.hit("writer.after_commit")
         self.records_applied += len(fresh)
 
-    def _to_input(self, record: ConsumerRecord) -> InputRecord:
+    def _to_input(self, record: ConsumerRecord, prices: PriceSchedule) -> InputRecord:
         key: bytes | None = record.key
         value: bytes | None = record.value
         if record.topic == self.settings.usage_topic:
-            decoded = decode_usage(key, value, self.price_book)
+            decoded = decode_usage(key, value, prices)
         else:
             decoded = decode_command(key, value)
         log_time = datetime.fromtimestamp(record.timestamp / 1000, UTC)

@@ -42,7 +42,10 @@ def state_to_json(state: AccountState) -> dict[str, Any]:
             "auto_reload": flags.auto_reload,
             "auto_reload_day": flags.auto_reload_day.isoformat() if flags.auto_reload_day else None,
             "auto_reloads_that_day": flags.auto_reloads_that_day,
+            "overage": flags.overage,
+            "over_limit": flags.over_limit,
         },
+        "totals": [state.granted_total, state.consumed_total],
     }
 
 
@@ -57,6 +60,7 @@ def state_from_json(
     flags = snapshot.get("flags") or {}
     reload = settings.get("auto_reload")
     day = flags.get("auto_reload_day")
+    totals = snapshot.get("totals") or (0, 0)  # migration 0006 wrote them for older rows
     return AccountState(
         account_id=account_id,
         seq=seq,
@@ -77,8 +81,12 @@ def state_from_json(
             auto_reload=flags.get("auto_reload", False),
             auto_reload_day=date.fromisoformat(day) if day else None,
             auto_reloads_that_day=flags.get("auto_reloads_that_day", 0),
+            overage=flags.get("overage", False),
+            over_limit=flags.get("over_limit", False),
         ),
         consumptions=consumptions,
+        granted_total=totals[0],
+        consumed_total=totals[1],
     )
 
 
@@ -89,6 +97,7 @@ def _bucket_json(b: Bucket) -> dict[str, Any]:
         "expires_at": b.expires_at.isoformat() if b.expires_at else None,
         "granted_seq": b.granted_seq, "remaining": b.remaining,
         "applies_to": list(b.applies_to) if b.applies_to is not None else None,
+        "granted": b.granted, "pending": b.pending, "source": b.source,
     }  # fmt: skip
 
 
@@ -99,4 +108,6 @@ def _bucket_from_json(d: dict[str, Any]) -> Bucket:
         expires_at=datetime.fromisoformat(d["expires_at"]) if d["expires_at"] else None,
         granted_seq=d["granted_seq"], remaining=d["remaining"],
         applies_to=tuple(d["applies_to"]) if d["applies_to"] is not None else None,
+        granted=d.get("granted", d["remaining"]), pending=d.get("pending", 0),
+        source=d.get("source", ""),
     )  # fmt: skip

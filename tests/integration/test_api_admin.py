@@ -16,7 +16,7 @@ import pytest
 from services.api.app import create_app
 from services.platform.settings import Settings
 from services.runtime import Running, running
-from tests.messages import usage
+from tests.messages import command, grant, usage
 from tests.pipeline import Driver, wait_until
 
 pytestmark = pytest.mark.integration
@@ -149,10 +149,80 @@ async def test_rejected_command_reports_the_writers_reason(api: Api) -> None:
 async def test_status_of_an_unpublished_command(api: Api) -> None:
     unknown = await api.http.get("/v1/admin/commands/nope", headers=api.admin)
     assert unknown.status_code == 404
-    pending = await api.http.get(
+    assert unknown.headers["content-type"] == "application/problem+json"
+    in_account = await api.http.get(
         "/v1/admin/commands/nope", params={"account_id": ACCOUNT}, headers=api.admin
     )
-    assert pending.json()["status"] == "pending"
+    assert in_account.status_code == 404  # never published: not `pending` forever
+
+
+async def decided(api: Api, account_id: str, command_id: str) -> None:
+    async def found() -> bool:
+        count = await api.pool.fetchval(
+            "SELECT count(*) FROM processed_commands WHERE account_id = $1 AND command_id = $2",
+            account_id,
+            command_id,
+        )
+        return int(count) == 1
+
+    await wait_until(found, f"the writer to decide {command_id}", components=api.driver.components)
+
+
+async def status(api: Api, command_id: str, **params: str) -> httpx.Response:
+    return await api.http.get(f"/v1/admin/commands/{command_id}", params=params, headers=api.admin)
+
+
+async def test_status_finds_a_command_published_straight_to_kafka_by_id_alone(api: Api) -> None:
+    await api.driver.commands(grant(ACCOUNT, 5, "kafka-g1"))
+    await decided(api, ACCOUNT, "kafka-g1")
+    answer = await status(api, "kafka-g1")
+    assert (answer.status_code, answer.json()) == (200, {
+        "commandId": "kafka-g1", "accountId": ACCOUNT, "status": "applied", "reason": None,
+    })  # fmt: skip
+    assert (await status(api, "kafka-g1", account_id=ACCOUNT)).json() == answer.json()
+    assert (await status(api, "kafka-g1", account_id="acct_else")).status_code == 404
+
+    refund = command("refund", ACCOUNT, "kafka-r1", request_id="never-seen")
+    await api.driver.commands(refund)
+    await decided(api, ACCOUNT, "kafka-r1")
+    rejected = (await status(api, "kafka-r1")).json()
+    assert (rejected["status"], rejected["accountId"]) == ("rejected", ACCOUNT)
+    assert rejected["reason"]
+
+
+async def test_status_of_a_dead_lettered_command_published_straight_to_kafka(api: Api) -> None:
+    bad = grant(ACCOUNT, -5, "kafka-bad")  # schema-invalid: dead-lettered, never decided
+    await api.driver.commands(bad)
+
+    async def dead_lettered() -> bool:
+        return bool(await api.pool.fetchval("SELECT count(*) FROM dead_letters"))
+
+    await wait_until(dead_lettered, "the writer to dead-letter the command")
+    answer = (await status(api, "kafka-bad")).json()
+    assert (answer["status"], answer["accountId"]) == ("rejected", ACCOUNT)
+    assert answer["reason"].startswith("schema-invalid: grant.amount")
+    assert (await status(api, "kafka-bad", account_id="acct_else")).status_code == 404
+
+
+async def test_one_command_id_in_two_accounts_needs_the_account(api: Api) -> None:
+    await api.driver.commands(grant(ACCOUNT, 5, "shared-id"), grant("acct_two", 7, "shared-id"))
+    await decided(api, ACCOUNT, "shared-id")
+    await decided(api, "acct_two", "shared-id")
+    assert (await status(api, "shared-id")).status_code == 409
+    two = (await status(api, "shared-id", account_id="acct_two")).json()
+    assert (two["accountId"], two["status"]) == ("acct_two", "applied")
+
+
+async def test_a_command_the_api_sent_is_pending_until_the_writer_decides(
+    namespace: Settings,
+) -> None:
+    async with running(namespace, ("projector",)) as no_writer:  # nothing decides it
+        async for api in make_api(no_writer, namespace):
+            published = await api.command("grants", {"amount": 3})
+            assert (await status(api, published)).json() == {
+                "commandId": published, "accountId": ACCOUNT, "status": "pending", "reason": None,
+            }  # fmt: skip
+            assert (await status(api, "never-sent")).status_code == 404
 
 
 async def test_idempotency_key_replays_the_first_answer_and_publishes_once(api: Api) -> None:

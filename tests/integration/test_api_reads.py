@@ -95,16 +95,19 @@ async def test_balance_check_and_freshness_headers(stack: Stack) -> None:
     assert (body["grantedTotal"], body["consumedTotal"], body["ledgerSeq"]) == (180, 50, 13)
     assert body["buckets"] == [
         {"kind": "gift", "amount": 50, "balance": 50},
-        {"kind": "promotional", "amount": 30, "balance": 0},
         {"kind": "subscription", "amount": 100, "balance": 50},
-    ]
+    ]  # the voided promotional grant left with what it had: no bucket of it is left
+    assert (body["scheduled"], body["overage"]) == (0, 0)
     assert body["resetAt"] == SUB_EXPIRES
     assert balance.headers["X-Ledger-Seq"] == "13"
     assert balance.headers["X-Credits-Remaining"] == "100"
     assert "X-Ledger-Stale" not in balance.headers
 
     ok = await get(stack, acme, "/v1/credits/check", cost=100)
-    assert ok.json() == {"allowed": True, "available": 100, "cost": 100, "ledgerSeq": 13}
+    assert ok.json() == {
+        "allowed": True, "available": 100, "cost": 100, "endpoint": None, "owed": 0,
+        "ledgerSeq": 13,
+    }  # fmt: skip
     assert ok.headers["X-Credits-Remaining"] == "100"
     assert ok.headers["X-Ledger-Seq"] == "13"
     short = await get(stack, acme, "/v1/credits/check", 402, cost=101)
@@ -187,7 +190,7 @@ async def test_ledger_rows_filters_and_expand(stack: Stack) -> None:
     assert (first_grant["reason"], first_grant["source"], first_grant["delta"]) == (
         "grant", "inv_1", 100,
     )  # fmt: skip
-    assert first_grant["metadata"] == {"name": "Plan", "plan": "pro"}
+    assert first_grant["metadata"] == {"name": "Plan", "plan": "pro", "granted": 100}
 
     refunds = (await get(stack, acme, "/v1/credits/ledger", reason="refund")).json()["data"]
     assert [(e["seq"], e["source"]) for e in refunds] == [(13, "refund:r2"), (12, "refund:fail")]

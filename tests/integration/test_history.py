@@ -76,9 +76,11 @@ async def test_balance_as_of_ledger_time_at_each_phase(driver: Driver) -> None:
         #             {kind: (amount, balance)}, unbucketed)
         (2, 130, 0, 130, 130, 0, {"purchased": (100, 100), "subscription": (30, 30)}, 0),
         (6, 90, 0, 90, 130, 40, {"purchased": (100, 90), "subscription": (30, 0)}, 0),
-        (10, 112, 20, 92, 130, 25, {"purchased": (100, 100), "subscription": (30, 5)}, 7),
-        (11, 109, 20, 89, 130, 28, {"purchased": (100, 100), "subscription": (30, 2)}, 7),
-    ]
+        (10, 112, 20, 92, 130, 25,
+         {"purchased": (100, 100), "subscription": (30, 5), "unbucketed": (7, 7)}, 7),
+        (11, 109, 20, 89, 130, 28,
+         {"purchased": (100, 100), "subscription": (30, 2), "unbucketed": (7, 7)}, 7),
+    ]  # fmt: skip
     for end, want in zip(ends, expected, strict=True):
         assert figures(await balance_as_of(driver.pool, ACCOUNT, end)) == want
     # Between two phases: still the earlier one; before the first entry: nothing.

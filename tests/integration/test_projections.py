@@ -18,6 +18,7 @@ from tests.pipeline import Driver, publish, wait_for_consumed, wait_until
 pytestmark = pytest.mark.integration
 DAY = date(2026, 11, 21)
 SCAN = "POST /v1/scanner/scan"
+REPORT = "GET /v1/reports/export"
 
 
 async def mixed_load(driver: Driver) -> None:
@@ -43,6 +44,15 @@ async def mixed_load(driver: Driver) -> None:
         command("void_grant", "m2", "v1", grant_id="paid2"),
     )  # fmt: skip
     await driver.usage(usage("m1", "late", credits=5, occurred_at=at(90)))  # gift expired at 60
+    await driver.settled()
+    # m2, now empty: a grant scheduled for minute 120, a call at 100 that nothing covers (owed),
+    # one at 130 (the grant is active by then, and paid what was owed unless the scheduler
+    # activated it before the call at 100 was written).
+    await driver.commands(grant("m2", 40, "m2-next", bucket="purchased", effective_at=at(120)))
+    await driver.settled()
+    await driver.usage(usage("m2", "x2", credits=6, occurred_at=at(100), endpoint=REPORT))
+    await driver.settled()
+    await driver.usage(usage("m2", "x3", credits=4, occurred_at=at(130), endpoint=REPORT))
     await driver.settled()
 
 
@@ -77,8 +87,9 @@ async def test_endpoint_usage_counts_all_traffic_and_net_credits(driver: Driver)
         )
     }
     scan = rows[SCAN]
-    # 6 + fail + free + late = 9 requests (duplicates not counted); the capture adds credits
-    assert (scan["requests"], scan["successful"], scan["failed"]) == (9, 8, 1)
+    # 6 + fail + free + late + the capture = 10 requests (duplicates not counted): a capture
+    # that charged is a call, as in activity
+    assert (scan["requests"], scan["successful"], scan["failed"]) == (10, 9, 1)
     assert scan["credits"] == 6 * 30 - 30 - 10 + 25 + 5
     assert (scan["latency_samples"], scan["latency_ms_max"]) == (1, 5)
 
@@ -92,6 +103,13 @@ async def test_grants_track_remaining_and_state(driver: Driver) -> None:
     assert rows[("m1", "gift")]["state"] == "expired"
     assert rows[("m2", "paid2")]["state"] == "voided"
     assert rows[("m2", "paid2")]["remaining"] == 0
+    scheduled = rows[("m2", "m2-next")]
+    assert (scheduled["state"], scheduled["amount"]) == ("active", 40)  # activated at minute 120
+    entries = await driver.entries("m2")
+    shapes = [(e["reason"], e["bucket_grant_id"], e["delta"], e["metadata"]) for e in entries]
+    assert ("grant", "m2-next", 0) in [s[:3] for s in shapes]  # opened scheduled
+    assert any(s[0] == "grant" and "activated" in s[3] for s in shapes)
+    assert any(s[0] == "consume" and "owed" in s[3] for s in shapes)  # x2: nothing covered it
     assert rows[("m1", "sub")]["priority"] == 10
     total_left = sum(r["remaining"] for r in rows.values() if r["account_id"] == "m1")
     balance = await driver.pool.fetchval("SELECT balance FROM balance_view WHERE account_id='m1'")

@@ -185,7 +185,9 @@ async def _wait_for_expiry(driver: Driver) -> None:
     await wait_until(expired, "the scheduler's expire command to expire the grant")
 
 
-async def test_credit_limit_bounds_the_overdraft_and_flags_the_rest(driver: Driver) -> None:
+async def test_beyond_the_credit_limit_a_call_is_still_charged_in_full_and_owed(
+    driver: Driver,
+) -> None:
     await driver.commands(
         grant("h", 5, "g"), command("account_settings", "h", "s1", credit_limit=10)
     )
@@ -193,19 +195,12 @@ async def test_credit_limit_bounds_the_overdraft_and_flags_the_rest(driver: Driv
     await driver.usage(usage("h", "r1", credits=30))
     await driver.settled()
     entries = await driver.entries("h")
-    assert draws(entries[1:]) == [
-        ("consume", "g", -5),
-        ("consume", None, -10),
-        ("consume", None, 0),
-    ]
-    flagged = entries[-1]
-    assert (flagged["metadata"]["flag"], flagged["metadata"]["uncharged"]) == (
-        "beyond_credit_limit", 15,
-    )  # fmt: skip
-    assert (await driver.view("h"))["balance"] == -10
-    alerts = await read_topic(driver.settings, driver.settings.alerts_topic, 2)
+    assert draws(entries[1:]) == [("consume", "g", -5), ("consume", None, -25)]
+    assert entries[-1]["metadata"]["owed"] == 25
+    assert (await driver.view("h"))["balance"] == -25
+    alerts = await read_topic(driver.settings, driver.settings.alerts_topic, 3)
     kinds = sorted(json.loads(r.value)["type"] for r in alerts)
-    assert kinds == ["credit_limit_exceeded", "depleted"]
+    assert kinds == ["credit_limit_exceeded", "depleted", "overage"]
 
 
 async def test_low_balance_alerts_once_per_crossing(driver: Driver) -> None:

@@ -223,16 +223,16 @@ def test_consume_skips_drained_buckets() -> None:
 # --- overdraft and the credit limit ----------------------------------------------------------
 
 
-def test_credits_no_bucket_covers_are_one_overdraft_entry_without_bucket() -> None:
+def test_credits_no_bucket_covers_are_one_owed_entry_without_bucket() -> None:
     state = after(credit_limit(100), grant("g_a", 3))
     entries = decide_entries(state, usage("r1", 5))
     assert draws(entries) == [("consume", "g_a", -3), ("consume", None, -2)]
     assert entries[-1].bucket_kind is None
     assert entries[-1].source == "request:r1"
-    assert dict(entries[-1].metadata) == METADATA_200
+    assert dict(entries[-1].metadata) == {**METADATA_200, "owed": 2}
     assert [e.balance_after for e in entries] == [0, -2]
     final = evolve_all(state, entries)
-    assert (final.balance, remaining(final)) == (-2, {"g_a": 0})
+    assert (final.balance, remaining(final), final.overage) == (-2, {"g_a": 0}, 2)
 
 
 def test_consume_without_any_grant_is_a_single_overdraft_entry() -> None:
@@ -241,32 +241,24 @@ def test_consume_without_any_grant_is_a_single_overdraft_entry() -> None:
     assert (entries[0].seq, entries[0].balance_after) == (1, -7)
 
 
-def test_overdraft_stops_at_the_credit_limit_and_flags_the_rest_uncharged() -> None:
+def test_beyond_the_credit_limit_the_whole_price_is_still_owed_and_alerted_once() -> None:
     state = after(credit_limit(4), grant("g_a", 3))
     events = decide(state, usage("r1", 10), RECORDED_AT)
     entries = entries_of(events)
-    assert draws(entries) == [("consume", "g_a", -3), ("consume", None, -4), ("consume", None, 0)]
-    assert dict(entries[-1].metadata) == {
-        **METADATA_200,
-        "flag": "beyond_credit_limit",
-        "uncharged": 3,
-    }
-    limit_alerts = [
-        e
-        for e in events
-        if isinstance(e, AlertRaised) and e.kind is AlertKind.CREDIT_LIMIT_EXCEEDED
-    ]
-    assert [dict(a.details) for a in limit_alerts] == [{"request_id": "r1", "uncharged": 3}]
-    assert evolve_all(state, events).balance == -4
+    assert draws(entries) == [("consume", "g_a", -3), ("consume", None, -7)]
+    assert entries[-1].metadata["owed"] == 7
+    kinds = [e.kind for e in events if isinstance(e, AlertRaised)]
+    assert AlertKind.CREDIT_LIMIT_EXCEEDED in kinds and AlertKind.OVERAGE in kinds
+    state = evolve_all(state, events)
+    assert (state.balance, state.overage) == (-7, 7)
+    again = decide(state, usage("r2", 1), RECORDED_AT)
+    assert not [e for e in again if isinstance(e, AlertRaised)], "once per crossing"
 
 
-def test_default_credit_limit_is_zero_so_nothing_is_drawn_from_no_bucket() -> None:
+def test_with_the_default_credit_limit_what_no_bucket_covers_is_owed() -> None:
     entries = decide_entries(after(grant("g_a", 3)), usage("r1", 5))
-    assert draws(entries) == [("consume", "g_a", -3), ("consume", None, 0)]
-    assert entries[-1].metadata["uncharged"] == 2
-
-
-# --- which buckets are usable ---------------------------------------------------------------
+    assert draws(entries) == [("consume", "g_a", -3), ("consume", None, -2)]
+    assert entries[-1].metadata["owed"] == 2
 
 
 def test_bucket_not_yet_effective_is_not_drawn() -> None:
@@ -281,9 +273,11 @@ def test_bucket_not_yet_effective_is_not_drawn() -> None:
 
 def test_bucket_is_drawn_from_the_instant_it_becomes_effective() -> None:
     state = after(grant("g", 10, effective_at=day(5)))
-    assert draws(decide_entries(state, usage("r1", 1, occurred_at=day(5)))) == [
-        ("consume", "g", -1)
-    ]
+    assert (state.balance, state.scheduled) == (0, 10)
+    entries = decide_entries(state, usage("r1", 1, occurred_at=day(5)))
+    assert draws(entries) == [("grant", "g", 10), ("consume", "g", -1)]
+    assert entries[0].occurred_at == day(5)
+    assert entries[0].metadata == {"activated": 10}
 
 
 def test_bucket_is_drawn_until_just_before_it_expires() -> None:
@@ -487,7 +481,7 @@ def test_grant_writes_one_entry_that_opens_its_bucket() -> None:
     assert entry.reason is EntryReason.GRANT
     assert entry.source == "invoice:in_9"
     assert (entry.bucket_grant_id, entry.bucket_kind) == ("g_1", BucketKind.SUBSCRIPTION)
-    assert dict(entry.metadata) == {"name": "November plan"}
+    assert dict(entry.metadata) == {"name": "November plan", "granted": 25}
     assert entry.grant == Bucket(
         grant_id="g_1",
         kind=BucketKind.SUBSCRIPTION,
@@ -497,6 +491,8 @@ def test_grant_writes_one_entry_that_opens_its_bucket() -> None:
         granted_seq=1,
         remaining=25,
         applies_to=(SCAN,),
+        granted=25,
+        source="invoice:in_9",
     )
     assert evolve(AccountState(ACCOUNT), entry).buckets == (entry.grant,)
 
@@ -504,7 +500,7 @@ def test_grant_writes_one_entry_that_opens_its_bucket() -> None:
 def test_grant_without_source_is_sourced_by_its_command_id() -> None:
     (entry,) = decide_entries(AccountState(ACCOUNT), grant("g_1", 5))
     assert entry.source == "grant:g_1"
-    assert dict(entry.metadata) == {}
+    assert dict(entry.metadata) == {"granted": 5}
 
 
 def test_later_grant_records_its_own_seq_as_granted_seq() -> None:
@@ -524,20 +520,23 @@ def test_positive_adjustment_adds_credits_outside_any_bucket() -> None:
     assert (final.balance, remaining(final)) == (17, {"g": 10})
 
 
-def test_negative_adjustment_draws_buckets_like_usage_then_goes_past_any_limit() -> None:
+def test_negative_adjustment_draws_buckets_like_usage_and_stops_at_the_limit() -> None:
     state = after(grant("g_a", 3, priority=1), grant("g_b", 10, priority=2))
-    entries = decide_entries(state, adjust("adj_1", -15, "correction"))
+    events = decide(state, adjust("adj_1", -15, "correction"), RECORDED_AT)
+    assert [e.code for e in events if isinstance(e, CommandRejected)] == ["insufficient-credits"]
+    assert not entries_of(events)
+    forced = replace(adjust("adj_1", -15, "correction"), allow_negative=True)
+    entries = decide_entries(state, forced)
     assert draws(entries) == [
         ("adjustment", "g_a", -3),
         ("adjustment", "g_b", -10),
         ("adjustment", None, -2),
     ]
     assert {e.source for e in entries} == {"adjustment:adj_1"}
-    assert [dict(e.metadata) for e in entries] == [{"reason": "correction"}] * 3
+    assert [dict(e.metadata) for e in entries] == [{"reason": "correction"}] * 2 + [
+        {"reason": "correction", "owed": 2}
+    ]
     assert evolve_all(state, entries).balance == -2
-
-
-# --- the chain -------------------------------------------------------------------------------
 
 
 def test_seq_and_balance_after_chain_across_commands() -> None:

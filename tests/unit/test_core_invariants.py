@@ -362,9 +362,14 @@ def refunded_request(entry: LedgerEntry) -> str:
 
 
 def is_due_expiry(entry: LedgerEntry, at: datetime) -> bool:
-    """An expiry that `decide` lets happen before any command: a bucket's or a hold's."""
+    """What `decide` lets happen before any command: an expiry (a bucket's or a hold's), or a
+    scheduled grant becoming spendable (with what it pays of an overage)."""
     expiring_hold = entry.reason is EntryReason.RELEASE and entry.metadata["reason"] == "expired"
-    return (entry.reason is EntryReason.EXPIRY or expiring_hold) and entry.occurred_at <= at
+    activation = entry.reason is EntryReason.GRANT and (
+        "activated" in entry.metadata or "pays_overage" in entry.metadata
+    )
+    due = entry.reason is EntryReason.EXPIRY or expiring_hold or activation
+    return due and entry.occurred_at <= at
 
 
 def check_invariants(commands: Sequence[Command]) -> None:
@@ -373,7 +378,7 @@ def check_invariants(commands: Sequence[Command]) -> None:
     refunded: defaultdict[str, int] = defaultdict(int)
     low_armed = depleted_armed = True
     for step in fold(commands):
-        command, before, after = step.command, step.before, step.after
+        command, after = step.command, step.after
         rejections = [i for i, e in enumerate(step.events) if isinstance(e, CommandRejected)]
         assert len(rejections) <= 1, step.events
         for event, state in zip(step.events, step.states[1:], strict=True):
@@ -412,10 +417,19 @@ def check_invariants(commands: Sequence[Command]) -> None:
             if state.available > 0:
                 depleted_armed = True
 
-        # Usage and captures keep the unbucketed pot within the credit limit (or where it was).
-        if isinstance(command, ConsumeUsage | CaptureHold):
-            floor = min(before.unbucketed, -before.settings.credit_limit)
-            assert after.unbucketed >= floor, (before.unbucketed, after.unbucketed, floor)
+        # A call is a fact: its whole price is drawn or owed, never dropped.
+        if isinstance(command, ConsumeUsage) and command.credits > 0:
+            charged = sum(
+                -e.delta
+                for e in step.events
+                if isinstance(e, LedgerEntry)
+                and e.reason is EntryReason.CONSUME
+                and e.request_id == command.request_id
+            )
+            assert charged == command.credits, (charged, command)
+        # Owed credit is tied to no bucket: the pot is what is left when the buckets are counted.
+        assert after.balance == sum(b.remaining for b in after.buckets) + after.pot
+        assert after.unbucketed == 0 or after.overage == 0
 
         # A rejected command writes only the expiries that were due before it.
         if rejections:
@@ -471,7 +485,8 @@ def test_an_example_mixing_every_command_keeps_the_invariants() -> None:
             (0, RefundOp(Ref("any", 2), None)),
             (0, RefundOp(Ref("any", 2), 1)),
             (0, RefundOp(UNKNOWN, 1)),
-            (0, AdjustOp(-20)),
+            (0, AdjustOp(-2)),
+            (0, AdjustOp(-99)),
             (5, UsageOp(30, 200, reports)),
             (-4, VoidOp(LATEST)),
             (0, VoidOp(UNKNOWN)),
@@ -484,7 +499,13 @@ def test_an_example_mixing_every_command_keeps_the_invariants() -> None:
     steps = fold(commands)
     assert len({type(step.command) for step in steps}) == 10
     codes = [e.code for step in steps for e in step.events if isinstance(e, CommandRejected)]
-    assert codes == ["already-refunded", "unknown-request", "unknown-grant", "unknown-hold"]
+    assert codes == [
+        "already-refunded",
+        "unknown-request",
+        "insufficient-credits",
+        "unknown-grant",
+        "unknown-hold",
+    ]
     reasons = {e.reason for step in steps for e in step.events if isinstance(e, LedgerEntry)}
     assert reasons == set(EntryReason)
 
@@ -592,4 +613,4 @@ def test_decide_and_evolve_returns_the_state_its_events_fold_to() -> None:
         events, after = decide_and_evolve(state, command, t)
         assert after == evolve_all(state, events)
         state = after
-    assert (state.seq, state.balance) == (5, 0)
+    assert (state.seq, state.balance, state.overage) == (5, -2, 2)  # the rest is owed

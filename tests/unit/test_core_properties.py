@@ -163,10 +163,19 @@ def call_entries(step: Step) -> list[LedgerEntry]:
     return [e for e in step.entries if e.source in (f"request:{rid}", f"refund:{rid}")]
 
 
-def uncharged(entries: Sequence[LedgerEntry]) -> int:
+def _scheduled_and_voided(entries: Sequence[LedgerEntry]) -> int:
+    """Credit of grants voided while still scheduled: it never arrived."""
     total = 0
     for entry in entries:
-        value = entry.metadata.get("uncharged")
+        value = entry.metadata.get("scheduled") if entry.reason is EntryReason.VOID else None
+        total += value if isinstance(value, int) else 0
+    return total
+
+
+def owed(entries: Sequence[LedgerEntry]) -> int:
+    total = 0
+    for entry in entries:
+        value = entry.metadata.get("owed")
         total += value if isinstance(value, int) else 0
     return total
 
@@ -191,11 +200,14 @@ def expected_draws(
         if take:
             result.append((bucket.grant_id, take))
             left -= take
-    unbucketed = state.balance - sum(b.remaining for b in state.buckets)
-    room = max(0, unbucketed + state.settings.credit_limit)
-    if min(left, room):
-        result.append((None, min(left, room)))
-    return result, left - min(left, room)
+    # Then credit tied to no grant, when there is some; the rest is owed, whatever the limit.
+    unbucketed = max(0, state.balance - sum(b.remaining for b in state.buckets))
+    if min(left, unbucketed):
+        result.append((None, min(left, unbucketed)))
+        left -= min(left, unbucketed)
+    if left:
+        result.append((None, left))
+    return result, left
 
 
 @BOUNDED
@@ -221,25 +233,30 @@ def test_final_balance_is_grants_minus_charged_calls_minus_expiries(
     commands: list[Command],
 ) -> None:
     run = fold(commands)
-    granted = sum(c.amount for c in commands if isinstance(c, GrantCredits))
+    # Grants count once spendable: a scheduled grant whose instant has not come adds nothing.
+    granted = (
+        sum(c.amount for c in commands if isinstance(c, GrantCredits))
+        - sum(b.pending for b in run.final.buckets)
+        - _scheduled_and_voided(run.entries)
+    )
     charged = 0
     for step in run.steps:
         if isinstance(step.command, ConsumeUsage) and step.command.status_code < 400:
-            charged += step.command.credits - uncharged(call_entries(step))
+            charged += step.command.credits
     expired = -sum(e.delta for e in run.entries if e.reason is EntryReason.EXPIRY)
     assert run.final.balance == sum(e.delta for e in run.entries) == granted - charged - expired
 
 
 @BOUNDED
 @given(histories())
-def test_every_call_is_charged_in_full_unless_flagged_beyond_the_credit_limit(
+def test_every_call_is_charged_in_full_drawn_or_owed(
     commands: list[Command],
 ) -> None:
     for step in fold(commands).steps:
         if isinstance(step.command, ConsumeUsage) and step.command.credits > 0:
             entries = call_entries(step)
             consumed = -sum(e.delta for e in entries if e.reason is EntryReason.CONSUME)
-            assert consumed + uncharged(entries) == step.command.credits
+            assert consumed == step.command.credits
 
 
 @BOUNDED
@@ -249,7 +266,11 @@ def test_with_a_generous_credit_limit_balance_is_grants_minus_successful_calls(
 ) -> None:
     commands = [ChangeSettings(ACCOUNT, "settings", T0, credit_limit=1_000_000), *commands[1:]]
     run = fold(commands)
-    granted = sum(c.amount for c in commands if isinstance(c, GrantCredits))
+    granted = (
+        sum(c.amount for c in commands if isinstance(c, GrantCredits))
+        - sum(b.pending for b in run.final.buckets)
+        - _scheduled_and_voided(run.entries)
+    )
     successful = sum(
         c.credits for c in commands if isinstance(c, ConsumeUsage) and c.status_code < 400
     )
@@ -266,11 +287,11 @@ def test_no_bucket_ever_goes_below_zero(commands: list[Command]) -> None:
 
 @BOUNDED
 @given(histories())
-def test_usage_never_takes_the_unbucketed_pot_below_the_credit_limit(
-    commands: list[Command],
-) -> None:
+def test_credit_outside_buckets_is_either_unbucketed_or_owed(commands: list[Command]) -> None:
     for state in fold(commands).states:
-        assert state.unbucketed >= -state.settings.credit_limit
+        assert state.unbucketed >= 0 and state.overage >= 0
+        assert state.unbucketed == 0 or state.overage == 0
+        assert state.balance == sum(b.remaining for b in state.buckets) + state.pot
 
 
 @BOUNDED
@@ -307,7 +328,7 @@ def test_failed_calls_net_to_zero_per_bucket(commands: list[Command]) -> None:
             assert entries == []
             continue
         net = sum(e.delta for e in entries)
-        assert net == (0 if command.status_code >= 400 else -command.credits + uncharged(entries))
+        assert net == (0 if command.status_code >= 400 else -command.credits)
         if command.status_code < 400:
             assert all(e.reason is EntryReason.CONSUME for e in entries)
             continue
@@ -328,19 +349,18 @@ def test_consumes_follow_the_drawdown_order_and_the_credit_limit(commands: list[
         command = step.command
         if not isinstance(command, ConsumeUsage) or command.credits == 0:
             continue
-        expiries = [e for e in step.entries if e.reason is EntryReason.EXPIRY]
+        entries = call_entries(step)
+        # What event time made due before the call (expiries, activations) folds in first.
         state = step.before
         for event in step.events:
-            if isinstance(event, LedgerEntry) and event.reason is EntryReason.EXPIRY:
-                state = evolve(state, event)
-        assert state.seq == step.before.seq + len(expiries)
-        entries = call_entries(step)
+            if isinstance(event, LedgerEntry) and event in entries:
+                break
+            state = evolve(state, event)
         consumes = [
-            (e.bucket_grant_id, -e.delta)
-            for e in entries
-            if e.reason is EntryReason.CONSUME and e.delta != 0
+            (e.bucket_grant_id, -e.delta) for e in entries if e.reason is EntryReason.CONSUME
         ]
-        assert (consumes, uncharged(entries)) == expected_draws(state, command)
+        assert all(delta > 0 for _, delta in consumes), "no 0-delta consume: nothing is free"
+        assert (consumes, owed(entries)) == expected_draws(state, command)
 
 
 @BOUNDED

@@ -150,6 +150,7 @@ def entry(
     reserved_delta: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     return {"seq": seq, "delta": delta, "reason": reason, "bucket_kind": kind,
+            "bucket_grant_id": f"g_{kind}" if kind else None,
             "reserved_delta": reserved_delta, "occurred_at": minutes(occurred),
             "recorded_at": minutes(recorded)}  # fmt: skip
 
@@ -218,11 +219,12 @@ def test_fold_by_recorded_time_takes_the_prefix_through_the_last_entry_recorded(
 
 def test_fold_accepts_the_contracts_bucket_shape() -> None:
     entries = [
-        {**e, "bucket": {"grant_id": "g", "kind": e["bucket_kind"]} if e["bucket_kind"] else None}
+        {**e, "bucket": {"grant_id": e["bucket_grant_id"], "kind": e["bucket_kind"]}
+         if e["bucket_kind"] else None}
         for e in HISTORY
-    ]
+    ]  # fmt: skip
     for e in entries:
-        del e["bucket_kind"]
+        del e["bucket_kind"], e["bucket_grant_id"]
     assert fold_entries("acct_42", entries, minutes(30)) == fold_entries(
         "acct_42", HISTORY, minutes(30)
     )
@@ -241,9 +243,10 @@ def test_as_of_json_uses_the_balance_endpoints_names() -> None:
     body = result.to_json()
     assert body == {
         "accountId": "acct_42", "asOf": "2026-11-21T10:30:00Z", "by": "occurred",
-        "balance": 99, "reserved": 25, "available": 74, "grantedTotal": 130,
-        "consumedTotal": 38,
+        "balance": 99, "reserved": 25, "available": 74, "scheduled": 0, "overage": 0,
+        "grantedTotal": 130, "consumedTotal": 38,
         "buckets": [{"kind": "purchased", "amount": 100, "balance": 92},
-                    {"kind": "subscription", "amount": 30, "balance": 0}],
+                    {"kind": "subscription", "amount": 30, "balance": 0},
+                    {"kind": "unbucketed", "amount": 7, "balance": 7}],
         "unbucketed": 7, "ledgerSeq": 8, "entries": 8, "lastUpdated": "2026-11-21T11:47:00Z",
     }  # fmt: skip

@@ -202,6 +202,8 @@
     setFigure("balance", body.balance);
     setFigure("available", body.available);
     setFigure("reserved", body.reserved);
+    setFigure("scheduled", body.scheduled ?? 0);
+    setFigure("overage", body.overage ?? 0);
     setFigure("granted-total", body.grantedTotal);
     setFigure("consumed-total", body.consumedTotal);
     $("reset-at").textContent = body.resetAt ? formatTime(body.resetAt) : "no subscription";

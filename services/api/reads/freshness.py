@@ -41,7 +41,8 @@ class ReadModel:
     seq_sql: str
 
 
-BALANCE_SEQ = "SELECT coalesce((SELECT last_seq FROM balance_view WHERE account_id = $1), 0)"
+# Balance and check read the writer's own state (reads/balance.py): fresh at the writer's commit.
+BALANCE_SEQ = "SELECT coalesce((SELECT seq FROM writer_accounts WHERE account_id = $1), 0)"
 LEDGER_SEQ = "SELECT coalesce(max(seq), 0) FROM ledger_entries WHERE account_id = $1"
 ACTIVITY_SEQ = """
 SELECT coalesce((SELECT last_seq FROM projection_checkpoints
@@ -58,7 +59,7 @@ SELECT coalesce((SELECT last_seq FROM projection_checkpoints
 # The summary reads balance and usage: it is as fresh as the staler of the two.
 SUMMARY_SEQ = """
 SELECT least(
-    coalesce((SELECT last_seq FROM balance_view WHERE account_id = $1), 0),
+    coalesce((SELECT seq FROM writer_accounts WHERE account_id = $1), 0),
     coalesce((SELECT last_seq FROM projection_checkpoints
               WHERE account_id = $1 AND projection = 'usage'), 0))
 """
@@ -111,7 +112,7 @@ async def customer_snapshot(
     request: Request, model: ReadModel, account_id: str, min_seq: int | None
 ) -> AsyncIterator[DbConnection]:
     """Wait for `min_seq` (bounded), then a read-only snapshot as the customer; for a read
-    whose own row carries the checkpoint (the balance view's `last_seq`): one statement less."""
+    whose own row carries the checkpoint (the writer's account `seq`): one statement less."""
     pool: asyncpg.Pool = request.app.state.pool
     settings: Settings = request.app.state.settings
     if min_seq is not None and min_seq > 0:

@@ -2,8 +2,11 @@
 
 Filters follow the reference's list-credits semantics: `covering_date` (access covers that
 instant), `starting_at` (any access on or after), `effective_before` (any access before,
-exclusive). A grant is archived once expired or voided (or past its expiry while the expiry
-entry is still on its way); archived grants are hidden unless asked for. Oldest first by
+exclusive), all on the grant's access window (`effective_at`, else its issue, to `expires_at`),
+so a `scheduled` grant (not yet effective: state `scheduled`, remaining 0, `amount` what it will
+bring) is listed by default and found by a `covering_date` in its window. A grant is archived
+once expired or voided (or past its expiry while the expiry entry is still on its way); a
+scheduled grant is not archived; archived grants are hidden unless asked for. Oldest first by
 `granted_seq`, keyset-paginated by an opaque `next_page` token.
 """
 
@@ -13,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from projections.grant_entries import GRANTED, SCHEDULED, whole
 from services.api.reads.common import iso
 
 DEFAULT_LIMIT = 25
@@ -24,7 +28,7 @@ LEDGER_PER_GRANT = 100  # include_ledgers: a grant's newest entries, at most thi
 GRANTS_PAGE = """
 SELECT g.grant_id, g.kind, g.priority, g.amount, g.remaining, g.effective_at, g.expires_at,
        g.applies_to, g.source, g.name, g.state, g.granted_seq, g.closed_seq, g.granted_at,
-       (g.state <> 'active' OR coalesce(g.expires_at <= $7, false)) AS archived,
+       (g.state IN ('expired', 'voided') OR coalesce(g.expires_at <= $7, false)) AS archived,
        e.metadata
 FROM grants_view g
 LEFT JOIN ledger_entries e ON e.account_id = g.account_id AND e.seq = g.granted_seq
@@ -33,7 +37,7 @@ WHERE g.account_id = $1
                                    AND (g.expires_at IS NULL OR g.expires_at > $2)))
   AND ($3::timestamptz IS NULL OR g.expires_at IS NULL OR g.expires_at > $3)
   AND ($4::timestamptz IS NULL OR coalesce(g.effective_at, g.granted_at) < $4)
-  AND ($5::boolean OR (g.state = 'active' AND coalesce(g.expires_at > $7, true)))
+  AND ($5::boolean OR (g.state IN ('active', 'scheduled') AND coalesce(g.expires_at > $7, true)))
   AND ($6::bigint IS NULL OR g.granted_seq > $6)
   AND ($8::text IS NULL OR g.grant_id = $8)
 ORDER BY g.granted_seq
@@ -57,8 +61,18 @@ def grant_json(row: asyncpg.Record) -> dict[str, Any]:
             "expiresAt": iso(row["expires_at"]),
         },
         "appliesTo": row["applies_to"],
-        "metadata": row["metadata"] or {},
+        "metadata": custom_metadata(row["metadata"] or {}),
         "grantedAt": iso(row["granted_at"]),
         "grantedSeq": row["granted_seq"],
         "closedSeq": row["closed_seq"],
+    }
+
+
+def custom_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The grant entry's metadata without the figures the core adds to it (`granted`,
+    `scheduled`: integers, where custom fields are text), which the row states already."""
+    return {
+        k: v
+        for k, v in metadata.items()
+        if k not in (GRANTED, SCHEDULED) or whole(metadata, k) is None
     }
