@@ -280,8 +280,12 @@ def _export(args: argparse.Namespace) -> int:
     return asyncio.run(_with_pool(work))
 
 
+LOG_GAP_EXIT = 3  # replay / reprice refused: the Kafka log lacks what the ledger covers
+
+
 def _replay(args: argparse.Namespace) -> int:
     from schemas.price_book import versions_from_json
+    from services.history.coverage import LogGapError
     from services.history.replay import replay
 
     settings = runtime.resolve_settings(start_stack=False)
@@ -298,7 +302,11 @@ def _replay(args: argparse.Namespace) -> int:
         versions = None
         if args.offsets_from is not None and "price_book" in earlier:
             versions = versions_from_json(earlier["price_book"])  # the same prices too
-        manifest = await replay(settings, target, pinned, versions)
+        try:
+            manifest = await replay(settings, target, pinned, versions)
+        except LogGapError as gap:  # the log lacks records the ledger has: no answer
+            print(gap, file=sys.stderr)
+            return LOG_GAP_EXIT
         Path(args.manifest).write_text(json.dumps(manifest.to_json(), indent=2))  # noqa: ASYNC240
         verdict = "EQUAL to" if manifest.equal else "DIFFERENT from"
         print(
@@ -325,13 +333,18 @@ def _schemas(_: argparse.Namespace) -> int:
 
 
 def _reprice(args: argparse.Namespace) -> int:
+    from services.history.coverage import LogGapError
     from services.history.reprice import load_price_book, reprice, totals, write_report
 
     settings = runtime.resolve_settings(start_stack=False)
     book = load_price_book(args.price_book)
 
     async def work(pool: asyncpg.Pool) -> int:
-        rows = await reprice(settings, pool, book, args.from_, args.to)
+        try:
+            rows = await reprice(settings, pool, book, args.from_, args.to)
+        except LogGapError as gap:  # the log lacks calls the ledger has: no report
+            print(gap, file=sys.stderr)
+            return LOG_GAP_EXIT
         with open(args.output, "w", newline="") as out:  # noqa: ASYNC230 (once, at the end)
             write_report(rows, out)
         t = totals(rows.values())

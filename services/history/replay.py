@@ -11,6 +11,11 @@ they are written to the fresh database before the writer reads a record, so the 
 every call as the live writer did. They are read after the end offsets: a version committed
 later starts after every record up to those offsets could have occurred (it can't start sooner
 than `max_future_skew_s` ahead, and records stamped further ahead of the log were refused).
+
+A replay of a log that lost records the live ledger applied (retention, `delete_records`, a
+topic deleted and re-created) could only differ, or worse agree over what is left: it is
+refused first (`LogGapError`, naming topic, partition and offsets; `coverage.py`), before the
+target database is touched. So is a pinned replay whose end offsets the log no longer reaches.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from aiokafka.structs import TopicPartition
 
 from schemas.price_book import copy_versions, load_versions, version_json
 from services.core.pricing import PriceVersion
+from services.history.coverage import LogGapError, log_gaps
 from services.platform.kafka import new_producer
 from services.platform.postgres import create_pool, migrate
 from services.platform.settings import Settings
@@ -102,8 +108,10 @@ async def replay(
     price_versions: Sequence[PriceVersion] | None = None,
 ) -> ReplayManifest:
     """Replay into `target_database_url`; `pinned` end offsets and `price_versions` (both from
-    an earlier manifest) reproduce that replay, else the log's end and the live price book."""
+    an earlier manifest) reproduce that replay, else the log's end and the live price book.
+    Raises `LogGapError` when the log lacks records the live ledger (or `pinned`) covers."""
     assert live.database_url is not None and live.kafka_bootstrap is not None
+    await refuse_gaps(live, pinned)
     started = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     settings = live.model_copy(
@@ -125,6 +133,18 @@ async def replay(
     manifest.seconds = time.monotonic() - started
     await _compare(live.database_url, target_database_url, manifest)
     return manifest
+
+
+async def refuse_gaps(live: Settings, pinned: Offsets | None = None) -> None:
+    """Raise `LogGapError` when the input topics lack records the live ledger applied."""
+    assert live.database_url is not None
+    pool = await create_pool(live.database_url, max_size=1)
+    try:
+        gaps = await log_gaps(live, pool, list(live.input_topics), pinned)
+    finally:
+        await pool.close()
+    if gaps:
+        raise LogGapError("replay", gaps)
 
 
 async def _live_versions(database_url: str) -> tuple[PriceVersion, ...]:

@@ -13,6 +13,13 @@ counts in `calls` and `failed` but in neither price. What the ledger did with th
 their price stays as it was and has its own columns: `refunded` (refunds of the successful
 calls) and `owed` (what no spendable credit covered when they happened). Per account, endpoint
 and UTC day, to a scratch CSV file.
+
+It refuses (`LogGapError`) rather than answer from part of the calls. Before reading, when the
+usage topic lacks records the ledger applied (`coverage.py`: a deleted start of a partition, a
+topic deleted and re-created) and the window starts before those records' append time plus
+`max_future_skew_s` (so one of them may have occurred in it). After reading, when a call the
+ledger charged in the window (a consume entry by its occurred_at, captures of holds apart) has
+no record in the log: however the records went, the report would leave it out.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -33,6 +40,7 @@ from pydantic import ValidationError
 from schemas.price_book import load_schedule
 from schemas.usage import UsageEvent
 from services.core.pricing import PriceBook, PriceSchedule
+from services.history.coverage import LogGapError, horizon, log_gaps
 from services.platform.settings import Settings
 
 LOOKUP_BATCH = 5000
@@ -47,6 +55,13 @@ FROM ledger_entries e
 JOIN unnest($1::text[], $2::text[]) AS k(account_id, source)
   ON e.account_id = k.account_id AND e.source = k.source
 GROUP BY e.account_id, e.source
+"""
+# The calls the ledger charged in the window: usage consumes (a capture's carries `hold_id`).
+CHARGED_IN_WINDOW = """
+SELECT DISTINCT account_id, substr(source, 9) AS request_id, occurred_at, recorded_at
+FROM ledger_entries
+WHERE reason = 'consume' AND source LIKE 'request:%' AND NOT metadata ? 'hold_id'
+  AND occurred_at >= $1 AND occurred_at < $2 AND recorded_at < $3
 """
 COLUMNS = ["account_id", "endpoint", "day", "calls", "failed", "charged", "repriced",
            "difference", "refunded", "owed"]  # fmt: skip
@@ -107,21 +122,76 @@ def repriced_cost(event: UsageEvent, book: PriceBook) -> int:
 async def reprice(
     settings: Settings, pool: asyncpg.Pool, book: PriceBook, start: datetime, end: datetime
 ) -> dict[RowKey, Row]:
+    """Raises `LogGapError` when the log lacks calls of the window the ledger accounts for."""
+    what = f"reprice {_iso(start)}..{_iso(end)}"
+    gaps = await log_gaps(settings, pool, [settings.usage_topic])
+    if gaps:
+        since = horizon(gaps, settings.max_future_skew_s)
+        if since is None or start < since:
+            later = f"a window from {_iso(since)} on" if since else "no window"
+            raise LogGapError(what, gaps, f"calls in the window may be among them ({later} "
+                              "can be answered from what the log holds)")  # fmt: skip
     async with pool.acquire() as conn:
         in_force = await load_schedule(conn)
     rows: dict[RowKey, Row] = {}
     pending: list[UsageEvent] = []
-    async for event in _usage_events(settings, start, end):
+    in_log = LogScan()
+    async for event in _usage_events(settings, start, end, in_log):
         pending.append(event)
         if len(pending) >= LOOKUP_BATCH:
             await _settle(pool, pending, in_force, book, rows)
             pending = []
     await _settle(pool, pending, in_force, book, rows)
+    await _refuse_unseen(settings, pool, start, end, in_log, what)
     return rows
 
 
+async def _refuse_unseen(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    start: datetime,
+    end: datetime,
+    in_log: LogScan,
+    what: str,
+) -> None:
+    # Only calls appended before the end offsets were read (less the brokers' clock margin):
+    # the live writer may since have charged records the scan was not meant to read.
+    cutoff = in_log.ends_read_at - timedelta(milliseconds=settings.merge_clock_margin_ms)
+    unseen = [
+        r
+        for r in await pool.fetch(CHARGED_IN_WINDOW, start, end, cutoff)
+        if (r["account_id"], r["request_id"]) not in in_log.ids
+    ]
+    if not unseen:
+        return
+    occurred = [r["occurred_at"] for r in unseen]
+    recorded = [r["recorded_at"] for r in unseen]
+    gaps = await log_gaps(settings, pool, [settings.usage_topic])
+    raise LogGapError(
+        what,
+        gaps,
+        f"{len(unseen)} calls the ledger charged in the window (occurred "
+        f"{_iso(min(occurred))}..{_iso(max(occurred))}, appended {_iso(min(recorded))}.."
+        f"{_iso(max(recorded))}) are not in {settings.usage_topic}, e.g. "
+        f"{unseen[0]['account_id']}/{unseen[0]['request_id']}",
+    )
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class LogScan:
+    """Every (account, request id) the scan read, in the range or not, and when it read the
+    end offsets it stopped at."""
+
+    ids: set[tuple[str, str]] = field(default_factory=set)
+    ends_read_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
 async def _usage_events(
-    settings: Settings, start: datetime, end: datetime
+    settings: Settings, start: datetime, end: datetime, scan: LogScan
 ) -> AsyncIterator[UsageEvent]:
     """First payload of each (account, request id) in log order, within the event-time range."""
     consumer = AIOKafkaConsumer(
@@ -134,8 +204,9 @@ async def _usage_events(
         ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning()
+        scan.ends_read_at = datetime.now(UTC)
         ends = await consumer.end_offsets(partitions)
-        seen: set[tuple[str, str]] = set()
+        seen = scan.ids
         while await _behind(consumer, ends):
             for records in (await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS)).values():
                 for record in records:
