@@ -43,6 +43,8 @@ class Projector:
         self.settings, self.pool = settings, pool
         self.consumer_name = settings.projector_group
         self.entries_applied = 0
+        # Where each partition resumes, in the topic incarnation being read (offsets.py).
+        self.stored = offsets.StoredOffsets(pool, self.consumer_name)
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.settings.kafka_bootstrap is not None
@@ -51,10 +53,7 @@ class Projector:
             self.settings.projector_group,
             self.settings.batch_max_records,
         )
-        consumer.subscribe(
-            [self.settings.ledger_topic],
-            listener=offsets.SeekToStoredOffsets(consumer, self.pool, self.consumer_name),
-        )
+        consumer.subscribe([self.settings.ledger_topic], listener=self.stored.listener(consumer))
         await consumer.start()
         try:
             while not stop.is_set():
@@ -63,8 +62,10 @@ class Projector:
             await consumer.stop()
 
     async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
-        batches = await consumer.getmany(
-            timeout_ms=self.settings.fetch_timeout_ms, max_records=self.settings.batch_max_records
+        batches = await self.stored.getmany(
+            consumer,
+            timeout_ms=self.settings.fetch_timeout_ms,
+            max_records=self.settings.batch_max_records,
         )
         # Partitions hold disjoint accounts: their batches commit concurrently, each on its own
         # connection, so one batch's Python work overlaps another's Postgres work.
@@ -87,7 +88,7 @@ class Projector:
     ) -> int | None:
         """Apply the batch; return an offset to seek back to when the stored one is behind it."""
         async with self.pool.acquire() as conn, conn.transaction():
-            stored = await offsets.claim_offsets(conn, self.consumer_name, [(topic, partition)])
+            stored = await self.stored.claim(conn, [(topic, partition)])
             if stored[(topic, partition)] < records[0].offset:
                 return stored[(topic, partition)]
             entries = [
@@ -101,7 +102,7 @@ class Projector:
                 await apply_model_batch(conn, entries)
             failpoints.hit("projector.before_commit")
             next_offset = records[-1].offset + 1
-            await offsets.save_offsets(conn, self.consumer_name, {(topic, partition): next_offset})
+            await self.stored.save(conn, {(topic, partition): next_offset})
         failpoints.hit("projector.after_commit")
         self.entries_applied += len(entries)
         return None

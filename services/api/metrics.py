@@ -20,6 +20,9 @@ Partitions come from the app producer's metadata, log start and end offsets from
 
 Labels are bounded: `route` is the route template (`/v1/admin/accounts/{account_id}/grants`),
 never the raw path; requests that match no route share the label `<unmatched>`.
+
+The writer's own counters (`services/writer/metrics.py`: `creditledger_misrouted_records_total`
+{topic}) follow the HTTP metrics: they count in this process when it runs the writer.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.lag import projection_lag
 from services.platform.settings import Settings
+from services.writer import metrics as writer_metrics
 
 SCRAPE_STATEMENT_TIMEOUT_MS = 3000
 END_OFFSETS_TTL_S = 5.0
@@ -327,4 +331,5 @@ async def render(app: FastAPI) -> bytes:
         http.scrape_errors.labels("postgres").inc()
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(_Families(families))
-    return (generate_latest(http.registry) if http else b"") + generate_latest(scrape)
+    own = generate_latest(http.registry) if http else b""
+    return own + generate_latest(writer_metrics.REGISTRY) + generate_latest(scrape)

@@ -1,9 +1,12 @@
 """Operations endpoints, served by every process (API, writer, projector) for its health checks.
 
 - `/healthz`: the process is alive.
-- `/readyz`: Postgres answers, Kafka answers a metadata request, and no read model trails the
-  ledger by more than `ready_projection_lag_max_ms`; else 503 problem+json whose `checks` name
-  the failing check(s). Every check has a timeout, so the probe answers within a few seconds.
+- `/readyz`: Postgres answers, Kafka answers a metadata request and holds every contract topic
+  with the contract's settings (`kafka.topic_problems`: none missing, LogAppendTime on the
+  inputs, as many usage as command partitions), and no read model trails the ledger by more
+  than `ready_projection_lag_max_ms`; else 503 problem+json whose `checks` name the failing
+  check(s) (the `kafka` check names each wrong topic and what is wrong with it; `topics` maps
+  them). Every check has a timeout, so the probe answers within a few seconds.
 - `/metrics`: Prometheus text (see metrics.py).
 """
 
@@ -21,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from projections.lag import projection_lag
 from services.api.metrics import render
 from services.api.problems import Problem, problem_responses
+from services.platform.kafka import describe_problems, topic_problems
 from services.platform.settings import Settings
 
 router = APIRouter(tags=["operations"])
@@ -37,8 +41,9 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request) -> dict[str, Any]:
     pool: asyncpg.Pool = request.app.state.pool
     settings: Settings = request.app.state.settings
+    topics: dict[str, str] = {}
     postgres, kafka = await asyncio.gather(
-        _postgres_check(pool), _kafka_check(request.app.state.producer)
+        _postgres_check(pool), _kafka_check(request.app.state.producer, settings, topics)
     )
     checks: dict[str, str] = {"postgres": postgres, "kafka": kafka}
     if postgres == "ok":
@@ -49,7 +54,7 @@ async def readyz(request: Request) -> dict[str, Any]:
     if failing:
         raise Problem(
             503, "not-ready", f"not ready: {', '.join(failing)}",
-            extra={"failing": failing, "checks": checks},
+            extra={"failing": failing, "checks": checks, "topics": topics},
         )  # fmt: skip
     return {"status": "ready", "checks": checks}
 
@@ -73,12 +78,24 @@ async def _postgres_check(pool: asyncpg.Pool) -> str:
     return "ok"
 
 
-async def _kafka_check(producer: AIOKafkaProducer) -> str:
+async def _kafka_check(
+    producer: AIOKafkaProducer, settings: Settings, topics: dict[str, str]
+) -> str:
+    """The broker answers, and every contract topic is there with its settings; the wrong ones
+    go into `topics` (name: what is wrong)."""
     try:
         cluster = await asyncio.wait_for(producer.client.fetch_all_metadata(), CHECK_TIMEOUT_S)
     except (KafkaError, OSError, TimeoutError):
         return "failed: Kafka is not reachable"
-    return "ok" if cluster.brokers() else "failed: Kafka reports no brokers"
+    if not cluster.brokers():
+        return "failed: Kafka reports no brokers"
+    try:
+        topics.update(
+            await asyncio.wait_for(topic_problems(producer.client, settings), CHECK_TIMEOUT_S)
+        )
+    except (KafkaError, OSError, TimeoutError):
+        return "failed: the topics could not be described"
+    return f"failed: {describe_problems(topics)}" if topics else "ok"
 
 
 async def _lag_check(pool: asyncpg.Pool, max_ms: int) -> str:

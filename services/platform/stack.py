@@ -570,7 +570,10 @@ def _write_kafka_config(paths: _Paths, state: _State) -> None:
         "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         f"log.dirs={paths.kafka_data}",
         "num.partitions=6",
-        "auto.create.topics.enable=true",
+        # Topics are created by the project with the contract's settings (kafka.ensure_topics);
+        # a client asking for a missing one (a typo, a deleted topic) must fail, not get a topic
+        # with the broker's defaults (no LogAppendTime, no DLT) that it then reads from offset 0.
+        "auto.create.topics.enable=false",
         # Topics carry ledger events; a local stack must not silently drop the history that
         # consumers replay after a week-long pause. Local volumes are small, so keep everything.
         "log.retention.ms=-1",

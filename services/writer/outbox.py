@@ -9,6 +9,12 @@ Dead letters go in a pass of their own, and a dead-letter topic that refuses the
 deleted, misconfigured) is logged and retried on the next relay instead of failing the writer:
 their order does not matter, the rows wait in the outbox and `dead_letters`, and ledger
 messages, which the projections need, keep flowing.
+
+Forwarded input records (a record found on another partition than its account's, plan.py) are
+rows of the input topic, keyed by account id, with the record's value bytes and headers plus
+`creditledger.forwarded.from`: like ledger rows, they go to their key's partition as the
+producer's default partitioner (murmur2, Java's) computes it, which is the account's partition
+the writer forwards to, in outbox order.
 """
 
 from __future__ import annotations

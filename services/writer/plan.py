@@ -8,6 +8,11 @@ A record whose decision raises (a bug, or input no bound foresaw) is dead-letter
 `unprocessable`, and the batch is planned again without it: the records before and behind it,
 of its account and every other, are decided as if it had never arrived, so the outcome does not
 depend on where the batch boundaries fell. Nothing it claimed (its ids) is kept.
+
+A record on another partition than its account's (the murmur2 partition of its account id, as
+Kafka's Java client and aiokafka compute it) is not applied where it landed: it becomes a
+`Forward`, an outbox row that republishes it, unchanged, on its account's partition of the same
+topic, where it is applied in order with the rest of its account (`home_partition`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import lru_cache
+
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.core.model import (
     AccountState,
@@ -33,6 +41,9 @@ from services.writer.decoding import DeadLetterCode, Decoded, IdKind, Rejected, 
 
 SeenKey = tuple[IdKind, str, str]  # (kind, account_id, idempotency id)
 log = logging.getLogger("creditledger.writer")
+# Kafka's default partitioner (Java's, and aiokafka's): murmur2(key) & 0x7fffffff % count.
+_PARTITIONER = DefaultPartitioner()
+FORWARDED_FROM_HEADER = "creditledger.forwarded.from"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +58,46 @@ class InputRecord:
     # same log again writes the same entries, byte for byte.
     log_time: datetime
     decoded: Decoded | Rejected
+    # How many partitions the record's topic has, from the consumer's metadata; None when
+    # unknown (the record is then applied where it landed).
+    partition_count: int | None = None
+
+
+@lru_cache(maxsize=200_000)  # the hash is pure Python; the same accounts come back every batch
+def home_partition(account_id: str, partition_count: int) -> int:
+    """The partition Kafka's default partitioner gives a record keyed by `account_id`."""
+    return int(_PARTITIONER(account_id.encode(), range(partition_count), ()))
+
+
+def misrouted(record: InputRecord) -> int | None:
+    """The account's partition when the record is not on it (forward it there), else None.
+
+    Only decoded records are routed: a record whose key is not its account_id is a dead letter
+    (`key-mismatch`), and a record without a key is routed by its account_id."""
+    decoded, count = record.decoded, record.partition_count
+    if not isinstance(decoded, Decoded) or count is None or count <= 0:
+        return None
+    home = home_partition(decoded.account_id, count)
+    return None if home == record.partition else home
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A misrouted record, republished through the outbox to partition `to` of its topic."""
+
+    record: InputRecord
+    account_id: str
+    to: int
+
+    @property
+    def origin(self) -> str:
+        """Where it came from, "topic/partition/offset": the value of FORWARDED_FROM_HEADER."""
+        return f"{self.record.topic}/{self.record.partition}/{self.record.offset}"
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The record's own headers (an earlier forward's origin replaced), then its origin."""
+        own = [(n, v) for n, v in self.record.headers if n != FORWARDED_FROM_HEADER]
+        return [*own, (FORWARDED_FROM_HEADER, self.origin.encode())]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +162,7 @@ class BatchPlan:
     processed: list[ProcessedId] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     traffic: dict[TrafficKey, Traffic] = field(default_factory=dict)
+    forwards: list[Forward] = field(default_factory=list)
     duplicates: int = 0
 
 
@@ -171,6 +223,10 @@ def _plan(
         decoded = record.decoded
         if isinstance(decoded, Rejected):
             plan.dead_letters.append(DeadLetter(record, decoded.code, decoded.message))
+            continue
+        if (home := misrouted(record)) is not None:
+            # Not applied here, nor its ids claimed: its copy is, on its account's partition.
+            plan.forwards.append(Forward(record, decoded.account_id, home))
             continue
         if (why := unprocessable.get(index)) is not None:
             plan.dead_letters.append(DeadLetter(record, DeadLetterCode.UNPROCESSABLE, why))

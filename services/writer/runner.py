@@ -26,10 +26,19 @@ from services.platform.kafka import new_consumer
 from services.platform.postgres import retry_transient
 from services.platform.settings import Settings
 from services.writer import store
-from services.writer.decoding import Decoded, beyond_future_skew, decode_command, decode_usage
+from services.writer.decoding import (
+    DeadLetterCode,
+    Decoded,
+    Rejected,
+    beyond_future_skew,
+    decode_command,
+    decode_usage,
+    printable_text,
+)
 from services.writer.merge import PartitionMerge
+from services.writer.metrics import MISROUTED
 from services.writer.outbox import Relay
-from services.writer.plan import InputRecord, lineage_keys, plan_batch, seen_keys
+from services.writer.plan import InputRecord, lineage_keys, misrouted, plan_batch, seen_keys
 
 log = logging.getLogger("creditledger.writer")
 NO_CONSTRAINT_MS = 2**62
@@ -54,7 +63,11 @@ class LedgerWriter:
         self.topics = (settings.commands_topic, settings.usage_topic)
         self.merges: dict[int, PartitionMerge[ConsumerRecord]] = {}
         self.records_applied = 0
+        # Partitions per input topic, from the consumer's metadata: where an account belongs.
+        self.partition_counts: dict[str, int] = {}
         self.relay = Relay(pool, producer, settings.outbox_batch_max_rows)
+        # Where each partition resumes, in the topic incarnation being read (offsets.py).
+        self.stored = offsets.StoredOffsets(pool, self.consumer_name, on_reset=self._drop_merges)
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.settings.kafka_bootstrap is not None
@@ -63,12 +76,7 @@ class LedgerWriter:
             self.settings.consumer_group,
             self.settings.batch_max_records,
         )
-        consumer.subscribe(
-            list(self.topics),
-            listener=offsets.SeekToStoredOffsets(
-                consumer, self.pool, self.consumer_name, on_revoked=self._drop_merges
-            ),
-        )
+        consumer.subscribe(list(self.topics), listener=self.stored.listener(consumer))
         await consumer.start()
         try:
             await self._relay()  # what a crash left unpublished goes first
@@ -78,11 +86,14 @@ class LedgerWriter:
             await consumer.stop()
 
     async def _poll_once(self, consumer: AIOKafkaConsumer) -> None:
-        fetched = await consumer.getmany(
-            timeout_ms=self.settings.fetch_timeout_ms, max_records=self.settings.batch_max_records
+        fetched = await self.stored.getmany(
+            consumer,
+            timeout_ms=self.settings.fetch_timeout_ms,
+            max_records=self.settings.batch_max_records,
         )
         if fetched:
             failpoints.hit("writer.after_poll")
+        self._note_partition_counts(consumer)
         for tp, records in fetched.items():
             self._merge_for(tp.partition).add(tp.topic, records)
         # Partitions hold disjoint accounts and offsets, so their batches commit concurrently,
@@ -134,7 +145,7 @@ class LedgerWriter:
         processed_at = datetime.now(UTC)  # for operators (dead letters, ids); not in entries
         claimed = {(r.topic, partition) for r in records}
         async with self.pool.acquire() as conn, conn.transaction():
-            stored = await offsets.claim_offsets(conn, self.consumer_name, claimed)
+            stored = await self.stored.claim(conn, claimed)
             fresh = [r for r in records if r.offset >= stored[(r.topic, partition)]]
             if not fresh:
                 return
@@ -142,7 +153,10 @@ class LedgerWriter:
             # committed before a record reached the log is always seen (schemas/price_book.py).
             prices = PriceSchedule(await load_versions(conn), self.price_book)
             inputs = [self._to_input(r, prices) for r in fresh]
-            decoded = [i.decoded for i in inputs if isinstance(i.decoded, Decoded)]
+            # A misrouted record is forwarded, not applied here: its account is not locked.
+            decoded = [
+                i.decoded for i in inputs if isinstance(i.decoded, Decoded) and misrouted(i) is None
+            ]
             states = await store.lock_accounts(
                 conn,
                 (d.account_id for d in decoded),
@@ -155,18 +169,25 @@ class LedgerWriter:
                 conn, plan, self.settings.ledger_topic, self.settings.alerts_topic, processed_at
             )
             next_offsets = {(r.topic, partition): r.offset + 1 for r in fresh}  # last one wins
-            await offsets.save_offsets(conn, self.consumer_name, next_offsets)
+            await self.stored.save(conn, next_offsets)
             failpoints.hit("writer.before_commit")
         failpoints.hit("writer.after_commit")
         self.records_applied += len(fresh)
+        for forward in plan.forwards:  # counted once committed: a retried batch counts once
+            MISROUTED.labels(forward.record.topic).inc()
 
     def _to_input(self, record: ConsumerRecord, prices: PriceSchedule) -> InputRecord:
         key: bytes | None = record.key
         value: bytes | None = record.value
-        if record.topic == self.settings.usage_topic:
-            decoded = decode_usage(key, value, prices)
-        else:
-            decoded = decode_command(key, value)
+        decoded: Decoded | Rejected
+        try:
+            if record.topic == self.settings.usage_topic:
+                decoded = decode_usage(key, value, prices)
+            else:
+                decoded = decode_command(key, value)
+        except Exception as error:  # one record must never stop its partition: dead-letter it
+            text = printable_text(f"decoding raised {type(error).__name__}: {error}"[:500])
+            decoded = Rejected(DeadLetterCode.UNPROCESSABLE, text)
         log_time = datetime.fromtimestamp(record.timestamp / 1000, UTC)
         return InputRecord(
             topic=record.topic,
@@ -177,7 +198,16 @@ class LedgerWriter:
             headers=tuple((name, bytes(v)) for name, v in record.headers),
             log_time=log_time,
             decoded=beyond_future_skew(decoded, log_time, self.settings.max_future_skew_s),
+            partition_count=self.partition_counts.get(record.topic),
         )
+
+    def _note_partition_counts(self, consumer: AIOKafkaConsumer) -> None:
+        """Each input topic's partition count as the consumer's metadata has it (kept when the
+        metadata does not know the topic for a moment)."""
+        for topic in self.topics:
+            partitions: set[int] | None = consumer.partitions_for_topic(topic)
+            if partitions:
+                self.partition_counts[topic] = len(partitions)
 
 
 async def _horizon_ms(

@@ -22,7 +22,7 @@ from services.core.model import (
 from services.platform.postgres import DbConnection
 from services.platform.settings import dead_letter_topic
 from services.writer.decoding import IdKind
-from services.writer.plan import BatchPlan, DeadLetter, SeenKey
+from services.writer.plan import BatchPlan, DeadLetter, Forward, SeenKey
 from services.writer.snapshot import state_from_json, state_to_json
 from services.writer.wire import alert_to_json_bytes, entry_to_json_bytes, grant_terms
 
@@ -253,12 +253,23 @@ async def _write_outbox(
         await conn.copy_records_to_table(
             "outbox", records=rows, columns=("account_id", "topic", "key", "value")
         )
-    if plan.dead_letters:
+    with_headers = [_dead_letter_outbox_row(d) for d in plan.dead_letters]
+    with_headers += [_forward_outbox_row(f) for f in plan.forwards]
+    if with_headers:
         await conn.copy_records_to_table(
             "outbox",
-            records=[_dead_letter_outbox_row(d) for d in plan.dead_letters],
+            records=with_headers,
             columns=("account_id", "topic", "key", "value", "headers"),
         )
+
+
+def _forward_outbox_row(forward: Forward) -> OutboxRow:
+    """The misrouted record again, on its own topic, keyed by its account id: the relay sends a
+    keyed row to the key's murmur2 partition, which is `forward.to`. Value bytes unchanged."""
+    record = forward.record
+    headers = [[name, base64.b64encode(value).decode()] for name, value in forward.headers()]
+    key = forward.account_id.encode()
+    return (forward.account_id, record.topic, key, record.value or b"", headers)
 
 
 def _dead_letter_outbox_row(dead: DeadLetter) -> OutboxRow:
