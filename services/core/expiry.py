@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from services.core.grants import activate
-from services.core.model import AlertKind, EntryReason
+from services.core.model import AlertKind, EntryReason, MetadataValue
 from services.core.tape import Tape
 
 # At one instant: credit arrives before anything expires (a grant effective at the instant
@@ -37,8 +37,11 @@ def expire_due(tape: Tape, at: datetime) -> None:
 
 def _expire_bucket(tape: Tape, grant_id: str, at: datetime) -> None:
     bucket = tape.bucket(grant_id)
-    if bucket is None or bucket.remaining == 0:
-        return  # spent: nothing leaves (evolve drops an empty bucket past its expiry)
+    if bucket is None:
+        return  # already closed (evolve drops an empty bucket past its expiry at any entry)
+    # A spent bucket closes too (delta 0): a late refund of a call it paid for then comes back
+    # unbucketed whether or not the bucket had credit left when it expired, and the grants view
+    # shows it expired.
     tape.entry(
         delta=-bucket.remaining,
         reason=EntryReason.EXPIRY,
@@ -46,7 +49,9 @@ def _expire_bucket(tape: Tape, grant_id: str, at: datetime) -> None:
         occurred_at=at,
         bucket=bucket,
     )
-    tape.alert(AlertKind.GRANT_EXPIRED, at, {"grant_id": grant_id, "expired": bucket.remaining})
+    if bucket.remaining > 0:
+        details: dict[str, MetadataValue] = {"grant_id": grant_id, "expired": bucket.remaining}
+        tape.alert(AlertKind.GRANT_EXPIRED, at, details)
 
 
 def _expire_hold(tape: Tape, hold_id: str, at: datetime) -> None:

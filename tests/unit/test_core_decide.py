@@ -301,6 +301,25 @@ def test_expired_bucket_leaves_at_its_expiry_time_and_is_not_drawn() -> None:
     assert remaining(evolve_all(state, entries)) == {"g_fallback": 9}
 
 
+def test_a_spent_bucket_closes_at_its_expiry_so_a_late_refund_comes_back_unbucketed() -> None:
+    # Found by the independent model (tests/unit/test_money_model.py): a bucket spent before
+    # its expiry used to stay open (no entry), so a late refund went into it and expired with
+    # it, while a bucket with 1 credit left at expiry sent the same refund back unbucketed.
+    for amount in (10, 11):
+        state, entries = run([
+            grant("g", amount, kind=BucketKind.GIFT, expires_at=day(5)),
+            usage("r1", 10, occurred_at=day(1)),
+            usage("free", 0, occurred_at=day(6)),  # event time passes the expiry
+        ])  # fmt: skip
+        assert (entries[-1].reason, entries[-1].delta) == (EntryReason.EXPIRY, 10 - amount)
+        late = replace(refund("r1", None), occurred_at=day(2))
+        final, refunds = run([late], state)
+        assert [(e.reason, e.bucket_grant_id, e.delta) for e in refunds] == [
+            (EntryReason.REFUND, None, 10)
+        ]
+        assert (final.balance, final.unbucketed) == (10, 10)
+
+
 def test_only_expired_or_future_buckets_leaves_nothing_to_draw() -> None:
     state = after(
         credit_limit(50),
