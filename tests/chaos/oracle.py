@@ -43,8 +43,11 @@ class Publisher:
         self.expect = Expectations()
         self.published = 0
 
-    async def usage(self, event: dict[str, Any]) -> None:
-        """A usage event; the same event again is a redelivery and changes no expectation."""
+    async def usage(self, event: dict[str, Any], partition: int | None = None) -> None:
+        """A usage event; the same event again is a redelivery and changes no expectation.
+
+        `partition` sends it there instead of where the key's murmur2 hash puts it (a producer
+        with another partitioner): the writer must forward it and still apply it once."""
         key = (event["account_id"], event["request_id"])
         canonical = json.dumps(event, sort_keys=True)
         known = self.expect.requests.get(key)
@@ -53,7 +56,8 @@ class Publisher:
             net = -int(event["credits"]) if event["status_code"] < 400 else 0
             self.expect.requests[key] = (canonical, net)
             self.expect.balance[event["account_id"]] += net
-        await self._send(self.settings.usage_topic, event["account_id"], json.dumps(event))
+        topic, account = self.settings.usage_topic, event["account_id"]
+        await self._send(topic, account, json.dumps(event), partition=partition)
 
     async def usage_batch(self, events: list[dict[str, Any]], chunk: int = 200) -> None:
         """Many usage events, `chunk` sends in flight at a time (their order may interleave)."""
@@ -71,18 +75,29 @@ class Publisher:
                 self.expect.requests[request] = (json.dumps(command), balance_delta)
         await self._send(self.settings.commands_topic, command["account_id"], json.dumps(command))
 
+    async def raw_usage(self, key: str, value: bytes, request_id: str, net: int) -> None:
+        """A usage event sent byte for byte as given (a fuzzer's), expected applied once as
+        request `request_id` of account `key`, netting `net` credits."""
+        request = (key, request_id)
+        assert request not in self.expect.requests, f"{request} already published"
+        self.expect.requests[request] = (value.decode(errors="replace"), net)
+        self.expect.balance[key] += net
+        await self._send(self.settings.usage_topic, key, value)  # twice: a redelivery
+
     async def dead(self, topic: str, key: str | None, value: bytes | None, code: str) -> None:
         """A record the writer must dead-letter with `code`."""
         address = await self._send(topic, key, value, retry=False)
         self.expect.dead[address] = code
 
     async def _send(
-        self, topic: str, key: str | None, value: str | bytes | None, *, retry: bool = True
-    ) -> RecordAddress:
+        self, topic: str, key: str | None, value: str | bytes | None, *, retry: bool = True,
+        partition: int | None = None,
+    ) -> RecordAddress:  # fmt: skip
         raw = value.encode() if isinstance(value, str) else value
         for attempt in range(SEND_ATTEMPTS):
             try:
-                ack = await self.producer.send(topic, raw, key=key.encode() if key else None)
+                encoded = key.encode() if key else None
+                ack = await self.producer.send(topic, raw, key=encoded, partition=partition)
                 metadata = await ack
             except KafkaError:
                 # Unknown outcome (a broker restart, say): send again. A valid record twice is

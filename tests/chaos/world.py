@@ -29,7 +29,10 @@ from services.platform.settings import Settings
 from tests.servers import Servers, namespace_settings, private_stack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CHAOS_STACK_DIR = PROJECT_ROOT / ".creditledger" / "chaos-stack"
+# `CHAOS_STACK_DIR` moves it (a run of its own next to another chaos run or `make test`).
+CHAOS_STACK_DIR = Path(
+    os.environ.get("CHAOS_STACK_DIR") or PROJECT_ROOT / ".creditledger" / "chaos-stack"
+).resolve()
 STOP_TIMEOUT_S = 20.0
 
 

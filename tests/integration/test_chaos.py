@@ -1,8 +1,8 @@
 """The chaos matrix's deterministic subset, run by `make test`: one seeded round per fault, each
 checked for I1-I7 against the oracle (`make chaos` runs the whole matrix, more rounds, more load).
 
-It restarts its servers, so it runs on a stack of its own (tests/chaos/world.py), never on the
-one the other tests share.
+It restarts its servers and deletes topics, so it runs on a stack of its own (tests/chaos/world.py:
+`.creditledger/chaos-stack`, or `CHAOS_STACK_DIR`), never on the one the other tests share.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ SUBSET = (
     "hot account: concurrent grants, holds, consumes",
     "poison messages",
     "dead-letter topic refusing writes",
+    "input topic deleted and re-created",
+    "misrouted producer (librdkafka partitioner)",
+    "poison from the fuzzer",
 )
 
 
