@@ -41,10 +41,14 @@ def _iso_text_only(value: object) -> object:
 # headroom lets any arithmetic of a day (the next midnight, a day's window) stay in range too.
 EARLIEST_INSTANT = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
 LATEST_INSTANT = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+# Any instant in years 2..9998 lies in range whatever its offset (under a day either way).
+_SAFE_YEARS_START, _SAFE_YEARS_END = EARLIEST_INSTANT.year + 1, LATEST_INSTANT.year
 _RANGE_TEXT = "between 0001-01-02T00:00:00Z and 9999-12-30T23:59:59.999999Z (in UTC)"
 
 
 def _within_utc_range(value: datetime) -> datetime:
+    if _SAFE_YEARS_START <= value.year < _SAFE_YEARS_END:
+        return value  # an offset is under a day: no year in between can leave the range
     offset = value.utcoffset()
     assert offset is not None, "AwareDatetime has an offset"
     try:

@@ -11,6 +11,7 @@ from importlib import resources
 from typing import TypeAlias, TypeVar
 
 import asyncpg
+import orjson
 from asyncpg.pool import PoolConnectionProxy
 
 # Any fixed number works: every process that migrates takes this advisory lock, so two
@@ -23,7 +24,14 @@ _JSONB_VERSION = b"\x01"  # jsonb's binary wire format: a version byte, then the
 
 
 def _jsonb_encode(value: object) -> bytes:
-    return _JSONB_VERSION + json.dumps(value, separators=(",", ":")).encode()
+    # orjson writes the same JSON values as json.dumps about ten times faster (every entry's
+    # metadata and every account snapshot pass here); it refuses integers past 64 bits, which
+    # json.dumps writes exactly, so those take the slow path. (Decoding stays with json.loads:
+    # orjson would read such an integer as a float.)
+    try:
+        return _JSONB_VERSION + orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        return _JSONB_VERSION + json.dumps(value, separators=(",", ":")).encode()
 
 
 def _jsonb_decode(data: bytes) -> object:
@@ -39,9 +47,20 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.execute("SET TIME ZONE 'UTC'")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A pool `reset` that sends nothing (asyncpg still rolls back an open transaction)."""
+
+
 async def create_pool(
-    database_url: str, max_size: int = 10, statement_timeout_ms: int | None = None
+    database_url: str,
+    max_size: int = 10,
+    statement_timeout_ms: int | None = None,
+    *,
+    reset_sessions: bool = True,
 ) -> asyncpg.Pool:
+    """With `reset_sessions=False`, a released connection is not sent asyncpg's reset query
+    (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL: a round trip per use), for pools whose
+    users change nothing beyond their transaction (the API's: its settings are `SET LOCAL`)."""
     server_settings = {}
     if statement_timeout_ms is not None:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
@@ -51,6 +70,7 @@ async def create_pool(
         max_size=max_size,
         init=_init_connection,
         server_settings=server_settings,
+        reset=None if reset_sessions else _keep_session,
     )
     assert pool is not None
     return pool

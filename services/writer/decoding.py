@@ -231,7 +231,9 @@ _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 def _nul_in_text(value: bytes | None) -> Rejected | None:
     # Valid JSON, but Postgres text and jsonb cannot hold U+0000: stored, it would fail the
     # batch's transaction on every retry and stall every account of the partition.
-    if value is not None and _NUL_ESCAPE.search(value):
+    # The substring test first: it is a memchr-speed scan, the regex a backtracking one, and
+    # almost no record holds the escape at all.
+    if value is not None and b"\\u0000" in value and _NUL_ESCAPE.search(value):
         return Rejected(DeadLetterCode.SCHEMA_INVALID, "text must not contain U+0000")
     return None
 

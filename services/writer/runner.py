@@ -39,9 +39,13 @@ from services.writer.merge import PartitionMerge
 from services.writer.metrics import MISROUTED
 from services.writer.outbox import Relay
 from services.writer.plan import InputRecord, lineage_keys, misrouted, plan_batch, seen_keys
+from services.writer.state_cache import StateCache
 
 log = logging.getLogger("creditledger.writer")
 NO_CONSTRAINT_MS = 2**62
+# Decoded account states kept between batches (state_cache.py): about 1-2 KB each, so the
+# bound keeps the cache under ~200 MB however many accounts the partitions hold.
+STATE_CACHE_MAX_ACCOUNTS = 100_000
 
 
 class LedgerWriter:
@@ -68,6 +72,7 @@ class LedgerWriter:
         self.relay = Relay(pool, producer, settings.outbox_batch_max_rows)
         # Where each partition resumes, in the topic incarnation being read (offsets.py).
         self.stored = offsets.StoredOffsets(pool, self.consumer_name, on_reset=self._drop_merges)
+        self.state_cache = StateCache(STATE_CACHE_MAX_ACCOUNTS)
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.settings.kafka_bootstrap is not None
@@ -161,17 +166,20 @@ class LedgerWriter:
                 conn,
                 (d.account_id for d in decoded),
                 (key for d in decoded for key in lineage_keys(d)),
+                self.state_cache,
             )
             seen = await store.load_seen(conn, (key for d in decoded for key in seen_keys(d)))
             plan = plan_batch(inputs, states, seen)
             failpoints.hit("writer.before_write")
-            await store.write_plan(
+            version = await store.write_plan(
                 conn, plan, self.settings.ledger_topic, self.settings.alerts_topic, processed_at
             )
             next_offsets = {(r.topic, partition): r.offset + 1 for r in fresh}  # last one wins
             await self.stored.save(conn, next_offsets)
             failpoints.hit("writer.before_commit")
         failpoints.hit("writer.after_commit")
+        if version is not None:  # committed: the rows now hold these states at `version`
+            self.state_cache.put_all(plan.states.values(), version)
         self.records_applied += len(fresh)
         for forward in plan.forwards:  # counted once committed: a retried batch counts once
             MISROUTED.labels(forward.record.topic).inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from services.platform.settings import dead_letter_topic
 from services.writer.decoding import IdKind
 from services.writer.plan import BatchPlan, DeadLetter, Forward, SeenKey
 from services.writer.snapshot import state_from_json, state_to_json
+from services.writer.state_cache import StateCache
 from services.writer.wire import alert_to_json_bytes, entry_to_json_bytes, grant_terms
 
 LOCK_ACCOUNTS = """
@@ -32,15 +34,21 @@ WITH created AS (
     SELECT unnest($1::text[]) ORDER BY 1
     ON CONFLICT (account_id) DO NOTHING
 )
-SELECT account_id, seq, balance, snapshot FROM writer_accounts
-WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE
+SELECT w.account_id, w.seq, w.balance, w.xmin::text AS version,
+       CASE WHEN w.xmin::text = k.version THEN NULL ELSE w.snapshot END AS snapshot
+FROM writer_accounts w JOIN unnest($1::text[], $2::text[]) AS k(account_id, version)
+  USING (account_id)
+ORDER BY w.account_id FOR UPDATE OF w
 """
 
 # The rows a concurrent insert created are not visible to the SELECT of the same statement, so
 # the lock is taken in a second statement when the first found fewer rows than asked.
 RELOCK_ACCOUNTS = """
-SELECT account_id, seq, balance, snapshot FROM writer_accounts
-WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE
+SELECT w.account_id, w.seq, w.balance, w.xmin::text AS version,
+       CASE WHEN w.xmin::text = k.version THEN NULL ELSE w.snapshot END AS snapshot
+FROM writer_accounts w JOIN unnest($1::text[], $2::text[]) AS k(account_id, version)
+  USING (account_id)
+ORDER BY w.account_id FOR UPDATE OF w
 """
 
 LOAD_LINEAGE = """
@@ -65,12 +73,17 @@ JOIN unnest($3::text[], $4::text[]) AS k(account_id, id)
   ON c.account_id = k.account_id AND c.command_id = k.id
 """
 
+# Returns the version (xmin) the rows now carry: the same for all, this transaction's id.
 SAVE_ACCOUNTS = """
-UPDATE writer_accounts w SET seq = s.seq, balance = s.balance, snapshot = s.snapshot,
-       next_due_at = s.next_due_at, updated_at = now()
-FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[], $5::timestamptz[])
-     AS s(account_id, seq, balance, snapshot, next_due_at)
-WHERE w.account_id = s.account_id
+WITH saved AS (
+    UPDATE writer_accounts w SET seq = s.seq, balance = s.balance, snapshot = s.snapshot,
+           next_due_at = s.next_due_at, updated_at = now()
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[], $5::timestamptz[])
+         AS s(account_id, seq, balance, snapshot, next_due_at)
+    WHERE w.account_id = s.account_id
+    RETURNING w.xmin::text AS version
+)
+SELECT min(version) AS low, max(version) AS high FROM saved
 """
 
 ADD_TRAFFIC = """
@@ -98,22 +111,32 @@ OutboxRow = tuple[str, str, bytes | None, bytes, list[list[str]]]
 
 
 async def lock_accounts(
-    conn: DbConnection, account_ids: Iterable[str], lineage: Iterable[tuple[str, str]]
+    conn: DbConnection,
+    account_ids: Iterable[str],
+    lineage: Iterable[tuple[str, str]],
+    cache: StateCache,
 ) -> dict[str, AccountState]:
-    """Lock and load the accounts, with the consume lineage of the (account, request) pairs."""
+    """Lock and load the accounts, with the consume lineage of the (account, request) pairs; a
+    row still at the version `cache` holds for it is not decoded again."""
     wanted = sorted(set(account_ids))
-    rows = await conn.fetch(LOCK_ACCOUNTS, wanted)
+    versions = [cache.version_of(a) for a in wanted]
+    rows = await conn.fetch(LOCK_ACCOUNTS, wanted, versions)
     if len(rows) < len(wanted):
-        rows = await conn.fetch(RELOCK_ACCOUNTS, wanted)
+        rows = await conn.fetch(RELOCK_ACCOUNTS, wanted, versions)
     assert len(rows) == len(wanted), "every account of the batch has a locked row"
     consumptions = await _load_lineage(conn, lineage)
-    return {
-        r["account_id"]: state_from_json(
-            r["account_id"], r["seq"], r["balance"], r["snapshot"],
-            consumptions.get(r["account_id"], {}),
-        )
-        for r in rows
-    }  # fmt: skip
+    return {r["account_id"]: _state(r, cache, consumptions.get(r["account_id"])) for r in rows}
+
+
+def _state(
+    row: asyncpg.Record, cache: StateCache, consumptions: dict[str, Consumption] | None
+) -> AccountState:
+    account_id, seq, balance = row["account_id"], row["seq"], row["balance"]
+    if row["snapshot"] is None:  # the row is at the cached version: the cached state is it
+        state = cache.get(account_id, row["version"])
+        assert state is not None and (state.seq, state.balance) == (seq, balance), account_id
+        return replace(state, consumptions=consumptions) if consumptions else state
+    return state_from_json(account_id, seq, balance, row["snapshot"], consumptions or {})
 
 
 async def _load_lineage(
@@ -158,7 +181,8 @@ async def load_seen(conn: DbConnection, keys: Iterable[SeenKey]) -> dict[SeenKey
 
 async def write_plan(
     conn: DbConnection, plan: BatchPlan, ledger_topic: str, alerts_topic: str, at: datetime
-) -> None:
+) -> str | None:
+    """Write the plan; return the version (xmin) its saved account rows carry, if one."""
     entry_ids = [entry_id_of(e.account_id, e.seq) for e in plan.entries]  # for row and message
     if plan.entries:
         await conn.copy_records_to_table(
@@ -171,11 +195,16 @@ async def write_plan(
     await _write_outbox(conn, plan, entry_ids, ledger_topic, alerts_topic)
     await _write_traffic(conn, plan)
     changed = list(plan.states.values())
-    await conn.execute(
+    if not changed:
+        return None
+    saved = await conn.fetchrow(
         SAVE_ACCOUNTS,
         [s.account_id for s in changed], [s.seq for s in changed], [s.balance for s in changed],
         [state_to_json(s) for s in changed], [s.next_due_at() for s in changed],
     )  # fmt: skip
+    assert saved is not None
+    low, high = saved["low"], saved["high"]
+    return str(low) if low is not None and low == high else None
 
 
 async def _write_traffic(conn: DbConnection, plan: BatchPlan) -> None:

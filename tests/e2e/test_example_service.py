@@ -139,7 +139,7 @@ async def test_metered_traffic_is_charged_refunded_and_refused_exactly(
             # Balance and usage are the writer's own state; activity is a projection of the
             # ledger topic, so it can trail them by a projector batch.
             days = (await api.get("/v1/credits/activity")).json()["days"]
-            return sum(day["scans"] for day in days) >= 6
+            return bool(sum(day["scans"] for day in days) >= 6)
 
         await wait_until(activity_projected, "the calls to reach the activity projection")
         balance = await api.get("/v1/credits/balance")
