@@ -21,6 +21,7 @@ from projections.balance import projection as balance_projection
 from projections.grants import projection as grants_projection
 from projections.usage import projection as usage_projection
 from schemas.ledger import LedgerEntryMessage
+from schemas.ledger_decode import decode_entry_message
 from services.platform import failpoints, offsets
 from services.platform.concurrency import all_or_none
 from services.platform.kafka import new_consumer
@@ -92,7 +93,7 @@ class Projector:
             if stored[(topic, partition)] < records[0].offset:
                 return stored[(topic, partition)]
             entries = [
-                LedgerEntryMessage.model_validate_json(r.value)
+                decode_entry_message(r.value)
                 for r in records
                 if r.offset >= stored[(topic, partition)]
             ]

@@ -1,0 +1,129 @@
+"""A fast reader of `credits.ledger.v1` messages for the projector: the same model as
+`LedgerEntryMessage.model_validate_json`, built without running pydantic's validators when the
+bytes have exactly the shape the writer writes (services/writer/wire.py).
+
+Anything else (another producer's field order, an integer past 64 bits, a time written with an
+offset, a value of an unexpected type) takes pydantic's path, so the contract is still the
+model: tests/unit/test_ledger_decode.py holds the two equal on the writer's messages and on
+random mutations of them. One message is read per ledger entry, and validating it was the
+projector's largest single cost.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, get_args
+
+import orjson
+
+from schemas.common import EARLIEST_INSTANT, LATEST_INSTANT
+from schemas.ledger import EntryBucket, EntryReasonName, LedgerEntryMessage
+
+_REASONS = frozenset(get_args(EntryReasonName))
+_KEYS = (
+    "id", "account_id", "seq", "delta", "balance_after", "reason", "source", "bucket",
+    "metadata", "reserved_delta", "occurred_at", "recorded_at",
+)  # fmt: skip
+_BUCKET_KEYS = ("grant_id", "kind", "expires_at", "effective_at", "priority", "applies_to")
+_INT64 = 2**63
+
+
+class _Unusual(Exception):
+    """The message is not in the writer's own shape: pydantic reads it."""
+
+
+def decode_entry_message(value: bytes) -> LedgerEntryMessage:
+    try:
+        return _fast(value)
+    except _Unusual:
+        return LedgerEntryMessage.model_validate_json(value)
+
+
+def _fast(value: bytes) -> LedgerEntryMessage:
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise _Unusual from None
+    if type(body) is not dict or tuple(body) != _KEYS:
+        raise _Unusual
+    if _text(body["reason"]) not in _REASONS:
+        raise _Unusual
+    fields = {
+        "id": _text(body["id"]), "account_id": _text(body["account_id"]),
+        "seq": _int(body["seq"]), "delta": _int(body["delta"]),
+        "balance_after": _int(body["balance_after"]), "reason": body["reason"],
+        "source": _text(body["source"]), "bucket": _bucket(body["bucket"]),
+        "metadata": _metadata(body["metadata"]), "reserved_delta": _int(body["reserved_delta"]),
+        "occurred_at": _instant(body["occurred_at"]), "recorded_at": _instant(body["recorded_at"]),
+    }  # fmt: skip
+    return LedgerEntryMessage.model_construct(**fields)
+
+
+def _bucket(value: Any) -> EntryBucket | None:
+    if value is None:
+        return None
+    if type(value) is not dict or tuple(value) != _BUCKET_KEYS:
+        raise _Unusual
+    applies_to = value["applies_to"]
+    if applies_to is not None and (
+        type(applies_to) is not list or any(type(e) is not str for e in applies_to)
+    ):
+        raise _Unusual
+    return EntryBucket.model_construct(
+        grant_id=_text(value["grant_id"]), kind=_text(value["kind"]),
+        expires_at=_optional_instant(value["expires_at"]),
+        effective_at=_optional_instant(value["effective_at"]),
+        priority=None if value["priority"] is None else _int(value["priority"]),
+        applies_to=applies_to,
+    )  # fmt: skip
+
+
+def _metadata(value: Any) -> dict[str, str | int | None]:
+    if type(value) is not dict:
+        raise _Unusual
+    for item in value.values():
+        if item is not None and type(item) is not str and not _is_int(item):
+            raise _Unusual
+    return value
+
+
+def _text(value: Any) -> str:
+    if type(value) is not str:
+        raise _Unusual
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    # orjson reads an integer past 64 bits as a float, and `bool` is an int subclass.
+    return type(value) is int and -_INT64 <= value < _INT64
+
+
+def _int(value: Any) -> int:
+    if not _is_int(value):
+        raise _Unusual
+    return int(value)
+
+
+def _optional_instant(value: Any) -> datetime | None:
+    return None if value is None else _instant(value)
+
+
+def _instant(value: Any) -> datetime:
+    # Exactly what orjson's OPT_UTC_Z writes: YYYY-MM-DDTHH:MM:SS[.ffffff]Z.
+    if type(value) is not str or len(value) not in (20, 27) or value[-1] != "Z":
+        raise _Unusual
+    if value[4] != "-" or value[7] != "-" or value[10] != "T" or value[13] != ":":
+        raise _Unusual
+    if value[16] != ":" or (len(value) == 27 and value[19] != "."):
+        raise _Unusual
+    if not (value[:4] + value[5:7] + value[8:10] + value[11:13] + value[14:16]).isdigit():
+        raise _Unusual
+    if not (value[17:19] + value[20:26]).isdigit():
+        raise _Unusual
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Unusual from None
+    if not EARLIEST_INSTANT <= instant <= LATEST_INSTANT:
+        raise _Unusual
+    return instant
