@@ -62,7 +62,7 @@ async def start(settings: Settings, names: Iterable[str], log_dir: Path) -> dict
             port = free_port()
             env = {**os.environ, **settings_env(settings), "CREDITLEDGER_API_PORT": str(port)}
             log = log_dir / f"{name}.log"
-            with log.open("wb") as out:
+            with log.open("ab") as out:  # a restarted component keeps its earlier log
                 process = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "services.cli", name,
                     stdout=out, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,

@@ -11,14 +11,18 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
-from services.bench.workload import account_id
+from services.bench.workload import ENDPOINT, account_id
 from services.platform.settings import Settings
 
 BALANCE_PATH = "/v1/credits/balance"
 LEDGER_PATH = "/v1/credits/ledger?limit=100"  # the first page, newest first (the default size)
+# What a service asks before a call: may this account spend 1 credit on the bench's endpoint?
+CHECK_PATH = f"/v1/credits/check?cost=1&endpoint={quote(ENDPOINT, safe='')}"
+DECLINED = 402  # /check's "no": an answer, not an error
 WRK_SCRIPT = """
 keys = {%s}
 counter = 0
@@ -27,17 +31,33 @@ request = function()
   return wrk.format("GET", "%s", {["Authorization"] = "Bearer " .. keys[counter %% #keys + 1]})
 end
 """
+# Appended for /check: wrk counts every status ≥ 400 as an error, so the threads count the 402s
+# and `done` prints their sum for parse_wrk to take back out of the errors.
+WRK_DECLINED_SCRIPT = """
+threads = {}
+setup = function(thread) table.insert(threads, thread) end
+declined = 0
+response = function(status, headers, body)
+  if status == 402 then declined = declined + 1 end
+end
+done = function(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("declined") end
+  io.write(string.format("Declined (402): %d\\n", total))
+end
+"""
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 @dataclass(frozen=True)
 class Reads:
     requests: int
-    errors: int
+    errors: int  # neither 200 nor (where counted) a 402; socket errors and timeouts
     per_s: float
     p50_ms: float
     p99_ms: float
     tool: str
+    declined: int = 0  # 402s, where the path may answer one (they count as good answers)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -66,14 +86,22 @@ async def customer_keys(http: httpx.AsyncClient, settings: Settings, count: int)
 
 
 async def read_load(
-    url: str, path: str, secrets: list[str], concurrency: int, seconds: int
+    url: str,
+    path: str,
+    secrets: list[str],
+    concurrency: int,
+    seconds: int,
+    *,
+    count_declined: bool = False,
 ) -> Reads:
+    """`count_declined`: a 402 is a valid answer (counted in `declined`), not an error."""
     wrk = shutil.which("wrk")
     if wrk is None:
-        return await _httpx_load(url, path, secrets, concurrency, seconds)
+        return await _httpx_load(url, path, secrets, concurrency, seconds, count_declined)
     with tempfile.TemporaryDirectory(prefix="creditledger-wrk-") as tmp:
         script = Path(tmp) / "reads.lua"
-        script.write_text(WRK_SCRIPT % (", ".join(f'"{s}"' for s in secrets), path))
+        text = WRK_SCRIPT % (", ".join(f'"{s}"' for s in secrets), path)
+        script.write_text(text + (WRK_DECLINED_SCRIPT if count_declined else ""))
         process = await asyncio.create_subprocess_exec(
             wrk, "-t", "2", "-c", str(concurrency), "-d", f"{seconds}s", "--latency",
             "--timeout", "10s", "-s", str(script), url,
@@ -87,7 +115,8 @@ async def read_load(
 
 
 def parse_wrk(text: str) -> Reads:
-    """Requests/s, non-2xx answers and socket errors, p50 and p99 from `wrk --latency`."""
+    """Requests/s, errors (non-2xx answers but counted 402s, and socket errors), p50 and p99
+    from `wrk --latency`."""
     total = re.search(r"(\d+) requests in ([0-9.]+)(\w+)", text)
     per_s = re.search(r"Requests/sec:\s+([0-9.]+)", text)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
@@ -96,7 +125,9 @@ def parse_wrk(text: str) -> Reads:
     )
     if total is None or per_s is None:
         raise RuntimeError(f"no figures in wrk's output: {text[-500:]}")
-    errors = int(non_2xx.group(1)) if non_2xx else 0
+    declined_402 = re.search(r"^Declined \(402\): (\d+)$", text, re.MULTILINE)
+    declined = int(declined_402.group(1)) if declined_402 else 0
+    errors = (int(non_2xx.group(1)) if non_2xx else 0) - declined
     errors += sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
     requests = int(total.group(1))
     good_share = (requests - errors) / requests if requests else 0.0
@@ -107,6 +138,7 @@ def parse_wrk(text: str) -> Reads:
         p50_ms=_wrk_percentile(text, "50"),
         p99_ms=_wrk_percentile(text, "99"),
         tool="wrk",
+        declined=declined,
     )
 
 
@@ -116,21 +148,23 @@ def _wrk_percentile(text: str, q: str) -> float:
 
 
 async def _httpx_load(
-    url: str, path: str, secrets: list[str], concurrency: int, seconds: int
+    url: str, path: str, secrets: list[str], concurrency: int, seconds: int, count_declined: bool
 ) -> Reads:
     latencies: list[float] = []
-    errors = 0
+    errors = declined = 0
     end = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=concurrency)
 
     async def client(http: httpx.AsyncClient, n: int) -> None:
-        nonlocal errors
+        nonlocal errors, declined
         headers = {"Authorization": f"Bearer {secrets[n % len(secrets)]}"}
         while time.monotonic() < end:
             started = time.monotonic()
             answer = await http.get(path, headers=headers)
             latencies.append((time.monotonic() - started) * 1000)
-            if answer.status_code != 200:
+            if count_declined and answer.status_code == DECLINED:
+                declined += 1
+            elif answer.status_code != 200:
                 errors += 1
 
     started = time.monotonic()
@@ -145,4 +179,5 @@ async def _httpx_load(
         p50_ms=statistics.median(latencies) if latencies else 0.0,
         p99_ms=percentile(latencies, 0.99),
         tool="httpx",
+        declined=declined,
     )

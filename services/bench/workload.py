@@ -18,6 +18,12 @@ OCCURRED_AT = "2026-11-21T10:00:00+00:00"
 ENDPOINT = "POST /v1/scanner/scan"
 SEND_WINDOW = 20_000  # sends in flight before we wait for their acks: bounds memory
 POLL_S = 0.1
+FAILING_RATE_PER_S = 500  # a wait that would need a rate this low has failed: its deadline
+
+
+def deadline_s(records: int) -> float:
+    """How long a wait for `records` to be applied may take: two minutes at least."""
+    return max(120.0, records / FAILING_RATE_PER_S)
 
 
 def account_id(n: int) -> str:
@@ -118,3 +124,17 @@ async def wait_caught_up(
             )
         await asyncio.sleep(POLL_S)
     return time.monotonic()
+
+
+async def ledger_exact(pool: asyncpg.Pool, expected: dict[str, int]) -> bool:
+    """Ledger sums, writer snapshots and balance view all equal grants − events, per account."""
+    rows = await pool.fetch(
+        """SELECT e.account_id, sum(e.delta) AS ledger, w.balance AS writer, b.balance AS view
+           FROM ledger_entries e JOIN writer_accounts w USING (account_id)
+           LEFT JOIN balance_view b USING (account_id)
+           GROUP BY e.account_id, w.balance, b.balance"""
+    )
+    found = {r["account_id"]: (r["ledger"], r["writer"], r["view"]) for r in rows}
+    return found.keys() == expected.keys() and all(
+        found[a] == (v, v, v) for a, v in expected.items()
+    )

@@ -1,0 +1,105 @@
+"""One run's figures as the printed table (with the targets met or not) and as the JSON file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def public(result: dict[str, Any]) -> dict[str, Any]:
+    """What goes to the JSON file: everything but the per-account expectations."""
+    return {k: v for k, v in result.items() if k != "expected_balances"}
+
+
+CPU_PHASES = ("cpu_cores_ingest", "cpu_cores_ingest_10x_accounts", "cpu_cores_reads_under_load",
+              "cpu_cores_steady_at_15k")  # fmt: skip
+ROWS = (
+    ("pre-load producer (events/s)", "produce_events_per_s", None),
+    ("ingest from restart (events/s)", "ingest_events_per_s", None),
+    ("  start-up (s) / total (s)", "ingest_startup_s", "ingest_seconds"),
+    ("  after start-up (events/s)", "ingest_events_per_s_after_start", None),
+    ("  kcat alone (events/s)", "kcat_events_per_s", None),
+    ("  psql \\copy alone (rows/s)", "psql_copy_rows_per_s", None),
+    ("  ratio vs slower limit", "ratio_vs_limit", None),
+    ("ingest at 10× accounts (events/s)", "ingest_events_per_s_10x_accounts",
+     "accounts_10x"),
+    ("  start-up (s) / after it (events/s)", "ingest_startup_s_10x_accounts",
+     "ingest_events_per_s_after_start_10x_accounts"),
+    ("  scaling vs ingest, ledger exact", "ingest_scaling_10x_accounts",
+     "ledger_exact_10x_accounts"),
+    ("naive 1 tx/event (events/s)", "naive_events_per_s", None),
+    ("  ratio vs naive", "ratio_vs_naive", None),
+    ("steady load achieved / target (ev/s)", "freshness_achieved_per_s", "freshness_target_per_s"),
+    ("freshness p50 / p99 (ms)", "freshness_p50_ms", "freshness_p99_ms"),
+    ("high load offered / target (ev/s)", "fresh_offered_per_s_at_15k",
+     "fresh_target_per_s_at_15k"),
+    ("  freshness p50 / p99 (ms)", "freshness_p50_ms_at_15k", "freshness_p99_ms_at_15k"),
+    ("balance reads idle (req/s)", "balance_reads_idle_per_s", None),
+    ("  p50 / p99 (ms)", "balance_idle_p50_ms", "balance_idle_p99_ms"),
+    ("  pgbench same SELECT (tps), ratio", "pgbench_balance_idle_tps",
+     "ratio_balance_reads_idle_vs_pgbench"),
+    ("balance reads under load (req/s)", "balance_reads_under_load_per_s", None),
+    ("  p50 / p99 (ms)", "balance_under_load_p50_ms", "balance_under_load_p99_ms"),
+    ("  pgbench same SELECT (tps), ratio", "pgbench_balance_under_load_tps",
+     "ratio_balance_reads_under_load_vs_pgbench"),
+    ("check reads idle (req/s), 402s", "check_reads_idle_per_s", "check_idle_declined"),
+    ("  p50 / p99 (ms)", "check_idle_p50_ms", "check_idle_p99_ms"),
+    ("check reads under load (req/s), 402s", "check_reads_under_load_per_s",
+     "check_under_load_declined"),
+    ("  p50 / p99 (ms)", "check_under_load_p50_ms", "check_under_load_p99_ms"),
+    ("ledger page reads idle (req/s)", "ledger_reads_idle_per_s", None),
+    ("  p50 / p99 (ms)", "ledger_idle_p50_ms", "ledger_idle_p99_ms"),
+    ("  pgbench same SELECT (tps), ratio", "pgbench_ledger_idle_tps",
+     "ratio_ledger_reads_idle_vs_pgbench"),
+    ("ledger page reads under load (req/s)", "ledger_reads_under_load_per_s", None),
+    ("  p50 / p99 (ms)", "ledger_under_load_p50_ms", "ledger_under_load_p99_ms"),
+    ("  pgbench same SELECT (tps), ratio", "pgbench_ledger_under_load_tps",
+     "ratio_ledger_reads_under_load_vs_pgbench"),
+    ("rebuild (rows/s) of N entries", "rebuild_rows_per_s", "rebuild_entries"),
+    ("  INSERT…SELECT…GROUP BY (rows/s)", "group_by_rows_per_s", None),
+    ("  ratio rebuild vs GROUP BY", "ratio_rebuild_vs_group_by", None),
+    ("ledger exact / rebuild differing", "ledger_exact", "rebuild_differing_accounts"),
+)  # fmt: skip
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [f"creditledger bench: {result['events']} events over {result['accounts']} accounts"]
+    for label, key, second in ROWS:
+        value = str(result.get(key))
+        if second is not None:
+            value += f" / {result.get(second)}"
+        lines.append(f"  {label:<38} {value}")
+    lines.append("  memory (MB): rss at N/2 → at N, peak")
+    for name, figures in result.get("memory_mb", {}).items():
+        if "rss_at_half_mb" in figures:
+            half, end = figures["rss_at_half_mb"], figures["rss_at_end_mb"]
+            lines.append(f"    {name:<10} {half} → {end}, peak {figures['peak_mb']}")
+        else:
+            lines.append(f"    {name:<10} peak {figures['peak_mb']}")
+    for phase in CPU_PHASES:
+        if phase in result:
+            busy = ", ".join(f"{k} {v}" for k, v in result[phase].items())
+            lines.append(f"  {phase}: {busy}")
+    for note in ("limit_notes", "pgbench_note"):
+        if note in result:
+            lines.append(f"  note: {result[note]}")
+    lines.extend(_target_lines(result.get("targets", [])))
+    return "\n".join(lines)
+
+
+def _target_lines(targets: list[dict[str, Any]]) -> list[str]:
+    if not targets:
+        return []
+    width = max(len(f"{t['name']} {t['target']}") for t in targets)
+    met = sum(1 for t in targets if t["met"])
+    lines = [f"  targets ({met} of {len(targets)} met)"]
+    for t in targets:
+        goal = f"{t['name']} {t['target']}"
+        verdict = "met" if t["met"] else "NOT met"
+        lines.append(f"    {verdict:<8} {goal:<{width}}  measured {t['measured']}")
+    return lines
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(public(result), indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,168 @@
+"""Issue 14's targets, each judged met or not from one run's figures. A target whose figure is
+missing is not met; a target stated at a load (5,000 or 15,000 events/s) or at a size (10,000
+accounts) is met only when the run offered that load or size, so a small run cannot pass it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+INGEST_PER_S = 20_000
+INGEST_AT_ACCOUNTS = 10_000  # the issue's M
+SCALING_10X = 0.8
+VS_NAIVE = 10.0
+FRESH_RATE_PER_S, FRESH_P99_MS = 5_000, 250.0
+FRESH_HIGH_RATE_PER_S, FRESH_HIGH_P99_MS = 15_000, 1_000.0
+OFFERED_SHARE = 0.95  # of a load's rate that must have been offered for its target to count
+READS_UNDER_LOAD_PER_S, READS_UNDER_LOAD_P99_MS = 3_000, 20.0
+READS_IDLE_PER_S, READS_IDLE_P99_MS = 5_000, 10.0
+REBUILD_ROWS_PER_S = 1_000_000
+MEMORY_GROWTH_MB = 10  # BENCHMARKS.md: RSS may move by less than this from N/2 to N
+FLAT_COMPONENTS = ("writer", "projector")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    measured: str
+    met: bool
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    target: str
+    judge: Callable[[dict[str, Any]], Verdict]
+
+
+def _number(result: dict[str, Any], key: str) -> float | None:
+    value = result.get(key)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _fmt(value: float | None, places: int = 0) -> str:
+    return "—" if value is None else f"{value:,.{places}f}"
+
+
+def _at_least(value: float | None, floor: float) -> bool:
+    return value is not None and value >= floor
+
+
+def _at_most(value: float | None, ceiling: float) -> bool:
+    return value is not None and value <= ceiling
+
+
+def _ingest(result: dict[str, Any]) -> Verdict:
+    per_s, accounts = _number(result, "ingest_events_per_s"), result.get("accounts", 0)
+    met = _at_least(per_s, INGEST_PER_S) and accounts >= INGEST_AT_ACCOUNTS
+    return Verdict(f"{_fmt(per_s)} events/s at {accounts:,} accounts", met)
+
+
+def _scaling(result: dict[str, Any]) -> Verdict:
+    scaling = _number(result, "ingest_scaling_10x_accounts")
+    per_s = _number(result, "ingest_events_per_s_10x_accounts")
+    accounts = result.get("accounts_10x", 0)
+    measured = f"{_fmt(scaling, 3)} × ({_fmt(per_s)} events/s at {accounts:,} accounts)"
+    return Verdict(measured, _at_least(scaling, SCALING_10X))
+
+
+def _naive(result: dict[str, Any]) -> Verdict:
+    ratio, naive = _number(result, "ratio_vs_naive"), _number(result, "naive_events_per_s")
+    return Verdict(f"{_fmt(ratio, 2)} × (naive {_fmt(naive)} events/s)", _at_least(ratio, VS_NAIVE))
+
+
+def _freshness(
+    p99_key: str, offered_key: str, unseen_key: str, rate: float, p99_ms: float
+) -> Callable[[dict[str, Any]], Verdict]:
+    def judge(result: dict[str, Any]) -> Verdict:
+        p99, offered = _number(result, p99_key), _number(result, offered_key)
+        unseen = result.get(unseen_key)
+        met = (_at_most(p99, p99_ms) and _at_least(offered, OFFERED_SHARE * rate)
+               and unseen == 0)  # fmt: skip
+        measured = f"p99 {_fmt(p99)} ms at {_fmt(offered)} events/s offered, {unseen} unseen"
+        return Verdict(measured, met)
+
+    return judge
+
+
+def _reads(
+    kind: str, mode: str, per_s_floor: float, p99_ceiling_ms: float
+) -> Callable[[dict[str, Any]], Verdict]:
+    def judge(result: dict[str, Any]) -> Verdict:
+        per_s = _number(result, f"{kind}_reads_{mode}_per_s")
+        p99 = _number(result, f"{kind}_{mode}_p99_ms")
+        met = _at_least(per_s, per_s_floor) and _at_most(p99, p99_ceiling_ms)
+        measured = f"{_fmt(per_s)} req/s, p99 {_fmt(p99, 1)} ms"
+        if mode == "under_load":  # the target's case is reads while 5,000 events/s arrive
+            offered = _number(result, "freshness_achieved_per_s")
+            met = met and _at_least(offered, OFFERED_SHARE * FRESH_RATE_PER_S)
+            measured += f" at {_fmt(offered)} events/s"
+        return Verdict(measured, met)
+
+    return judge
+
+
+def _rebuild(result: dict[str, Any]) -> Verdict:
+    per_s = _number(result, "rebuild_rows_per_s")
+    measured = f"{_fmt(per_s)} rows/s of {_fmt(_number(result, 'rebuild_entries'))}"
+    return Verdict(measured, _at_least(per_s, REBUILD_ROWS_PER_S))
+
+
+def _memory(result: dict[str, Any]) -> Verdict:
+    memory = result.get("memory_mb", {})
+    parts, met = [], True
+    for name in FLAT_COMPONENTS:
+        figures = memory.get(name)
+        if not figures or not figures.get("rss_at_half_mb"):
+            parts.append(f"{name} —")
+            met = False
+            continue
+        half, end = figures["rss_at_half_mb"], figures["rss_at_end_mb"]
+        parts.append(f"{name} {half} → {end} MB")
+        met = met and end <= half + MEMORY_GROWTH_MB
+    return Verdict(", ".join(parts), met)
+
+
+TARGETS = (
+    Target("ingest", f"≥ {INGEST_PER_S:,} events/s at {INGEST_AT_ACCOUNTS:,} accounts", _ingest),
+    Target("ingest at 10× accounts", f"≥ {SCALING_10X} × ingest", _scaling),
+    Target("ingest vs naive", f"≥ {VS_NAIVE:.0f} × naive", _naive),
+    Target(
+        f"freshness at {FRESH_RATE_PER_S:,} events/s", f"p99 ≤ {FRESH_P99_MS:,.0f} ms",
+        _freshness("freshness_p99_ms", "freshness_achieved_per_s", "freshness_unseen",
+                   FRESH_RATE_PER_S, FRESH_P99_MS),
+    ),
+    Target(
+        f"freshness at {FRESH_HIGH_RATE_PER_S:,} events/s", f"p99 ≤ {FRESH_HIGH_P99_MS:,.0f} ms",
+        _freshness("freshness_p99_ms_at_15k", "fresh_offered_per_s_at_15k",
+                   "freshness_unseen_at_15k", FRESH_HIGH_RATE_PER_S, FRESH_HIGH_P99_MS),
+    ),
+    Target(
+        "balance reads under load",
+        f"≥ {READS_UNDER_LOAD_PER_S:,}/s, p99 ≤ {READS_UNDER_LOAD_P99_MS:.0f} ms",
+        _reads("balance", "under_load", READS_UNDER_LOAD_PER_S, READS_UNDER_LOAD_P99_MS),
+    ),
+    Target(
+        "check reads under load",
+        f"≥ {READS_UNDER_LOAD_PER_S:,}/s, p99 ≤ {READS_UNDER_LOAD_P99_MS:.0f} ms",
+        _reads("check", "under_load", READS_UNDER_LOAD_PER_S, READS_UNDER_LOAD_P99_MS),
+    ),
+    Target(
+        "balance reads idle", f"≥ {READS_IDLE_PER_S:,}/s, p99 ≤ {READS_IDLE_P99_MS:.0f} ms",
+        _reads("balance", "idle", READS_IDLE_PER_S, READS_IDLE_P99_MS),
+    ),
+    Target("rebuild", f"≥ {REBUILD_ROWS_PER_S:,} rows/s", _rebuild),
+    Target(
+        "memory flat", f"writer, projector RSS at N ≤ RSS at N/2 + {MEMORY_GROWTH_MB} MB", _memory
+    ),
+)  # fmt: skip
+
+
+def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """`result["targets"]`: one {name, target, measured, met} per target, in TARGETS' order."""
+    out = []
+    for target in TARGETS:
+        verdict = target.judge(result)
+        out.append({"name": target.name, "target": target.target,
+                    "measured": verdict.measured, "met": verdict.met})  # fmt: skip
+    return out

@@ -1,0 +1,118 @@
+"""The bench's verdicts and parsing, on figures made up here: the targets' rules (met only at
+the load and size they name), the printed table, wrk's 402 count, a pre-loaded ingest's
+figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.bench.ingest import Timing
+from services.bench.reads import parse_wrk
+from services.bench.report import table
+from services.bench.targets import TARGETS, evaluate
+
+WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:8080
+  2 threads and 4 connections
+  Latency Distribution
+     50%    1.20ms
+     99%   12.50ms
+  1000 requests in 1.00s, 300.00KB read
+  Non-2xx or 3xx responses: 30
+Requests/sec:   1000.00
+Declined (402): 25
+"""
+
+
+def passing() -> dict[str, Any]:
+    """Figures that meet every target, at the sizes and loads the targets name."""
+    return {
+        "events": 200_000, "accounts": 10_000, "accounts_10x": 100_000,
+        "ingest_events_per_s": 25_000.0, "ingest_events_per_s_10x_accounts": 21_000.0,
+        "ingest_scaling_10x_accounts": 0.84, "ratio_vs_naive": 12.0,
+        "naive_events_per_s": 2_000.0,
+        "freshness_p99_ms": 200.0, "freshness_achieved_per_s": 4_990.0, "freshness_unseen": 0,
+        "freshness_p99_ms_at_15k": 900.0, "fresh_offered_per_s_at_15k": 14_900.0,
+        "freshness_unseen_at_15k": 0,
+        "balance_reads_under_load_per_s": 3_500.0, "balance_under_load_p99_ms": 15.0,
+        "check_reads_under_load_per_s": 3_200.0, "check_under_load_p99_ms": 18.0,
+        "balance_reads_idle_per_s": 6_000.0, "balance_idle_p99_ms": 8.0,
+        "rebuild_rows_per_s": 1_200_000.0, "rebuild_entries": 10_000_000,
+        "memory_mb": {"writer": {"rss_at_half_mb": 90, "rss_at_end_mb": 99, "peak_mb": 100},
+                      "projector": {"rss_at_half_mb": 80, "rss_at_end_mb": 80, "peak_mb": 81}},
+    }  # fmt: skip
+
+
+def met(result: dict[str, Any]) -> dict[str, bool]:
+    return {t["name"]: t["met"] for t in evaluate(result)}
+
+
+def test_every_target_met_when_every_figure_is_good() -> None:
+    verdicts = evaluate(passing())
+    assert [v["name"] for v in verdicts] == [t.name for t in TARGETS]
+    assert all(v["met"] is True for v in verdicts)
+    assert {"name", "target", "measured", "met"} == set(verdicts[0])
+
+
+def test_a_missing_figure_is_not_met() -> None:
+    assert not any(met({"events": 1, "accounts": 1}).values())
+
+
+def test_a_target_at_a_load_counts_only_when_that_load_was_offered() -> None:
+    result = passing() | {"fresh_offered_per_s_at_15k": 11_000.0}
+    assert met(result)["freshness at 15,000 events/s"] is False
+    under_half_load = passing() | {"freshness_achieved_per_s": 500.0}
+    verdicts = met(under_half_load)
+    assert verdicts["freshness at 5,000 events/s"] is False
+    assert verdicts["balance reads under load"] is False
+    assert verdicts["balance reads idle"] is True
+    assert met(passing() | {"freshness_unseen": 1})["freshness at 5,000 events/s"] is False
+
+
+def test_ingest_counts_only_at_the_issues_accounts() -> None:
+    assert met(passing() | {"accounts": 2_000})["ingest"] is False
+    assert met(passing() | {"ingest_events_per_s": 19_999.0})["ingest"] is False
+
+
+def test_each_threshold_is_inclusive_and_judged() -> None:
+    assert met(passing() | {"ingest_scaling_10x_accounts": 0.8})["ingest at 10× accounts"]
+    assert not met(passing() | {"ingest_scaling_10x_accounts": 0.79})["ingest at 10× accounts"]
+    assert not met(passing() | {"ratio_vs_naive": 9.9})["ingest vs naive"]
+    assert not met(passing() | {"check_under_load_p99_ms": 20.5})["check reads under load"]
+    assert not met(passing() | {"rebuild_rows_per_s": 999_999.0})["rebuild"]
+
+
+def test_memory_may_grow_by_ten_mb_not_more() -> None:
+    grown = passing()
+    grown["memory_mb"]["writer"] = {"rss_at_half_mb": 90, "rss_at_end_mb": 101, "peak_mb": 101}
+    assert met(grown)["memory flat"] is False
+    unsampled = passing()
+    unsampled["memory_mb"]["projector"] = {"rss_at_half_mb": 0, "rss_at_end_mb": 80, "peak_mb": 80}
+    assert met(unsampled)["memory flat"] is False
+
+
+def test_table_prints_each_target_met_or_not() -> None:
+    result = passing() | {"ingest_events_per_s": 2_644.0}
+    result["targets"] = evaluate(result)
+    printed = table(result)
+    assert "targets (9 of 10 met)" in printed
+    ingest_line = next(line for line in printed.splitlines() if "NOT met" in line)
+    assert "ingest ≥ 20,000 events/s" in ingest_line and "2,644 events/s" in ingest_line
+
+
+def test_wrk_402s_are_answers_not_errors() -> None:
+    reads = parse_wrk(WRK_OUTPUT)
+    assert (reads.requests, reads.declined, reads.errors) == (1000, 25, 5)
+    assert reads.per_s == 1000.0 * 995 / 1000
+    assert (reads.p50_ms, reads.p99_ms) == (1.2, 12.5)
+    without = parse_wrk(WRK_OUTPUT.replace("Declined (402): 25\n", ""))
+    assert (without.declined, without.errors) == (0, 30)
+
+
+def test_ingest_figures_separate_start_up_from_the_rest() -> None:
+    timing = Timing(events=10_000, produce_s=0.5, started=100.0, first_applied=102.0,
+                    caught_up=104.0)  # fmt: skip
+    assert timing.figures("_x") == {
+        "produce_events_per_s_x": 20_000, "ingest_events_per_s_x": 2_500.0,
+        "ingest_seconds_x": 4.0, "ingest_startup_s_x": 2.0,
+        "ingest_events_per_s_after_start_x": 5_000.0,
+    }  # fmt: skip
