@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from schemas.ledger import LedgerEntryMessage
 from services.platform.postgres import DbConnection
 
+# Lock first, create only the missing rows (an INSERT .. ON CONFLICT over every account of every
+# batch doubled the lock's cost).
 LOCK_CHECKPOINTS = """
-WITH created AS (
-    INSERT INTO projection_checkpoints (account_id, projection)
-    SELECT unnest($1::text[]), $2 ORDER BY 1
-    ON CONFLICT DO NOTHING
-)
 SELECT account_id, last_seq, last_source FROM projection_checkpoints
 WHERE projection = $2 AND account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE
+"""
+CREATE_CHECKPOINTS = """
+INSERT INTO projection_checkpoints (account_id, projection)
+SELECT unnest($1::text[]), $2 ORDER BY 1
+ON CONFLICT DO NOTHING
 """
 SAVE_CHECKPOINTS = """
 UPDATE projection_checkpoints c SET last_seq = s.last_seq, last_source = s.last_source
@@ -39,7 +41,8 @@ async def fresh_entries(
 ) -> tuple[list[LedgerEntryMessage], dict[str, Checkpoint]]:
     accounts = sorted({e.account_id for e in entries})
     rows = await conn.fetch(LOCK_CHECKPOINTS, accounts, projection)
-    if len(rows) < len(accounts):  # rows created by that statement: lock them now
+    if len(rows) < len(accounts):
+        await conn.execute(CREATE_CHECKPOINTS, accounts, projection)
         rows = await conn.fetch(LOCK_CHECKPOINTS, accounts, projection)
     marks = {r["account_id"]: Checkpoint(r["last_seq"], r["last_source"]) for r in rows}
     assert len(marks) == len(accounts)
