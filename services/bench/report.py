@@ -81,6 +81,9 @@ def table(result: dict[str, Any]) -> str:
         if phase in result:
             busy = ", ".join(f"{k} {v}" for k, v in result[phase].items())
             lines.append(f"  {phase}: {busy}")
+    if "postgres_settings" in result:
+        pg = ", ".join(f"{k}={v}" for k, v in result["postgres_settings"].items())
+        lines.append(f"  postgres: {pg}")
     for note in ("limit_notes", "pgbench_note"):
         if note in result:
             lines.append(f"  note: {result[note]}")

@@ -38,6 +38,7 @@ from services.bench.workload import (
 )
 from services.platform.postgres import create_pool
 from services.platform.settings import Settings
+from services.platform.stack import POSTGRES_SETTINGS
 from services.runtime import COMPONENTS
 
 GRANT = 1_000_000_000  # per account: no event is ever short of credits
@@ -87,6 +88,21 @@ def _ratio(ours: float | None, theirs: float | None) -> float | None:
     return round(ours / theirs, 3) if ours and theirs else None
 
 
+async def postgres_settings(settings: Settings) -> dict[str, str]:
+    """The server's values of the settings the local stack configures (stack.py): what this run
+    measured on, whoever started the server."""
+    assert settings.database_url is not None
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT name, setting, unit FROM pg_settings WHERE name = ANY($1::text[])",
+            list(POSTGRES_SETTINGS),
+        )
+    finally:
+        await conn.close()
+    return {r["name"]: f"{r['setting']}{r['unit'] or ''}" for r in rows}
+
+
 async def run_bench(
     settings_base: Settings,
     events: int,
@@ -111,7 +127,8 @@ async def run_bench(
     settings = await create_namespace(settings_base, accounts)
     result: dict[str, Any] = {"events": events, "accounts": accounts,
                               "partitions": settings.topic_partitions, "machine": machine(),
-                              "database_url": settings.database_url}  # fmt: skip
+                              "database_url": settings.database_url,
+                              "postgres_settings": await postgres_settings(settings)}  # fmt: skip
     log_dir = Path(tempfile.mkdtemp(prefix="creditledger-bench-"))
     result["log_dir"] = str(log_dir)
     try:

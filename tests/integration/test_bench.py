@@ -69,6 +69,8 @@ async def test_bench_smoke_run(servers: Servers) -> None:
         assert "ratio vs naive" in printed and "targets (" in printed
         assert all(t["name"] in printed for t in found)
         assert result["ledger_exact"] is True
+        assert result["postgres_settings"]["synchronous_commit"] == "on"
+        assert "postgres: " in table(result)
         expected: dict[str, int] = result["expected_balances"]
         assert len(expected) == ACCOUNTS
         conn = await asyncpg.connect(result["database_url"])
