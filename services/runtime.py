@@ -18,7 +18,8 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from projections.runner import Projector
-from services.api.app import create_app
+from services.api.app import create_app, freeze_startup_heap
+from services.api.workers import serve_workers
 from services.platform import stack
 from services.platform.kafka import ensure_topics, start_producer
 from services.platform.postgres import create_pool, migrate
@@ -116,15 +117,22 @@ async def running(settings: Settings, components: Collection[str]) -> AsyncItera
             handle.projector = Projector(settings, pool)
             handle.tasks.append(asyncio.create_task(handle.projector.run(handle.stop)))
         # Every process serves HTTP: the whole API, or its health endpoints only. The API reads
-        # through a pool of its own, whose statements time out.
-        api_pool = pool
-        if "api" in components:
-            api_pool = await create_pool(
-                settings.database_url, settings.db_pool_max_size, settings.api_statement_timeout_ms
-            )
-            handle.closers.append(api_pool.close)
-        app = create_app(settings, api_pool, producer, ops_only="api" not in components)
-        handle.tasks.append(asyncio.create_task(_serve_http(app, settings, handle.stop)))
+        # through a pool of its own, whose statements time out. `creditledger api` with
+        # `api_workers` > 1 serves through worker processes (services/api/workers.py).
+        if set(components) == {"api"} and settings.api_workers > 1:
+            handle.tasks.append(asyncio.create_task(serve_workers(settings, handle.stop)))
+        else:
+            api_pool = pool
+            if "api" in components:
+                # Its settings are transaction-local (reads/freshness.py, reads/balance.py), so
+                # a released connection needs no reset query.
+                api_pool = await create_pool(
+                    settings.database_url, settings.db_pool_max_size,
+                    settings.api_statement_timeout_ms, reset_sessions=False,
+                )  # fmt: skip
+                handle.closers.append(api_pool.close)
+            app = create_app(settings, api_pool, producer, ops_only="api" not in components)
+            handle.tasks.append(asyncio.create_task(_serve_http(app, settings, handle.stop)))
         yield handle
     finally:
         handle.stop.set()
@@ -179,6 +187,7 @@ async def _serve_http(app: FastAPI, settings: Settings, stop: asyncio.Event) -> 
         server_header=False,  # no `server: uvicorn`: the stack is nobody's business
     )
     server = _EmbeddedServer(config)
+    freeze_startup_heap()
     api_task = asyncio.create_task(server.serve())
     stop_task = asyncio.create_task(stop.wait())
     await asyncio.wait([api_task, stop_task], return_when=asyncio.FIRST_COMPLETED)

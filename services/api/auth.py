@@ -7,6 +7,10 @@ have the scopes they were given. Each admin route declares the scope it needs wi
 `Depends(require(scope))`: a token without it answers 403 `insufficient-scope` naming the scope,
 a revoked token 403 `token-revoked`, a well-formed customer key 403 `forbidden`, anything else 401.
 
+Customer keys verified in the database are remembered for at most `api_key_cache_ttl_s`
+(`keycache.py`): a revoked key is refused within that bound, and an unknown, revoked or expired
+key is never remembered.
+
 Both dependencies also apply the rate limits of `ratelimit.py`: a client IP that presented
 unknown credentials (401) too often is refused with 429 before any lookup, and each authenticated
 caller (key or admin token) is charged one token per request. A 403 (revoked, expired, or a
@@ -26,9 +30,11 @@ import asyncpg
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from services.api.keycache import VerifiedKey, key_cache
 from services.api.keys import is_well_formed, secret_hash
 from services.api.problems import Problem
 from services.api.ratelimit import limit_caller, record_failed_auth, refuse_if_blocked
+from services.api.reads.balance import KEY_AND_STATE, StoredState, customer_fetchrow, stored_state
 
 ADMIN_TOKEN_PREFIX = "cl_adm_"
 # `admin` implies every other scope (and alone may manage admin tokens).
@@ -96,21 +102,68 @@ async def customer(request: Request, _: BearerDoc = None, __: HeaderDoc = None) 
     return caller
 
 
-async def _customer(request: Request) -> Caller:
+async def customer_and_state(request: Request) -> tuple[Caller, StoredState | None]:
+    """`customer`, and on a key-cache miss the key's account state read by the same statement
+    (balance and check: one round trip); None when the key came from the cache."""
+    refuse_if_blocked(request)
+    try:
+        cache = key_cache(request)
+        secret = presented_secret(request)
+        # A remembered key was well formed when it was remembered: the same secret still is.
+        key = cache.get(secret_hash(secret)) if secret else None
+        stored: StoredState | None = None
+        if key is None:
+            digest = presented_key_hash(request)
+            row = await customer_fetchrow(request.app.state.pool, KEY_AND_STATE, digest)
+            key = _verified(row)
+            _refuse_if_expired(key)
+            cache.put(digest, key)
+            stored = stored_state(key.account_id, row)
+        else:
+            _refuse_if_expired(key)
+    except Problem as refused:
+        _count_guess(request, refused)
+        raise
+    limit_caller(request, f"key:{key.key_id}")
+    return Caller(key.account_id, key.key_id), stored
+
+
+def presented_key_hash(request: Request) -> str:
+    """The SHA-256 of the customer key presented; 401 before any lookup when there is none or it
+    is malformed."""
     secret = presented_secret(request)
     if not secret:
         raise Problem(401, "unauthenticated", "an API key is required (Bearer or x-api-key)")
     if not is_well_formed(secret):
         raise Problem(401, "unauthenticated", "the API key is not valid")
-    pool: asyncpg.Pool = request.app.state.pool
-    row = await pool.fetchrow(FIND_KEY, secret_hash(secret))
+    return secret_hash(secret)
+
+
+async def _customer(request: Request) -> Caller:
+    digest = presented_key_hash(request)
+    cache = key_cache(request)
+    key = cache.get(digest)
+    if key is None:
+        pool: asyncpg.Pool = request.app.state.pool
+        key = _verified(await pool.fetchrow(FIND_KEY, digest))
+        _refuse_if_expired(key)
+        cache.put(digest, key)  # only a key valid now is remembered
+    else:
+        _refuse_if_expired(key)
+    return Caller(key.account_id, key.key_id)
+
+
+def _verified(row: asyncpg.Record | None) -> VerifiedKey:
     if row is None:
         raise Problem(401, "unauthenticated", "the API key is not valid")
     if row["revoked_at"] is not None:
         raise Problem(403, "key-revoked", "the API key was revoked")
-    if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
+    return VerifiedKey(row["account_id"], row["key_id"], row["expires_at"])
+
+
+def _refuse_if_expired(key: VerifiedKey) -> None:
+    if key.expires_at is not None and key.expires_at <= datetime.now(UTC):
         raise Problem(403, "key-expired", "the API key expired (it was rotated)")
-    return Caller(row["account_id"], row["key_id"])
 
 
 async def admin(request: Request, _: AdminDoc = None) -> AdminCaller:

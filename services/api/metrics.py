@@ -28,6 +28,7 @@ The writer's own counters (`services/writer/metrics.py`: `creditledger_misrouted
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -90,6 +91,9 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
         self.app, self.metrics = app, metrics
+        # The labelled children, looked up once per label set (labels are bounded, see above).
+        self._counted: dict[tuple[str, str, int], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,8 +113,21 @@ class MetricsMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", None) or "<unmatched>"
             method = scope.get("method", "")
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            self._count(method, route, status).inc()
+            self._time(method, route).observe(time.perf_counter() - started)
+
+    def _count(self, method: str, route: str, status: int) -> Counter:
+        found = self._counted.get((method, route, status))
+        if found is None:
+            found = self.metrics.requests.labels(method, route, str(status))
+            self._counted[(method, route, status)] = found
+        return found
+
+    def _time(self, method: str, route: str) -> Histogram:
+        found = self._timed.get((method, route))
+        if found is None:
+            found = self._timed[(method, route)] = self.metrics.latency.labels(method, route)
+        return found
 
 
 def install_metrics(app: FastAPI) -> None:
@@ -331,5 +348,15 @@ async def render(app: FastAPI) -> bytes:
         http.scrape_errors.labels("postgres").inc()
     scrape = CollectorRegistry(auto_describe=False)
     scrape.register(_Families(families))
+    return _counted_here(http) + generate_latest(scrape)
+
+
+def _counted_here(http: HttpMetrics | None) -> bytes:
+    """The process's own counters; with several API workers (prometheus_client's multiprocess
+    mode, services/api/workers.py) every worker's, added up from their files."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        workers = CollectorRegistry()
+        multiprocess.MultiProcessCollector(workers)  # type: ignore[no-untyped-call]
+        return generate_latest(workers)
     own = generate_latest(http.registry) if http else b""
-    return own + generate_latest(writer_metrics.REGISTRY) + generate_latest(scrape)
+    return own + generate_latest(writer_metrics.REGISTRY)

@@ -44,6 +44,7 @@ from schemas.common import AccountId
 from services.api import idempotency, instants
 from services.api.auth import ADMIN_TOKEN_PREFIX, admin, require
 from services.api.instants import misshapen_instants
+from services.api.keycache import key_cache
 from services.api.keys import new_key_id, new_secret, secret_hash
 from services.api.problems import Problem, problem_responses
 from services.api.ratelimit import bounded_body, json_body
@@ -318,6 +319,7 @@ async def rotate_key(account_id: AccountPath, key_id: ObjectId, request: Request
             old_expires = min(old_expires, row["expires_at"])
         await conn.execute(EXPIRE_KEY, account_id, key_id, old_expires)
         await conn.execute(CREATE_KEY, account_id, new_id, secret_hash(secret), None)
+    key_cache(request).forget_all()  # the old key's new expiry applies here at once
     return {
         "keyId": new_id, "secret": secret, "expiresAt": None,
         "rotated": {"keyId": key_id, "expiresAt": _iso(old_expires)},
@@ -334,6 +336,7 @@ async def revoke_key(account_id: AccountPath, key_id: ObjectId, request: Request
     pool: asyncpg.Pool = request.app.state.pool
     if await pool.execute(REVOKE_KEY, account_id, key_id) == "UPDATE 0":
         raise Problem(404, "not-found", f"no active key {key_id} for account {account_id}")
+    key_cache(request).forget_all()  # refused here at once; other processes within the TTL
     return Response(status_code=204)
 
 

@@ -10,13 +10,20 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
 import asyncpg
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from schemas.common import MAX_CREDITS
 from services.api.auth import Caller, customer
 from services.api.problems import Problem, problem_responses
 from services.api.reads import activity, grants, ledger, usage
-from services.api.reads.balance import balance_json, read_state
+from services.api.reads.balance import (
+    balance_answer,
+    balance_json,
+    check_answer,
+    read_state,
+    read_state_as_customer,
+)
 from services.api.reads.common import (
     MAX_BIGINT,
     Cursor,
@@ -34,12 +41,11 @@ from services.api.reads.freshness import (
     LEDGER,
     SUMMARY,
     USAGE,
-    Freshness,
     MinSeq,
-    customer_snapshot,
     fresh_read,
+    wait_if_asked,
 )
-from services.core.spend import figures, quote
+from services.core.spend import figures
 from services.platform.postgres import DbConnection
 
 router = APIRouter(tags=["credits"])
@@ -78,48 +84,45 @@ def read_responses(
     return {**ok, **problem_responses(*sorted({*READ_ERRORS, *extra_errors}))}
 
 
-@router.get("/v1/credits/balance", responses=read_responses(headers=REMAINING_HEADER))
-async def get_balance(
-    request: Request, response: Response, caller: CustomerDep, min_seq: MinSeq = None
-) -> dict[str, Any]:
+# Balance and check answer a Response of their own (orjson, no re-validation of the dict);
+# `response_model` keeps the document's 200 schema. Most requests to them never get here: the
+# middleware of fastreads.py answers them with the same functions.
+@router.get(
+    "/v1/credits/balance",
+    response_model=dict[str, Any],
+    responses=read_responses(headers=REMAINING_HEADER),
+)
+async def get_balance(request: Request, caller: CustomerDep, min_seq: MinSeq = None) -> Response:
     """Spendable credit now (services/core/spend.py): scheduled grants are not in it, what is
     owed is below zero (`overage`); the buckets' balances add up to `balance`."""
-    async with customer_snapshot(request, BALANCE, caller.account_id, min_seq) as conn:
-        stored = await read_state(conn, caller.account_id)
-    now = figures(stored.state, datetime.now(UTC))
-    Freshness(now.seq, stale=min_seq is not None and now.seq < min_seq).stamp(response)
-    response.headers["X-Credits-Remaining"] = str(now.available)
-    return balance_json(caller.account_id, now, stored.last_updated)
+    await wait_if_asked(request, BALANCE, caller.account_id, min_seq)
+    stored = await read_state_as_customer(request.app.state.pool, caller.account_id)
+    body, headers = balance_answer(caller.account_id, stored, min_seq, datetime.now(UTC))
+    return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
 
-@router.get("/v1/credits/check", responses=read_responses(402, headers=REMAINING_HEADER))
+@router.get(
+    "/v1/credits/check",
+    response_model=dict[str, Any],
+    responses=read_responses(402, headers=REMAINING_HEADER),
+)
 async def check_credits(
     request: Request,
-    response: Response,
     caller: CustomerDep,
     cost: Annotated[int, Query(ge=0, le=MAX_CREDITS)],
     endpoint: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
     min_seq: MinSeq = None,
-) -> dict[str, Any]:
+) -> Response:
     """200 when the writer would charge a call of `cost` on `endpoint` now from credit it may
     spend (honouring `applies_to`) within the credit limit, else 402 (problem+json that still
     says `available`). The same rule as the writer's drawdown: services/core/spend.quote."""
-    async with customer_snapshot(request, BALANCE, caller.account_id, min_seq) as conn:
-        stored = await read_state(conn, caller.account_id)
-    state = stored.state
-    call = quote(state, cost, endpoint, datetime.now(UTC))
-    available = call.available_after + cost
-    fresh = Freshness(state.seq, stale=min_seq is not None and state.seq < min_seq)
-    headers = {**fresh.headers, "X-Credits-Remaining": str(available)}
-    body = {"allowed": call.within_limit, "available": available, "cost": cost,
-            "endpoint": endpoint, "owed": call.owed, "ledgerSeq": state.seq}  # fmt: skip
-    if not call.within_limit:
-        detail = f"{cost} credits needed, {available} available"
-        if call.owed:
-            detail += f"; {call.owed} would be owed beyond the credit limit"
-        raise Problem(402, "insufficient-credits", detail, headers, extra=body)
-    response.headers.update(headers)
-    return body
+    await wait_if_asked(request, BALANCE, caller.account_id, min_seq)
+    stored = await read_state_as_customer(request.app.state.pool, caller.account_id)
+    answer = check_answer(stored, cost, endpoint, min_seq, datetime.now(UTC))
+    if not answer.allowed:
+        raise Problem(402, "insufficient-credits", answer.detail, answer.headers, answer.body)
+    rendered = orjson.dumps(answer.body)
+    return Response(rendered, media_type="application/json", headers=answer.headers)
 
 
 @router.get("/v1/credits/activity", responses=read_responses())

@@ -54,6 +54,16 @@ class Settings(BaseSettings):
     # How long start-up waits, with backoff, for a Postgres or Kafka that is not ready yet
     # (recovering, not listening, electing a controller) before it fails (platform/startup.py).
     startup_wait_s: float = Field(default=60.0, ge=0, le=3600)
+    # The API remembers a verified customer key (hash -> account) this long, in an LRU of at
+    # most `api_key_cache_max_keys`: a key revoked elsewhere is refused within this bound (one
+    # revoked through this process at once). 0 turns the cache off.
+    api_key_cache_ttl_s: float = Field(default=1.0, ge=0, le=1.0)
+    api_key_cache_max_keys: int = Field(default=10_000, ge=1, le=1_000_000)
+    # HTTP worker processes of `creditledger api`, sharing its listening socket
+    # (services/api/workers.py); 1 serves in the process itself, and `serve` always does. More
+    # answer more reads on spare cores, but the rate limits are per worker (N times them, and
+    # an address blocked for guessing is blocked by one worker only): opt in.
+    api_workers: int = Field(default=1, ge=1, le=64)
 
     @property
     def input_topics(self) -> tuple[str, str]:

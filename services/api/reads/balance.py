@@ -5,6 +5,17 @@ the check are `services.core.spend` applied to it at the read's instant. So what
 allows, what the balance shows and what the writer charges are one rule over one state, and a
 grant that became spendable (or a bucket that expired) since the last entry counts as the
 writer will count it.
+
+One round trip per read. Row-level security is decided when a statement is planned, by the role
+current then, so a `set_config('role', …)` inside the statement that reads would not apply to
+it. Instead each API connection gets two PL/pgSQL functions of its own session (`pg_temp`, made
+on first use: `customer_fetchrow`), whose statements are planned one by one: they switch to the
+reader role and the account (`set_config(…, true)`, transaction-local, exactly as
+`freshness.AS_CUSTOMER`) and then read the account's row under the RLS policies. Called
+outside a transaction, the statement is its own transaction and snapshot, so the role and the
+account end with it. `creditledger_key_state` first reads the key (as the owner: the reader
+role may not see `api_keys`) and the state only for a key not revoked: the key check and the
+read in one statement.
 """
 
 from __future__ import annotations
@@ -13,15 +24,57 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+
 from services.api.reads.common import iso
 from services.core.model import AccountState
-from services.core.spend import BalanceFigures
+from services.core.spend import BalanceFigures, figures, quote
 from services.platform.postgres import DbConnection
 from services.writer.snapshot import state_from_json
 
 ACCOUNT_STATE = """
 SELECT seq, balance, snapshot, updated_at FROM writer_accounts WHERE account_id = $1
 """
+CUSTOMER_FUNCTIONS = """
+CREATE OR REPLACE FUNCTION pg_temp.creditledger_state(p_account text)
+RETURNS TABLE (seq bigint, balance bigint, snapshot jsonb, updated_at timestamptz)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM set_config('creditledger.account_id', p_account, true),
+            set_config('role', 'creditledger_api', true);
+    RETURN QUERY SELECT w.seq, w.balance, w.snapshot, w.updated_at
+                 FROM writer_accounts w WHERE w.account_id = p_account;
+END
+$fn$;
+CREATE OR REPLACE FUNCTION pg_temp.creditledger_key_state(p_secret_sha256 text)
+RETURNS TABLE (account_id text, key_id text, revoked_at timestamptz, expires_at timestamptz,
+               seq bigint, balance bigint, snapshot jsonb, updated_at timestamptz)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    k record;
+BEGIN
+    SELECT a.account_id, a.key_id, a.revoked_at, a.expires_at INTO k
+    FROM api_keys a WHERE a.secret_sha256 = p_secret_sha256;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    account_id := k.account_id;
+    key_id := k.key_id;
+    revoked_at := k.revoked_at;
+    expires_at := k.expires_at;
+    IF k.revoked_at IS NULL THEN
+        PERFORM set_config('creditledger.account_id', k.account_id, true),
+                set_config('role', 'creditledger_api', true);
+        SELECT w.seq, w.balance, w.snapshot, w.updated_at INTO seq, balance, snapshot, updated_at
+        FROM writer_accounts w WHERE w.account_id = k.account_id;
+    END IF;
+    RETURN NEXT;
+END
+$fn$;
+"""
+STATE_AS_CUSTOMER = "SELECT * FROM pg_temp.creditledger_state($1)"
+KEY_AND_STATE = "SELECT * FROM pg_temp.creditledger_key_state($1)"
+_MISSING_FUNCTION = (asyncpg.UndefinedFunctionError, asyncpg.InvalidSchemaNameError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +83,35 @@ class StoredState:
     last_updated: datetime | None
 
 
-async def read_state(conn: DbConnection, account_id: str) -> StoredState:
-    """The account as the writer last committed it (an unknown account: empty)."""
-    row = await conn.fetchrow(ACCOUNT_STATE, account_id)
-    if row is None:
+async def customer_fetchrow(pool: asyncpg.Pool, sql: str, *args: object) -> asyncpg.Record | None:
+    """One statement on a pooled connection, first making the session's functions when this
+    connection has none yet (a new connection, or one whose session was discarded)."""
+    async with pool.acquire() as conn:
+        try:
+            return await conn.fetchrow(sql, *args)
+        except _MISSING_FUNCTION:
+            await conn.execute(CUSTOMER_FUNCTIONS)
+            return await conn.fetchrow(sql, *args)
+
+
+def stored_state(account_id: str, row: asyncpg.Record | None) -> StoredState:
+    """The account from its `writer_accounts` columns (none, or a NULL seq: an unknown account,
+    empty)."""
+    if row is None or row["seq"] is None:
         return StoredState(AccountState(account_id), None)
     state = state_from_json(account_id, row["seq"], row["balance"], row["snapshot"], {})
     return StoredState(state, row["updated_at"] if row["seq"] else None)
+
+
+async def read_state(conn: DbConnection, account_id: str) -> StoredState:
+    """The account as the writer last committed it, on a connection already reading as the
+    customer (`freshness.fresh_read`)."""
+    return stored_state(account_id, await conn.fetchrow(ACCOUNT_STATE, account_id))
+
+
+async def read_state_as_customer(pool: asyncpg.Pool, account_id: str) -> StoredState:
+    """The same in one statement that is its own transaction, as the reader role."""
+    return stored_state(account_id, await customer_fetchrow(pool, STATE_AS_CUSTOMER, account_id))
 
 
 def balance_json(
@@ -59,3 +134,46 @@ def balance_json(
         # How fresh this read is: the ledger seq of the account's last entry it reflects.
         "ledgerSeq": figures.seq,
     }
+
+
+def freshness_headers(seq: int, min_seq: int | None) -> dict[str, str]:
+    headers = {"X-Ledger-Seq": str(seq)}
+    if min_seq is not None and seq < min_seq:
+        headers["X-Ledger-Stale"] = "true"
+    return headers
+
+
+def balance_answer(
+    account_id: str, stored: StoredState, min_seq: int | None, now: datetime
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """`GET /v1/credits/balance`: the body and the headers."""
+    spendable = figures(stored.state, now)
+    headers = freshness_headers(spendable.seq, min_seq)
+    headers["X-Credits-Remaining"] = str(spendable.available)
+    return balance_json(account_id, spendable, stored.last_updated), headers
+
+
+@dataclass(frozen=True, slots=True)
+class CheckAnswer:
+    allowed: bool
+    body: dict[str, Any]
+    headers: dict[str, str]
+    detail: str  # when refused: the 402's detail
+
+
+def check_answer(
+    stored: StoredState, cost: int, endpoint: str | None, min_seq: int | None, now: datetime
+) -> CheckAnswer:
+    """`GET /v1/credits/check`: allowed (200) or not (402, the same body as extra members)."""
+    state = stored.state
+    call = quote(state, cost, endpoint, now)
+    available = call.available_after + cost
+    headers = {**freshness_headers(state.seq, min_seq), "X-Credits-Remaining": str(available)}
+    body = {"allowed": call.within_limit, "available": available, "cost": cost,
+            "endpoint": endpoint, "owed": call.owed, "ledgerSeq": state.seq}  # fmt: skip
+    detail = ""
+    if not call.within_limit:
+        detail = f"{cost} credits needed, {available} available"
+        if call.owed:
+            detail += f"; {call.owed} would be owed beyond the credit limit"
+    return CheckAnswer(call.within_limit, body, headers, detail)

@@ -107,19 +107,16 @@ async def wait_for_seq(
         await asyncio.sleep(min(POLL_INTERVAL_S, left))
 
 
-@asynccontextmanager
-async def customer_snapshot(
+async def wait_if_asked(
     request: Request, model: ReadModel, account_id: str, min_seq: int | None
-) -> AsyncIterator[DbConnection]:
-    """Wait for `min_seq` (bounded), then a read-only snapshot as the customer; for a read
-    whose own row carries the checkpoint (the writer's account `seq`): one statement less."""
-    pool: asyncpg.Pool = request.app.state.pool
-    settings: Settings = request.app.state.settings
+) -> None:
+    """Wait for `min_seq` (bounded) when one is asked for. Balance and check then read in one
+    statement (reads/balance.py): their own row carries the checkpoint (the writer's `seq`)."""
     if min_seq is not None and min_seq > 0:
-        await wait_for_seq(pool, model, account_id, min_seq, settings.api_read_wait_max_ms)
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        await conn.fetchval(AS_CUSTOMER, account_id)  # row-level security: this account only
-        yield conn
+        settings: Settings = request.app.state.settings
+        await wait_for_seq(
+            request.app.state.pool, model, account_id, min_seq, settings.api_read_wait_max_ms
+        )
 
 
 @asynccontextmanager
@@ -128,9 +125,7 @@ async def fresh_read(
 ) -> AsyncIterator[tuple[DbConnection, Freshness]]:
     """Wait for `min_seq` (bounded), then a read-only snapshot and the seq it reflects."""
     pool: asyncpg.Pool = request.app.state.pool
-    settings: Settings = request.app.state.settings
-    if min_seq is not None and min_seq > 0:
-        await wait_for_seq(pool, model, account_id, min_seq, settings.api_read_wait_max_ms)
+    await wait_if_asked(request, model, account_id, min_seq)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         await conn.fetchval(AS_CUSTOMER, account_id)  # row-level security: this account only
         seq = int(await conn.fetchval(model.seq_sql, account_id))

@@ -1,0 +1,195 @@
+"""The two hottest reads, `GET /v1/credits/balance` and `GET /v1/credits/check`, answered
+without FastAPI's routing, dependency injection and response validation.
+
+The routes stay declared in `routes_credits.py` (the OpenAPI document, and every request this
+path does not take); this middleware answers the well-formed requests of those two paths with
+the same functions: `auth.customer_and_state` (refusals, rate limits, the key cache, the key
+check and the read in one statement), `reads.balance` (the answer) and `problem_response` (every
+refusal, 402 included). A request it does not take whole goes to FastAPI untouched: another
+method or path, a query parameter it does not know or given twice, or a value it would not
+accept as FastAPI would (FastAPI then answers, 422 for instance). It decides that from the
+query string alone, before any side effect (a lookup, a rate-limit token), so a request is
+never half-handled here and then handled again there.
+
+It sits inside the metrics middleware, and names the route in `scope["route"]` as the router
+would, so `creditledger_http_requests` counts these answers under the same route label; an
+unexpected error propagates to the server-error handler (500 problem+json) as from a route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from starlette.requests import Request
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from schemas.common import MAX_CREDITS
+from services.api.auth import customer, customer_and_state
+from services.api.problems import Problem, problem_response
+from services.api.reads.balance import (
+    StoredState,
+    balance_answer,
+    check_answer,
+    read_state_as_customer,
+)
+from services.api.reads.freshness import BALANCE, MAX_SEQ, wait_if_asked
+
+BALANCE_PATH = "/v1/credits/balance"
+CHECK_PATH = "/v1/credits/check"
+MAX_ENDPOINT_CHARS = 256  # as the route's `endpoint` Query
+_JSON = (b"content-type", b"application/json")
+Params = dict[str, str]
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+def _int_param(text: str | None, maximum: int) -> int | None:
+    """A canonical decimal in [0, maximum], else None (the route then judges it)."""
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 19:
+        return None
+    if len(text) > 1 and text[0] == "0":
+        return None
+    number = int(text)
+    return number if number <= maximum else None
+
+
+def _query(scope: Scope, known: frozenset[str]) -> Params | None:
+    """The query's parameters, when each is known and given once (as Starlette decodes it:
+    `parse_qsl`, which a query without `%` or `+` needs only for splitting)."""
+    raw: bytes = scope.get("query_string", b"")
+    if not raw:
+        return {}
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        pairs = parse_qsl(text, keep_blank_values=True)
+    else:
+        pairs = [_pair(part) for part in text.split("&") if part]
+    params: Params = {}
+    for name, value in pairs:
+        if name not in known or name in params:
+            return None
+        params[name] = value
+    return params
+
+
+def _pair(part: str) -> tuple[str, str]:
+    name, _, value = part.partition("=")
+    return name, value
+
+
+class _Parsed:
+    __slots__ = ("cost", "endpoint", "min_seq")
+
+    def __init__(self, min_seq: int | None, cost: int = 0, endpoint: str | None = None) -> None:
+        self.min_seq, self.cost, self.endpoint = min_seq, cost, endpoint
+
+
+def _parse_balance(params: Params) -> _Parsed | None:
+    raw = params.get("min_seq")
+    min_seq = None if raw is None else _int_param(raw, MAX_SEQ)
+    if raw is not None and min_seq is None:
+        return None
+    return _Parsed(min_seq)
+
+
+def _parse_check(params: Params) -> _Parsed | None:
+    parsed = _parse_balance(params)
+    cost = _int_param(params.get("cost"), MAX_CREDITS)
+    endpoint = params.get("endpoint")
+    if parsed is None or cost is None:
+        return None
+    if endpoint is not None and not 1 <= len(endpoint) <= MAX_ENDPOINT_CHARS:
+        return None
+    parsed.cost, parsed.endpoint = cost, endpoint
+    return parsed
+
+
+async def _state(request: Request, min_seq: int | None) -> tuple[str, StoredState]:
+    """Authenticate, wait for `min_seq` (bounded) when asked, and read the account's state."""
+    pool = request.app.state.pool
+    if min_seq:  # the read comes after the wait: not in the statement that checks the key
+        caller = await customer(request)
+        await wait_if_asked(request, BALANCE, caller.account_id, min_seq)
+        return caller.account_id, await read_state_as_customer(pool, caller.account_id)
+    caller, stored = await customer_and_state(request)
+    if stored is None:  # the key came from the cache
+        stored = await read_state_as_customer(pool, caller.account_id)
+    return caller.account_id, stored
+
+
+def _headers(body: bytes, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    raw = [(b"content-length", str(len(body)).encode()), _JSON]
+    raw.extend((name.lower().encode(), value.encode()) for name, value in headers.items())
+    return raw
+
+
+async def _balance(request: Request, parsed: _Parsed) -> Answer:
+    account_id, stored = await _state(request, parsed.min_seq)
+    body, headers = balance_answer(account_id, stored, parsed.min_seq, datetime.now(UTC))
+    rendered = orjson.dumps(body)
+    return 200, _headers(rendered, headers), rendered
+
+
+async def _check(request: Request, parsed: _Parsed) -> Answer:
+    _, stored = await _state(request, parsed.min_seq)
+    answer = check_answer(stored, parsed.cost, parsed.endpoint, parsed.min_seq, datetime.now(UTC))
+    if not answer.allowed:
+        raise Problem(402, "insufficient-credits", answer.detail, answer.headers, answer.body)
+    rendered = orjson.dumps(answer.body)
+    return 200, _headers(rendered, answer.headers), rendered
+
+
+Handler = Callable[[Request, _Parsed], Awaitable[Answer]]
+_PATHS: dict[str, tuple[frozenset[str], Callable[[Params], _Parsed | None], Handler]] = {
+    BALANCE_PATH: (frozenset({"min_seq"}), _parse_balance, _balance),
+    CHECK_PATH: (frozenset({"cost", "endpoint", "min_seq"}), _parse_check, _check),
+}
+
+
+class FastReads:
+    """Pure ASGI: answers the well-formed balance and check reads, passes everything else on."""
+
+    def __init__(self, app: ASGIApp, api: FastAPI) -> None:
+        self.app, self.api = app, api
+        self._routes: dict[str | None, BaseRoute] | None = None
+
+    def _route(self, path: str) -> BaseRoute | None:
+        """The route the router would name in `scope["route"]` (the metrics' label)."""
+        if self._routes is None:
+            self._routes = {
+                context.path: context.original_route
+                for context in iter_route_contexts(self.api.routes)
+                if context.path in _PATHS and "GET" in (context.methods or ())
+            }
+        return self._routes.get(path)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        taken = _PATHS.get(scope["path"]) if scope["type"] == "http" else None
+        if taken is None or scope["method"] != "GET":
+            await self.app(scope, receive, send)
+            return
+        known, parse, handle = taken
+        params = _query(scope, known)
+        parsed = None if params is None else parse(params)
+        route = self._route(scope["path"])
+        if parsed is None or route is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = route
+        try:
+            status, headers, body = await handle(Request(scope, receive), parsed)
+        except Problem as refused:
+            extra: dict[str, Any] = refused.extra
+            response = problem_response(
+                refused.status, refused.slug, refused.detail, refused.headers, **extra
+            )
+            await response(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
