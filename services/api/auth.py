@@ -107,24 +107,12 @@ async def customer_and_state(request: Request) -> tuple[Caller, StoredState | No
     (balance and check: one round trip); None when the key came from the cache."""
     refuse_if_blocked(request)
     try:
-        cache = key_cache(request)
-        secret = presented_secret(request)
-        # A remembered key was well formed when it was remembered: the same secret still is.
-        key = cache.get(secret_hash(secret)) if secret else None
-        stored: StoredState | None = None
-        if key is None:
-            digest = presented_key_hash(request)
-            row = await customer_fetchrow(request.app.state.pool, KEY_AND_STATE, digest)
-            key = _verified(row)
-            _refuse_if_expired(key)
-            cache.put(digest, key)
-            stored = stored_state(key.account_id, row)
-        else:
-            _refuse_if_expired(key)
+        key, row = await _identify(request, _key_and_state)
     except Problem as refused:
         _count_guess(request, refused)
         raise
     limit_caller(request, f"key:{key.key_id}")
+    stored = None if row is None else stored_state(key.account_id, row)
     return Caller(key.account_id, key.key_id), stored
 
 
@@ -140,17 +128,37 @@ def presented_key_hash(request: Request) -> str:
 
 
 async def _customer(request: Request) -> Caller:
+    key, _ = await _identify(request, _key_only)
+    return Caller(key.account_id, key.key_id)
+
+
+KeyLookup = Callable[[asyncpg.Pool, str], Awaitable[asyncpg.Record | None]]
+
+
+async def _key_only(pool: asyncpg.Pool, digest: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(FIND_KEY, digest)
+
+
+async def _key_and_state(pool: asyncpg.Pool, digest: str) -> asyncpg.Record | None:
+    return await customer_fetchrow(pool, KEY_AND_STATE, digest)
+
+
+async def _identify(
+    request: Request, lookup: KeyLookup
+) -> tuple[VerifiedKey, asyncpg.Record | None]:
+    """The presented key, from the cache or verified by `lookup` (then its row too, else None);
+    only a key valid now is remembered."""
     digest = presented_key_hash(request)
     cache = key_cache(request)
     key = cache.get(digest)
-    if key is None:
-        pool: asyncpg.Pool = request.app.state.pool
-        key = _verified(await pool.fetchrow(FIND_KEY, digest))
+    if key is not None:
         _refuse_if_expired(key)
-        cache.put(digest, key)  # only a key valid now is remembered
-    else:
-        _refuse_if_expired(key)
-    return Caller(key.account_id, key.key_id)
+        return key, None
+    row = await lookup(request.app.state.pool, digest)
+    key = _verified(row)
+    _refuse_if_expired(key)
+    cache.put(digest, key)
+    return key, row
 
 
 def _verified(row: asyncpg.Record | None) -> VerifiedKey:
