@@ -11,12 +11,20 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from services.api import (
-    routes_admin,
+    routes_accounts_admin,
+    routes_activity,
+    routes_commands,
     routes_credits,
     routes_dashboard,
+    routes_grants,
     routes_ingest,
+    routes_keys,
+    routes_ledger,
     routes_ops,
     routes_prices,
+    routes_summary,
+    routes_tokens,
+    routes_usage,
 )
 from services.api.fastreads import FastReads
 from services.api.metrics import install_metrics
@@ -52,7 +60,15 @@ def create_app(
     app.include_router(routes_ops.router)
     if not ops_only:
         app.include_router(routes_credits.router)
-        app.include_router(routes_admin.router)
+        app.include_router(routes_activity.router)
+        app.include_router(routes_ledger.router)
+        app.include_router(routes_grants.router)
+        app.include_router(routes_usage.router)
+        app.include_router(routes_summary.router)
+        app.include_router(routes_accounts_admin.router)
+        app.include_router(routes_keys.router)
+        app.include_router(routes_commands.router)
+        app.include_router(routes_tokens.router)
         app.include_router(routes_prices.router)
         app.include_router(routes_dashboard.router)
         app.include_router(routes_ingest.router)
