@@ -20,7 +20,7 @@ import json
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -42,7 +42,7 @@ from schemas.commands import (
 )
 from schemas.common import AccountId
 from services.api import idempotency, instants
-from services.api.auth import ADMIN_TOKEN_PREFIX, admin, require
+from services.api.auth import ADMIN_TOKEN_PREFIX, Scope, admin, require
 from services.api.instants import misshapen_instants
 from services.api.keycache import key_cache
 from services.api.keys import new_key_id, new_secret, secret_hash
@@ -56,9 +56,6 @@ router = APIRouter(
 )
 
 M = TypeVar("M", bound=BaseModel)
-Scope = Literal[
-    "accounts:write", "keys:write", "commands:write", "commands:read", "events:write", "admin"
-]
 ACCOUNTS_WRITE = [Depends(require("accounts:write"))]
 KEYS_WRITE = [Depends(require("keys:write"))]
 COMMANDS_WRITE = [Depends(require("commands:write"))]

@@ -55,8 +55,9 @@ FromParam = Annotated[str | None, Query(alias="from", max_length=64)]
 ToParam = Annotated[str | None, Query(alias="to", max_length=64)]
 CursorParam = Annotated[str | None, Query(max_length=512)]
 MAX_SKIP = 1_000_000  # page/offset beyond this: use the cursor
-# What every customer read can answer besides 200; single objects add 404, paged lists 400.
-READ_ERRORS = (401, 403, 422, 429)
+# What every customer read can answer besides 200 (400 and 404 also from a service token's
+# Creditledger-Account: auth.py).
+READ_ERRORS = (400, 401, 403, 404, 422, 429)
 FRESH_HEADERS = {
     "X-Ledger-Seq": {
         "description": "the account's last ledger seq this answer reflects",
