@@ -11,7 +11,7 @@ body through a cap of `api_max_body_bytes` (413 beyond it).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Request
@@ -33,9 +33,6 @@ def admin_router() -> APIRouter:
 
 
 M = TypeVar("M", bound=BaseModel)
-Scope = Literal[
-    "accounts:write", "keys:write", "commands:write", "commands:read", "events:write", "admin"
-]
 ACCOUNTS_WRITE = [Depends(require("accounts:write"))]
 KEYS_WRITE = [Depends(require("keys:write"))]
 COMMANDS_WRITE = [Depends(require("commands:write"))]

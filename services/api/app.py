@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from services.api import (
+    routes_accounts,
     routes_accounts_admin,
     routes_activity,
     routes_commands,
@@ -72,6 +73,7 @@ def create_app(
         app.include_router(routes_prices.router)
         app.include_router(routes_dashboard.router)
         app.include_router(routes_ingest.router)
+        app.include_router(routes_accounts.router)
     return app
 
 

@@ -5,9 +5,14 @@ The routes stay declared in `routes_credits.py` (the OpenAPI document, and every
 path does not take); this middleware answers the well-formed requests of those two paths with
 the same functions: `auth.customer_and_state` (refusals, rate limits, the key cache, the key
 check and the read in one statement), `reads.balance` (the answer) and `problem_response` (every
-refusal, 402 included). A request it does not take whole goes to FastAPI untouched: another
-method or path, a query parameter it does not know or given twice, or a value it would not
-accept as FastAPI would (FastAPI then answers, 422 for instance). It decides that from the
+refusal, 402 included). A service token (an admin token naming `Creditledger-Account`) goes
+through the same `customer_and_state`, which resolves it to the account it names and reads
+nothing itself; the state is then read as for a cached key (`read_state_as_customer`, the
+routes' own read), so its answers are the routes' too.
+
+A request it does not take whole goes to FastAPI untouched: another method or path, a query
+parameter it does not know or given twice, or a value it would not accept as FastAPI would
+(FastAPI then answers, 422 for instance). It decides that from the
 query string alone, before any side effect (a lookup, a rate-limit token), so a request is
 never half-handled here and then handled again there.
 

@@ -7,6 +7,9 @@ overlap ends on time). After the TTL the key is looked up again, so a key revoke
 process is refused within the TTL; this process's own revoke and rotate forget every entry at
 once (`forget_all`). The cache is an LRU of bounded size: a flood of distinct valid keys evicts
 the oldest, which only costs a lookup. Per process, like the rate limits.
+
+`KnownAccounts`: the accounts a service token was found to name (auth.py). An account never
+stops existing, so only a found one is remembered, without a TTL, in a bounded LRU.
 """
 
 from __future__ import annotations
@@ -72,4 +75,36 @@ def app_key_cache(app: FastAPI) -> KeyCache:
         settings: Settings = state.settings
         found = KeyCache(settings.api_key_cache_ttl_s, settings.api_key_cache_max_keys)
         state.key_cache = found
+    return found
+
+
+class KnownAccounts:
+    def __init__(self, max_accounts: int) -> None:
+        self.max_accounts = max_accounts
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def has(self, account_id: str) -> bool:
+        if account_id not in self._ids:
+            return False
+        self._ids.move_to_end(account_id)
+        return True
+
+    def add(self, account_id: str) -> None:
+        self._ids[account_id] = None
+        self._ids.move_to_end(account_id)
+        while len(self._ids) > self.max_accounts:
+            self._ids.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+def known_accounts(connection: HTTPConnection) -> KnownAccounts:
+    """The app's known accounts, made on first use (as large as the key cache may be)."""
+    state = connection.app.state
+    found: KnownAccounts | None = getattr(state, "known_accounts", None)
+    if found is None:
+        settings: Settings = state.settings
+        found = KnownAccounts(settings.api_key_cache_max_keys)
+        state.known_accounts = found
     return found

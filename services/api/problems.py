@@ -83,6 +83,14 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     documented: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         entry: dict[str, Any] = {"description": _DESCRIPTIONS[status], "content": content}
+        if status == 401:
+            entry["headers"] = {
+                "WWW-Authenticate": {
+                    "description": 'the challenge: `Bearer realm="creditledger"`',
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            }
         if status == 429:
             entry["headers"] = {
                 "Retry-After": {

@@ -20,7 +20,7 @@ FromParam = Annotated[str | None, Query(alias="from", max_length=64)]
 ToParam = Annotated[str | None, Query(alias="to", max_length=64)]
 CursorParam = Annotated[str | None, Query(max_length=512)]
 # What every customer read can answer besides 200; single objects add 404, paged lists 400.
-READ_ERRORS = (401, 403, 422, 429)
+READ_ERRORS = (400, 401, 403, 404, 422, 429)
 FRESH_HEADERS = {
     "X-Ledger-Seq": {
         "description": "the account's last ledger seq this answer reflects",

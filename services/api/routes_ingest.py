@@ -25,7 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from schemas.usage import UsageEvent
 from services.api import instants
-from services.api.auth import AdminDoc, admin, presented_secret, require
+from services.api.auth import INGEST_CREDENTIAL, AdminDoc, admin_caller, presented_secret, require
 from services.api.instants import misshapen_instants
 from services.api.problems import Problem, problem_responses
 from services.api.ratelimit import bounded_body, json_body, limit_caller
@@ -46,7 +46,7 @@ async def ingest_caller(request: Request, _: AdminDoc = None) -> str:
     if presented and expected and secrets.compare_digest(presented.encode(), expected.encode()):
         limit_caller(request, "ingest")
         return "ingest"
-    caller = await _EVENTS_WRITE(await admin(request))
+    caller = await _EVENTS_WRITE(await admin_caller(request, INGEST_CREDENTIAL))
     return caller.token_id
 
 

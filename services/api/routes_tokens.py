@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.admin_common import (
     ADMIN_ONLY,
-    Scope,
     admin_doc,
     admin_router,
     hand_body,
@@ -20,7 +19,7 @@ from services.api.admin_common import (
     json_object,
     parse_body,
 )
-from services.api.auth import ADMIN_TOKEN_PREFIX
+from services.api.auth import ADMIN_TOKEN_PREFIX, Scope
 from services.api.keys import secret_hash
 from services.api.problems import Problem
 from services.api.reads.common import ObjectId

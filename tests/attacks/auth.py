@@ -36,6 +36,8 @@ from tests.attacks.probe import (
 )
 
 MAX_GUESSES = 5000  # a limiter that has not answered 429 by then is no limiter
+ACCOUNT_HEADER = "Creditledger-Account"  # the account a service token reads
+CHALLENGE = 'Bearer realm="creditledger"'  # every 401's WWW-Authenticate
 Case = tuple[str, dict[str, str], int, str]  # label, headers, status, problem slug ('' = any)
 
 
@@ -103,8 +105,10 @@ GARBAGE_ROUTES = {"GET /v1/credits/ledger", "GET /v1/admin/tokens", "POST /v1/ev
 
 async def wrong_keys(api: Api) -> str:
     """Every operation of the document with credentials of the wrong kind (none, revoked,
-    rotated out, the other side's, lacking the scope), and one operation per caller kind with
-    every malformed one: each answers its exact 401/403 problem."""
+    rotated out, the other side's, lacking the scope, two different ones at once, a service
+    token naming no or an unknown account), and one operation per caller kind with every
+    malformed one: each answers its exact 400/401/403/404 problem, every 401 with its
+    `WWW-Authenticate` challenge."""
     victim = await new_customer(api, "atk_keys")
     cases = await _credential_cases(api, victim)
     values = {"account_id": victim.account_id, "key_id": victim.key_id}
@@ -126,18 +130,29 @@ async def wrong_keys(api: Api) -> str:
             )
             api.trial.check(answer.status_code == status, f"{what}: {short(answer)} not {status}")
             api.trial.check(problem_type(answer) == slug, f"{what}: not {slug}")
+            challenge = answer.headers.get("www-authenticate", "")
+            api.trial.check(
+                answer.status_code != 401 or challenge.startswith(CHALLENGE),
+                f"{what}: 401 without WWW-Authenticate {CHALLENGE}",
+            )
             api.trial.check(victim.secret not in answer.text, f"{what}: the key echoed")
     still = await api.probe("GET", "/v1/credits/balance", headers=victim.headers)
     api.trial.check(still.status_code == 200, f"the victim's key stopped working {short(still)}")
-    return f"{routes} routes refused every wrong credential with the exact 401/403"
+    return f"{routes} routes refused every wrong credential with the exact 400/401/403/404"
 
 
 async def _credential_cases(api: Api, victim: Customer) -> dict[str, list[Case]]:
     revoked, rotated_out = await _dead_keys(api, victim)
+    other = await new_customer(api, "atk_other")
     events_only = (await mint_admin_token(api, "events:write"))[1]
     no_events = (await mint_admin_token(api, "commands:read"))[1]
+    service = (await mint_admin_token(api, "credits:read"))[1]
     gone_id, gone_token = await mint_admin_token(api, "admin")
     await api.setup("DELETE", f"/v1/admin/tokens/{gone_id}", headers=api.admin)
+    named = {ACCOUNT_HEADER: victim.account_id}
+    # Two different credentials in one request: which was meant cannot be told, so 400.
+    two_keys = {**victim.headers, "x-api-key": other.secret}
+    key_and_token = {**api.admin, "x-api-key": victim.secret}
     garbage = [(label, h, 401, "unauthenticated") for label, h in _garbage_credentials(victim)]
     # On admin routes a well-formed customer key is refused by its form, unlooked-up: 403.
     customer_shaped = {"unknown well-formed key", "unknown cl_test_ key"}
@@ -152,8 +167,36 @@ async def _credential_cases(api: Api, victim: Customer) -> dict[str, list[Case]]
             ("key in the query string", {}, 401, "unauthenticated"),
             ("revoked key", bearer(revoked), 403, "key-revoked"),
             ("rotated-out key", bearer(rotated_out), 403, "key-expired"),
-            ("admin token", api.admin, 401, "unauthenticated"),
-            ("scoped admin token", bearer(events_only), 401, "unauthenticated"),
+            # An admin token on a customer read is a service token: it needs credits:read
+            # (403 otherwise) and Creditledger-Account (400 without, 404 for no such account).
+            ("admin token without an account", api.admin, 400, "account-required"),
+            (
+                "admin token without credits:read",
+                {**bearer(events_only), **named},
+                403,
+                "insufficient-scope",
+            ),
+            ("revoked admin token", {**bearer(gone_token), **named}, 403, "token-revoked"),
+            (
+                "service token, unknown account",
+                {**bearer(service), ACCOUNT_HEADER: unique("no")},
+                404,
+                "not-found",
+            ),
+            (
+                "service token, malformed account",
+                {**bearer(service), ACCOUNT_HEADER: "a b"},
+                400,
+                "account-required",
+            ),
+            (
+                "customer key naming another account",
+                {**victim.headers, ACCOUNT_HEADER: other.account_id},
+                404,
+                "not-found",
+            ),
+            ("two different keys", two_keys, 400, "conflicting-credentials"),
+            ("a key and the admin token", key_and_token, 400, "conflicting-credentials"),
         ],
         "admin": [
             nothing,
@@ -161,12 +204,14 @@ async def _credential_cases(api: Api, victim: Customer) -> dict[str, list[Case]]
             ("customer key in x-api-key", {"x-api-key": victim.secret}, 403, "forbidden"),
             ("revoked admin token", bearer(gone_token), 403, "token-revoked"),
             ("token lacking the scope", bearer(events_only), 403, "insufficient-scope"),
+            ("the admin token and a key", key_and_token, 400, "conflicting-credentials"),
         ],
         "ingest": [
             nothing,
             ("customer key", victim.headers, 403, "forbidden"),
             ("revoked admin token", bearer(gone_token), 403, "token-revoked"),
             ("token without events:write", bearer(no_events), 403, "insufficient-scope"),
+            ("the admin token and a key", key_and_token, 400, "conflicting-credentials"),
         ],
         "garbage-customer": [
             *garbage,
@@ -328,7 +373,8 @@ def _bola_requests(
         return
     smuggled = {"account_id": a_account, "accountId": a_account}
     yield path, query, {}
-    yield path, {**query, **smuggled}, {"X-Account-Id": a_account}
+    yield path, {**query, **smuggled}, {"X-Account-Id": a_account, ACCOUNT_HEADER: a_account}
+    yield path, query, {ACCOUNT_HEADER: a_account}
     for cursor in cursors:
         yield path, {**query, "cursor": cursor, "next_page": cursor}, {}
 

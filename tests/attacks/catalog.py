@@ -64,7 +64,9 @@ class Attack:
 
 ATTACKS: list[Attack] = [
     Attack("wrong-keys", "malformed, wrong-checksum, revoked, rotated-out and other-scope "
-           "credentials on every route; customer keys on admin routes", auth.wrong_keys),
+           "credentials on every route; customer keys on admin routes; two different keys in "
+           "one request (400); admin tokens on customer reads without credits:read (403) or "
+           "without Creditledger-Account (400)", auth.wrong_keys),
     Attack("brute-force", "key and admin-token guessing from one address (forged "
            "X-Forwarded-For) and one key hammering: 429 with an honest Retry-After",
            auth.brute_force),

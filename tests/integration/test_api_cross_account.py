@@ -6,9 +6,8 @@ objects answer 404, lists hold only B's data (no A id, no A amount). The custome
 enumerated from the app, so a new one fails this test until a probe for it is added here.
 
 Also: no key 401; a malformed key (bad checksum) 401 without touching the database; a revoked
-key 403; a customer key on every admin route 403. The admin token on a customer route answers
-401: it is not a customer credential (no account), so to the customer endpoints it is an
-unknown key, and answering 403 would confirm to a prober that the token is valid elsewhere.
+key 403; a customer key on every admin route 403. The admin token on a customer route is a
+service token (auth.py): without `Creditledger-Account` naming the account it reads, 400.
 Every error is problem+json (`type`, `title`, `status`, `detail`) and names no internals.
 """
 
@@ -285,7 +284,7 @@ async def test_keys_missing_malformed_revoked_and_of_the_wrong_scope(world: Worl
         ("not a key at all", key_headers("hello"), 401),
         ("revoked key", key_headers(revoked_secret), 403),
         ("revoked key in x-api-key", {"x-api-key": revoked_secret}, 403),
-        ("admin token", admin_headers(w.settings), 401),  # see the module's docstring
+        ("admin token", admin_headers(w.settings), 400),  # see the module's docstring
     ]
     for label, headers, status in cases:
         malformed = label.startswith(("bad checksum", "zero", "not a key", "no key", "empty"))

@@ -67,7 +67,16 @@ class FakeDb:
     """Keys by secret hash, account states; records every statement it is sent."""
 
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tokens: dict[str, dict[str, Any]] = field(default_factory=dict)  # admin tokens by hash
     statements: list[str] = field(default_factory=list)
+
+    def token(self, *scopes: str, revoked: bool = False) -> str:
+        secret = "cl_adm_" + new_secret()[8:]
+        self.tokens[secret_hash(secret)] = {
+            "token_id": f"adm_{len(self.tokens)}", "scopes": list(scopes),
+            "revoked_at": T0 if revoked else None,
+        }  # fmt: skip
+        return secret
 
     def key(
         self, account_id: str, *, revoked: bool = False, expires: datetime | None = None
@@ -85,6 +94,8 @@ class FakeDb:
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         self.statements.append(sql)
+        if "EXISTS" in sql:  # auth.ACCOUNT_EXISTS
+            return args[0] in STATES
         state = STATES.get(args[0])
         return state.seq if state else 0
 
@@ -98,6 +109,8 @@ class FakeDb:
             return {**key, **(state or dict.fromkeys(("seq", "balance", "snapshot", "updated_at")))}
         if "FROM api_keys" in sql:
             return self.keys.get(args[0])
+        if "FROM admin_tokens" in sql:
+            return self.tokens.get(args[0])
         assert "creditledger_state" in sql, sql
         return self._state(args[0])
 
@@ -197,6 +210,57 @@ def test_refusals_are_the_routes_refusals(credential: str) -> None:
             _same(await _get(fast, url, headers), await _get(plain, url, headers))
         cache = getattr(fast.state, "key_cache", None)
         assert cache is None or cache.get(secret_hash(secret)) is None  # never remembered
+
+    asyncio.run(run())
+
+
+def test_a_service_token_reads_as_the_accounts_own_key() -> None:
+    async def run() -> None:
+        db = FakeDb()
+        token = db.token("credits:read")
+        fast, plain = _apps(db)
+        for account in STATES:
+            own = {"Authorization": f"Bearer {db.key(account)}"}
+            service = {"Authorization": f"Bearer {token}", "Creditledger-Account": account}
+            for url in ("/v1/credits/balance", "/v1/credits/balance?min_seq=1",
+                        *(f"/v1/credits/check?{q}" for q in GOOD_CREDIT_QUERIES)):  # fmt: skip
+                answer = await _get(fast, url, service)
+                _same(answer, await _get(plain, url, service))
+                _same(answer, await _get(fast, url, own))
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["no account", "unknown account", "malformed account", "lacking scope", "revoked",
+     "two credentials", "the same credential twice", "customer key naming another"],
+)  # fmt: skip
+def test_service_token_refusals_are_the_routes_refusals(case: str) -> None:
+    async def run() -> None:
+        db = FakeDb()
+        token, key = db.token("admin"), db.key("rich")
+        service = {"Authorization": f"Bearer {token}"}
+        headers = {
+            "no account": service,
+            "unknown account": {**service, "Creditledger-Account": "nobody"},
+            "malformed account": {**service, "Creditledger-Account": "a b"},
+            "lacking scope": {"Authorization": f"Bearer {db.token('commands:read')}",
+                              "Creditledger-Account": "rich"},
+            "revoked": {"Authorization": f"Bearer {db.token('admin', revoked=True)}",
+                        "Creditledger-Account": "rich"},
+            "two credentials": {**service, "x-api-key": key},
+            "the same credential twice": {"Authorization": f"Bearer {key}", "x-api-key": key},
+            "customer key naming another": {"x-api-key": key, "Creditledger-Account": "poor"},
+        }[case]  # fmt: skip
+        fast, plain = _apps(db)
+        for url in ("/v1/credits/balance", "/v1/credits/check?cost=1"):
+            answer = await _get(fast, url, headers)
+            _same(answer, await _get(plain, url, headers))
+            assert answer.status_code == (200 if case.startswith("the same") else
+                                          {"unknown account": 404, "lacking scope": 403,
+                                           "revoked": 403, "customer key naming another": 404}
+                                          .get(case, 400)), answer.text  # fmt: skip
 
     asyncio.run(run())
 
