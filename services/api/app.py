@@ -17,6 +17,7 @@ from services.api import (
     routes_ingest,
     routes_ops,
     routes_prices,
+    routes_webhooks,
 )
 from services.api.fastreads import FastReads
 from services.api.metrics import install_metrics
@@ -56,6 +57,7 @@ def create_app(
         app.include_router(routes_prices.router)
         app.include_router(routes_dashboard.router)
         app.include_router(routes_ingest.router)
+        app.include_router(routes_webhooks.router)
     return app
 
 

@@ -40,6 +40,7 @@ ADMIN_TOKEN_PREFIX = "cl_adm_"
 # `admin` implies every other scope (and alone may manage admin tokens).
 SCOPES = (
     "accounts:write", "keys:write", "commands:write", "commands:read", "events:write", "admin",
+    "webhooks:write", "webhooks:read",
 )  # fmt: skip
 ENV_TOKEN_ID = "env"
 FIND_ADMIN_TOKEN = """

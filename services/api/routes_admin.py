@@ -57,7 +57,14 @@ router = APIRouter(
 
 M = TypeVar("M", bound=BaseModel)
 Scope = Literal[
-    "accounts:write", "keys:write", "commands:write", "commands:read", "events:write", "admin"
+    "accounts:write",
+    "keys:write",
+    "commands:write",
+    "commands:read",
+    "events:write",
+    "admin",
+    "webhooks:write",
+    "webhooks:read",
 ]
 ACCOUNTS_WRITE = [Depends(require("accounts:write"))]
 KEYS_WRITE = [Depends(require("keys:write"))]
