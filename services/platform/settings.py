@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     # Webhooks (services/webhooks/README.md). Private, loopback and link-local addresses are
     # refused, at registration and at every delivery, unless this is set (tests, local receivers).
     webhooks_allow_private: bool = False
-    webhooks_group: str = "creditledger-webhooks"  # the worker's own consumer group
+    webhooks_group: str | None = None  # the worker's own consumer group (see below)
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
     # Retries: the first after `webhook_backoff_first_s`, each next `webhook_backoff_factor`
     # times longer (with jitter) up to `webhook_backoff_max_s`, until `webhook_retry_window_s`
@@ -78,6 +78,15 @@ class Settings(BaseSettings):
     webhook_retry_window_s: float = Field(default=3 * 86_400.0, gt=0, le=30 * 86_400)
     webhook_queue_max: int = Field(default=1000, ge=1, le=100_000)  # in memory, per endpoint
     webhook_poll_interval_s: float = Field(default=1.0, gt=0, le=60)  # due retries, new endpoints
+
+    @property
+    def webhooks_consumer_group(self) -> str:
+        """`webhooks_group`, else named after the writer's group (`creditledger-writer` ->
+        `creditledger-webhooks`), so a namespace that renames that one gets its own."""
+        if self.webhooks_group:
+            return self.webhooks_group
+        base = self.consumer_group.removesuffix("writer")
+        return base + "webhooks" if base != self.consumer_group else base + "-webhooks"
 
     @property
     def input_topics(self) -> tuple[str, str]:

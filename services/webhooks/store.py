@@ -60,6 +60,14 @@ UPDATE webhook_deliveries SET status = 'cancelled', next_try_at = NULL, finished
 WHERE account_id = $1 AND event_id = $2 AND endpoint_id = $3 AND status = 'pending'
 """
 
+# Queued but not tried when the worker stopped: due at once for whoever polls next.
+RELEASE = """
+UPDATE webhook_deliveries d SET next_try_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[]) AS r(account_id, event_id, endpoint_id)
+WHERE d.account_id = r.account_id AND d.event_id = r.event_id
+  AND d.endpoint_id = r.endpoint_id AND d.status = 'pending'
+"""
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -161,3 +169,8 @@ async def record_outcome(pool: asyncpg.Pool, delivery: Delivery, outcome: Outcom
 
 async def cancel(pool: asyncpg.Pool, key: tuple[str, str, str]) -> None:
     await pool.execute(CANCEL_DELIVERY, *key)
+
+
+async def release(pool: asyncpg.Pool, keys: list[tuple[str, str, str]]) -> None:
+    if keys:
+        await pool.execute(RELEASE, *(list(column) for column in zip(*keys, strict=True)))

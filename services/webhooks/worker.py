@@ -44,6 +44,7 @@ from services.webhooks.store import (
     insert_pending,
     live_endpoints,
     record_outcome,
+    release,
     renew_lease,
 )
 
@@ -64,6 +65,8 @@ class Lane:
     def __init__(self, maxsize: int) -> None:
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize)
         self.task: asyncio.Task[None] | None = None
+        self.trying = False  # a try is under way (stopping waits for it)
+        self.closing = False
 
 
 class WebhookWorker:
@@ -81,7 +84,7 @@ class WebhookWorker:
         consumer = AIOKafkaConsumer(
             self.settings.alerts_topic,
             bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=self.settings.webhooks_group,
+            group_id=self.settings.webhooks_consumer_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",  # a new group starts at the log's start (see above)
             isolation_level="read_committed",
@@ -100,12 +103,29 @@ class WebhookWorker:
                 if task is not stopper and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
         finally:
-            tasks = [*loops, *(lane.task for lane in self.lanes.values() if lane.task)]
-            for task in tasks:
+            for task in loops:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*loops, return_exceptions=True)
+            await self._stop_lanes()
             await consumer.stop()
             await self.client.aclose()
+
+    async def _stop_lanes(self) -> None:
+        """Let the tries under way finish (each is bounded by the timeout) so their outcome is
+        recorded, then hand what is still queued back to Postgres, due at once: the next worker
+        resumes it without waiting for the lease."""
+        tasks = []
+        for lane in self.lanes.values():
+            lane.closing = True
+            if lane.task is not None:
+                tasks.append(lane.task)
+                if not lane.trying:
+                    lane.task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        lanes = self.lanes.values()
+        queued = [d.key for lane in lanes for d in _drained(lane.queue)]
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            await release(self.pool, queued)
 
     # Kafka in -----------------------------------------------------------------------------
 
@@ -167,14 +187,16 @@ class WebhookWorker:
         lane.queue.put_nowait(delivery)
 
     async def _drain(self, lane: Lane) -> None:
-        while True:
+        while not lane.closing:
             delivery = await lane.queue.get()
+            lane.trying = True
             try:
                 await self._try(delivery)
             except TRANSIENT_ERRORS as error:
                 # Still pending and leased in Postgres: the poller resumes it after the lease.
                 log.warning("webhook %s: Postgres failed (%s)", delivery.event_id, error)
             finally:
+                lane.trying = False
                 self.in_flight.discard(delivery.key)
 
     async def _try(self, delivery: Delivery) -> None:
@@ -241,6 +263,13 @@ async def _commit(
         # The deliveries are recorded: the records come again after a rebalance and insert
         # nothing (their rows exist), so a failed commit costs a re-read, never a loss.
         log.warning("alert offsets not committed (%s); they will be read again", error)
+
+
+def _drained(queue: asyncio.Queue[Delivery]) -> list[Delivery]:
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
 
 
 def _delivery(row: asyncpg.Record, endpoint: Endpoint) -> Delivery:

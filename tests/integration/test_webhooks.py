@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -85,11 +86,10 @@ class Receiver:
 
 
 def fast_retries(settings: Settings, **overrides: Any) -> Settings:
-    prefix = settings.alerts_topic.removesuffix("credits.alerts.v1")
+    assert settings.webhooks_consumer_group.endswith(".webhooks"), "a group of its own"
     return settings.model_copy(
         update={
             "webhooks_allow_private": True,
-            "webhooks_group": prefix + "webhooks",
             "webhook_backoff_first_s": 0.3,
             "webhook_backoff_factor": 2.0,
             "webhook_backoff_max_s": 2.0,
@@ -268,3 +268,38 @@ async def test_pending_retries_survive_a_restart_of_the_worker(namespace: Settin
             assert len(ids) == 1 and hook["id"].startswith("we_")
     finally:
         await flaky.close()
+
+
+async def test_grant_expiring_is_delivered_when_the_notice_comes_due(namespace: Settings) -> None:
+    """A quiet account: the scheduler's `expire` at the notice instant makes the writer notice
+    the grant, and the notice goes out as a webhook."""
+    settings = fast_retries(namespace, expiry_scan_interval_s=0.5)
+    receiver = await Receiver().start()
+    try:
+        async with pipeline_and_api(settings) as (handle, http):
+            hook = await register(http, settings, receiver.url, ["grant_expiring"])
+            now = datetime.now(UTC)
+            expires_at = now + timedelta(days=3, seconds=3)  # the notice is due in 3 s
+            await publish(
+                handle.producer,
+                settings.commands_topic,
+                [
+                    grant(
+                        ACCOUNT, 80, "g-exp", occurred_at=now.isoformat(),
+                        expires_at=expires_at.isoformat(), bucket="promotional",
+                    )
+                ],
+            )  # fmt: skip
+
+            async def noticed() -> bool:
+                return bool(receiver.requests)
+
+            await wait_until(noticed, "the grant_expiring webhook", 30, handle.tasks)
+            event = assert_signed(receiver.requests[0], hook["secret"])
+            assert event["type"] == "grant_expiring"
+            assert event["id"] == f"{ACCOUNT}:1:grant_expiring:g-exp"
+            assert event["data"]["grantId"] == "g-exp" and event["data"]["remaining"] == 80
+            assert datetime.fromisoformat(event["data"]["expiresAt"]) == expires_at
+            assert datetime.fromisoformat(event["createdAt"]) >= expires_at - timedelta(days=3)
+    finally:
+        await receiver.close()
