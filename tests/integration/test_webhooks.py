@@ -19,7 +19,7 @@ import pytest
 from services.platform.settings import Settings
 from services.runtime import Running, running
 from services.webhooks.signing import SIGNATURE_HEADER, verify
-from tests.api_client import admin_headers, api_client
+from tests.api_client import admin_headers, api_client, new_customer
 from tests.messages import at, command, grant, usage
 from tests.pipeline import publish, wait_until
 
@@ -155,6 +155,23 @@ def assert_signed(received: Received, secret: str) -> dict[str, Any]:
     return event
 
 
+async def command_status(
+    http: httpx.AsyncClient, settings: Settings, command_id: str
+) -> dict[str, Any]:
+    answer: dict[str, Any] = {}
+
+    async def decided() -> bool:
+        nonlocal answer
+        response = await http.get(
+            f"/v1/admin/commands/{command_id}", headers=admin_headers(settings)
+        )
+        answer = response.json()
+        return response.status_code == 200 and answer["status"] != "pending"
+
+    await wait_until(decided, f"command {command_id} to be decided", 30)
+    return answer
+
+
 async def deliveries(http: httpx.AsyncClient, settings: Settings, hook_id: str) -> list[Any]:
     answer = await http.get(
         f"/v1/admin/webhooks/{hook_id}/deliveries", headers=admin_headers(settings)
@@ -278,8 +295,18 @@ async def test_grant_expiring_is_delivered_when_the_notice_comes_due(namespace: 
     try:
         async with pipeline_and_api(settings) as (handle, http):
             hook = await register(http, settings, receiver.url, ["grant_expiring"])
+            # The notice time is an account setting (default 3 days): one day here.
+            await new_customer(http, settings, ACCOUNT)
+            answer = await http.post(
+                f"/v1/admin/accounts/{ACCOUNT}/settings",
+                json={"grant_expiring_notice_s": 86_400},
+                headers=admin_headers(settings),
+            )
+            assert answer.status_code == 202, answer.text
+            status = await command_status(http, settings, answer.json()["commandId"])
+            assert status["status"] == "applied", status
             now = datetime.now(UTC)
-            expires_at = now + timedelta(days=3, seconds=3)  # the notice is due in 3 s
+            expires_at = now + timedelta(days=1, seconds=3)  # the notice is due in 3 s
             await publish(
                 handle.producer,
                 settings.commands_topic,
@@ -300,6 +327,6 @@ async def test_grant_expiring_is_delivered_when_the_notice_comes_due(namespace: 
             assert event["id"] == f"{ACCOUNT}:1:grant_expiring:g-exp"
             assert event["data"]["grantId"] == "g-exp" and event["data"]["remaining"] == 80
             assert datetime.fromisoformat(event["data"]["expiresAt"]) == expires_at
-            assert datetime.fromisoformat(event["createdAt"]) >= expires_at - timedelta(days=3)
+            assert datetime.fromisoformat(event["createdAt"]) >= expires_at - timedelta(days=1)
     finally:
         await receiver.close()
