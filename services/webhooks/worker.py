@@ -86,7 +86,9 @@ class WebhookWorker:
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.settings.webhooks_consumer_group,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",  # a new group starts at the log's start (see above)
+            # A new group starts at the log's start; each endpoint takes only the alerts
+            # appended after it was registered (`_deliveries`).
+            auto_offset_reset="earliest",
             isolation_level="read_committed",
         )
         await consumer.start()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -83,6 +84,13 @@ class Receiver:
             pass
         finally:
             writer.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port  # nothing listens there once the probe is closed
 
 
 def fast_retries(settings: Settings, **overrides: Any) -> Settings:
@@ -188,8 +196,10 @@ async def test_a_signed_low_balance_webhook_arrives_and_a_dead_endpoint_delays_n
     healthy, dead = await Receiver().start(), await Receiver(hang=True).start()
     try:
         async with pipeline_and_api(settings) as (handle, http):
-            # The dead endpoint is registered first and takes every alert type.
+            # The dead endpoints are registered first and take every alert type: one never
+            # answers, the other refuses connections.
             dead_hook = await register(http, settings, dead.url)
+            refusing_hook = await register(http, settings, f"http://127.0.0.1:{closed_port()}/x")
             hook = await register(http, settings, healthy.url, ["low_balance"])
             crossed_at = await cross_low_balance(handle, settings)
 
@@ -218,6 +228,9 @@ async def test_a_signed_low_balance_webhook_arrives_and_a_dead_endpoint_delays_n
             attempt = dead_delivery["attempts"][0]
             assert attempt["statusCode"] is None and "no answer" in attempt["error"]
             assert dead_delivery["status"] == "pending" and dead_delivery["nextTryAt"]
+            [refused] = await deliveries(http, settings, refusing_hook["id"])
+            assert refused["attempts"] and refused["attempts"][0]["statusCode"] is None
+            assert "ConnectError" in refused["attempts"][0]["error"]
             [ok] = await deliveries(http, settings, hook["id"])
             assert ok["status"] == "delivered" and ok["attempts"][0]["statusCode"] == 200
             assert ok["eventId"] == event["id"] and ok["attempts"][0]["latencyMs"] >= 0
