@@ -94,6 +94,9 @@ class AccountSettingsCommand(CommandBase):
     low_balance_threshold: Credits | None = None
     auto_reload: AutoReloadSettings | None = None
     credit_limit: Credits | None = None
+    # How long before a grant with credit left expires its `grant_expiring` alert goes out
+    # (default 3 days; 0 turns it off; null or absent keeps the current value).
+    grant_expiring_notice_s: Annotated[int, Field(ge=0, le=366 * 86_400, strict=True)] | None = None
 
 
 class ExpireCommand(CommandBase):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
 
@@ -11,6 +11,18 @@ from schemas.common import UtcTime
 EntryReasonName = Literal[
     "grant", "consume", "refund", "adjustment", "expiry", "void", "hold", "release"
 ]
+
+# Every alert `type` on `credits.alerts.v1` (and so every webhook event type).
+AlertTypeName = Literal[
+    "low_balance",
+    "depleted",
+    "auto_reload_requested",
+    "grant_expired",
+    "credit_limit_exceeded",
+    "overage",
+    "grant_expiring",
+]
+ALERT_TYPES: tuple[str, ...] = get_args(AlertTypeName)
 
 
 class EntryBucket(BaseModel):
@@ -46,7 +58,8 @@ class LedgerEntryMessage(BaseModel):
 
 class AlertMessage(BaseModel):
     """`credits.alerts.v1`: low_balance, depleted, auto_reload_requested, grant_expired,
-    credit_limit_exceeded. Sent once per crossing; `alert_id` identifies redeliveries."""
+    credit_limit_exceeded, overage (once per crossing), grant_expiring (once per grant, a notice
+    before a grant with credit left expires). `alert_id` identifies redeliveries."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 

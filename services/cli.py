@@ -23,6 +23,7 @@ from services.bench import cli as bench_cli
 from services.platform import stack
 from services.platform.postgres import create_pool, migrate
 from services.platform.settings import Settings
+from services.webhooks import cli as webhooks_cli
 
 DETACHED_START_DEADLINE_S = 90.0
 
@@ -37,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stack": _stack, "serve": _serve, "writer": _serve, "projector": _serve, "api": _serve,
         "demo": _demo, "migrate": _migrate, "projections": _projections,
         "balance": _balance, "export": _export, "replay": _replay, "reprice": _reprice,
-        "prices": _prices, "schemas": _schemas, "bench": _bench,
+        "prices": _prices, "schemas": _schemas, "bench": _bench, "webhooks": webhooks_cli.command,
     }[args.command]  # fmt: skip
     result: int = handler(args)
     return result
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a previous manifest: replay up to its end offsets, to reproduce it",
     )  # fmt: skip
     bench_cli.add_parser(sub)
+    webhooks_cli.add_parser(sub)
     schemas = sub.add_parser("schemas", help="write the topics' JSON Schemas to schemas/json")
     schemas.add_argument("action", choices=("export",))
     reprice = sub.add_parser("reprice", help="re-rate historical usage under another price book")
@@ -124,7 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = runtime.resolve_settings(start_stack=True)
     if getattr(args, "detach", False):
         return _serve_detached(settings)
-    components = runtime.COMPONENTS if args.command == "serve" else (args.command,)
+    components = runtime.SERVE_COMPONENTS if args.command == "serve" else (args.command,)
     _run_fast(runtime.serve(settings, components))
     return 0
 

@@ -25,11 +25,14 @@ from services.platform.kafka import ensure_topics, start_producer
 from services.platform.postgres import create_pool, migrate
 from services.platform.settings import Settings
 from services.platform.startup import POSTGRES_NOT_READY, wait_until_ready
+from services.webhooks.worker import WebhookWorker
 from services.writer.runner import LedgerWriter
 from services.writer.scheduler import run_scheduler
 
 log = logging.getLogger("creditledger")
 COMPONENTS = ("writer", "projector", "api")
+# `serve` runs these and the webhook delivery worker (`creditledger webhooks` runs it alone).
+SERVE_COMPONENTS = (*COMPONENTS, "webhooks")
 SHUTDOWN_DEADLINE_S = 15.0
 
 
@@ -86,7 +89,7 @@ class Running:
 async def running(settings: Settings, components: Collection[str]) -> AsyncIterator[Running]:
     """Migrate, create topics, start the components; on exit stop them within a deadline.
     A Postgres or Kafka not ready yet is waited for, up to `startup_wait_s` each step."""
-    assert set(components) <= set(COMPONENTS), f"unknown component in {components}"
+    assert set(components) <= set(SERVE_COMPONENTS), f"unknown component in {components}"
     assert settings.database_url is not None and settings.kafka_bootstrap is not None
     database_url, wait_s = settings.database_url, settings.startup_wait_s
     # Each migration commits on its own, so a migrate cut short is simply run again.
@@ -116,6 +119,9 @@ async def running(settings: Settings, components: Collection[str]) -> AsyncItera
         if "projector" in components:
             handle.projector = Projector(settings, pool)
             handle.tasks.append(asyncio.create_task(handle.projector.run(handle.stop)))
+        if "webhooks" in components:
+            worker = WebhookWorker(settings, pool)
+            handle.tasks.append(asyncio.create_task(worker.run(handle.stop)))
         # Every process serves HTTP: the whole API, or its health endpoints only. The API reads
         # through a pool of its own, whose statements time out. `creditledger api` with
         # `api_workers` > 1 serves through worker processes (services/api/workers.py).

@@ -26,6 +26,7 @@ from services.api import (
     routes_summary,
     routes_tokens,
     routes_usage,
+    routes_webhooks,
 )
 from services.api.fastreads import FastReads
 from services.api.metrics import install_metrics
@@ -74,6 +75,7 @@ def create_app(
         app.include_router(routes_dashboard.router)
         app.include_router(routes_ingest.router)
         app.include_router(routes_accounts.router)
+        app.include_router(routes_webhooks.router)
     return app
 
 

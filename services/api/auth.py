@@ -57,7 +57,7 @@ ADMIN_TOKEN_PREFIX = "cl_adm_"
 # admin tokens); `credits:read` is the service token's: every customer read, of any account.
 Scope = Literal[
     "accounts:read", "accounts:write", "keys:write", "commands:write", "commands:read",
-    "credits:read", "events:write", "admin",
+    "credits:read", "events:write", "webhooks:write", "webhooks:read", "admin",
 ]  # fmt: skip
 SCOPES: tuple[str, ...] = get_args(Scope)
 SERVICE_SCOPE = "credits:read"

@@ -45,6 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.lag import projection_lag
 from services.platform.settings import Settings
+from services.webhooks import metrics as webhook_metrics
 from services.writer import metrics as writer_metrics
 
 SCRAPE_STATEMENT_TIMEOUT_MS = 3000
@@ -359,4 +360,6 @@ def _counted_here(http: HttpMetrics | None) -> bytes:
         multiprocess.MultiProcessCollector(workers)  # type: ignore[no-untyped-call]
         return generate_latest(workers)
     own = generate_latest(http.registry) if http else b""
-    return own + generate_latest(writer_metrics.REGISTRY)
+    return (
+        own + generate_latest(writer_metrics.REGISTRY) + generate_latest(webhook_metrics.REGISTRY)
+    )

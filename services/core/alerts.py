@@ -1,6 +1,8 @@
 """Balance alerts after each command: once per crossing (see `evolve._rearm`), and auto-reload
 requests capped per UTC day of event time. `overage`: from nothing owed to something owed;
-`credit_limit_exceeded`: out of the credit limit (drawdown.within_limit, what `/check` uses)."""
+`credit_limit_exceeded`: out of the credit limit (drawdown.within_limit, what `/check` uses).
+`grant_expiring`: once per grant, `grant_expiring_notice_s` before a grant with credit left
+expires (`notice_expiring`)."""
 
 from __future__ import annotations
 
@@ -35,3 +37,25 @@ def raise_crossings(tape: Tape, at: datetime) -> None:
                 at,
                 {"amount": reload.amount, "threshold": reload.threshold},
             )
+
+
+def notice_expiring(tape: Tape, at: datetime) -> None:
+    """After every command: each bucket with credit left whose notice instant (`Bucket.notice_at`)
+    is at or before `at` and that has not expired by then gets its one `grant_expiring` alert.
+    The scheduler sends `expire` at the notice instant (`AccountState.next_due_at`), so a quiet
+    account is noticed on time; a grant made inside the window is noticed by its own command."""
+    notice_s = tape.state.settings.grant_expiring_notice_s
+    for bucket in tape.state.buckets:
+        notice_at = bucket.notice_at(notice_s)
+        if notice_at is None or notice_at > at or bucket.remaining <= 0:
+            continue
+        assert bucket.expires_at is not None
+        if bucket.expired_at(at):
+            continue  # expire_due closes it at its instant: `grant_expired` says it instead
+        details: dict[str, MetadataValue] = {
+            "grant_id": bucket.grant_id,
+            "expires_at": bucket.expires_at.isoformat(),
+            "remaining": bucket.remaining,
+            "kind": bucket.kind.value,
+        }
+        tape.alert(AlertKind.GRANT_EXPIRING, at, details)

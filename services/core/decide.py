@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from services.core.alerts import raise_crossings
+from services.core.alerts import notice_expiring, raise_crossings
 from services.core.consume import consume, refund_command, write_draws
 from services.core.expiry import expire_due
 from services.core.grants import open_grant, void_grant
@@ -56,6 +56,7 @@ def decide_and_evolve(
     handler(tape, command)
     if any(isinstance(e, LedgerEntry) for e in tape.events):
         raise_crossings(tape, command.occurred_at)
+    notice_expiring(tape, command.occurred_at)
     return tuple(tape.events), tape.state
 
 
@@ -95,6 +96,11 @@ def _settings(tape: Tape, command: ChangeSettings) -> None:
         ),
         auto_reload=command.auto_reload if command.auto_reload is not None else reload,
         credit_limit=command.credit_limit if command.credit_limit is not None else old.credit_limit,
+        grant_expiring_notice_s=(
+            command.grant_expiring_notice_s
+            if command.grant_expiring_notice_s is not None
+            else old.grant_expiring_notice_s
+        ),
     )
     tape.emit(SettingsChanged(tape.state.account_id, new))
 

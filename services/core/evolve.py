@@ -27,6 +27,8 @@ def evolve(state: AccountState, event: Event) -> AccountState:
     if isinstance(event, LedgerEntry):
         return _evolve_entry(state, event)
     if isinstance(event, AlertRaised):
+        if event.kind is AlertKind.GRANT_EXPIRING:
+            return replace(state, buckets=_noticed(state.buckets, event))
         return replace(state, flags=_raise_flag(state.flags, event))
     if isinstance(event, SettingsChanged):
         return replace(state, settings=event.settings)
@@ -141,6 +143,13 @@ def consumption_after(consumption: Consumption | None, entry: LedgerEntry) -> Co
         refund_left -= take
     assert refund_left == 0, f"refund beyond what request {entry.request_id} consumed"
     return replace(consumption, draws=tuple(draws))
+
+
+def _noticed(buckets: tuple[Bucket, ...], alert: AlertRaised) -> tuple[Bucket, ...]:
+    """A grant is noticed once: its bucket remembers the `grant_expiring` alert."""
+    grant_id = alert.details["grant_id"]
+    assert any(b.grant_id == grant_id for b in buckets), f"notice of unknown grant {grant_id}"
+    return tuple(replace(b, expiry_noticed=True) if b.grant_id == grant_id else b for b in buckets)
 
 
 def _raise_flag(flags: AlertFlags, alert: AlertRaised) -> AlertFlags:

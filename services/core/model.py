@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 # Fixed namespace: an entry's id is a function of (account_id, seq), so a replay of the same
@@ -52,6 +52,12 @@ class AlertKind(StrEnum):
     GRANT_EXPIRED = "grant_expired"
     CREDIT_LIMIT_EXCEEDED = "credit_limit_exceeded"
     OVERAGE = "overage"
+    GRANT_EXPIRING = "grant_expiring"  # a notice before a grant with credit left expires
+
+
+# How long before a grant with credit left expires its `grant_expiring` notice goes out, unless
+# the account's settings say otherwise (0 turns the notice off).
+DEFAULT_GRANT_EXPIRING_NOTICE_S = 3 * 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,7 @@ class Bucket:
     granted: int = 0  # the grant's whole amount
     pending: int = 0  # scheduled credit: becomes `remaining` at `effective_at`
     source: str = ""  # the grant's source, repeated on the entry that makes it spendable
+    expiry_noticed: bool = False  # its `grant_expiring` alert went out (once per grant)
 
     @property
     def scheduled(self) -> bool:
@@ -85,6 +92,13 @@ class Bucket:
 
     def expired_at(self, at: datetime) -> bool:
         return self.expires_at is not None and at >= self.expires_at
+
+    def notice_at(self, notice_s: int) -> datetime | None:
+        """When its `grant_expiring` notice is due (never before it is effective); None when it
+        never expires, was noticed already, or notices are off (`notice_s` 0)."""
+        if self.expires_at is None or self.expiry_noticed or notice_s <= 0:
+            return None
+        return max(self.expires_at - timedelta(seconds=notice_s), self.effective_at)
 
     def drawdown_key(self) -> tuple[int, datetime, int]:
         never = datetime.max.replace(tzinfo=self.effective_at.tzinfo)
@@ -136,6 +150,7 @@ class AccountSettings:
     low_balance_threshold: int | None = None
     auto_reload: AutoReload | None = None
     credit_limit: int = 0  # how far below zero usage may take the balance
+    grant_expiring_notice_s: int = DEFAULT_GRANT_EXPIRING_NOTICE_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +218,14 @@ class AccountState:
         due = [b.expires_at for b in self.buckets if b.expires_at and b.remaining > 0]
         due += [b.effective_at for b in self.buckets if b.pending > 0]
         due += [h.expires_at for h in self.holds]
+        due += self.notices_due()
         return min(due, default=None)
+
+    def notices_due(self) -> list[datetime]:
+        """When each bucket with credit (now or scheduled) gets its `grant_expiring` notice."""
+        notice_s = self.settings.grant_expiring_notice_s
+        due = [b.notice_at(notice_s) for b in self.buckets if b.remaining > 0 or b.pending > 0]
+        return [at for at in due if at is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +276,10 @@ class AlertRaised:
 
     @property
     def alert_id(self) -> str:
+        if self.kind is AlertKind.GRANT_EXPIRING:  # several grants may be noticed at one seq
+            return (
+                f"{self.account_id}:{self.after_seq}:{self.kind.value}:{self.details['grant_id']}"
+            )
         return f"{self.account_id}:{self.after_seq}:{self.kind.value}"
 
 
@@ -373,6 +399,7 @@ class ChangeSettings:
     low_balance_threshold: int | None = None
     auto_reload: AutoReload | None = None
     credit_limit: int | None = None
+    grant_expiring_notice_s: int | None = None
     clear_low_balance_threshold: bool = False
     clear_auto_reload: bool = False
 

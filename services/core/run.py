@@ -83,6 +83,7 @@ class _CallFold:
         expiries = [b.expires_at for b in base.buckets if b.expires_at is not None]
         expiries += [b.effective_at for b in base.buckets if b.scheduled]  # an activation
         expiries += [h.expires_at for h in base.holds]
+        expiries += base.notices_due()  # a `grant_expiring` notice (alerts.notice_expiring)
         self.first_expiry = min(expiries, default=None)
         self.draw_order = sorted(base.buckets, key=Bucket.drawdown_key)
 

@@ -64,6 +64,29 @@ class Settings(BaseSettings):
     # answer more reads on spare cores, but the rate limits are per worker (N times them, and
     # an address blocked for guessing is blocked by one worker only): opt in.
     api_workers: int = Field(default=1, ge=1, le=64)
+    # Webhooks (services/webhooks/README.md). Private, loopback and link-local addresses are
+    # refused, at registration and at every delivery, unless this is set (tests, local receivers).
+    webhooks_allow_private: bool = False
+    webhooks_group: str | None = None  # the worker's own consumer group (see below)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    # Retries: the first after `webhook_backoff_first_s`, each next `webhook_backoff_factor`
+    # times longer (with jitter) up to `webhook_backoff_max_s`, until `webhook_retry_window_s`
+    # after the alert (at least a day by default: 5 s, 15 s, 45 s, ... 1 h).
+    webhook_backoff_first_s: float = Field(default=5.0, gt=0, le=3600)
+    webhook_backoff_factor: float = Field(default=3.0, ge=1, le=10)
+    webhook_backoff_max_s: float = Field(default=3600.0, gt=0, le=86_400)
+    webhook_retry_window_s: float = Field(default=3 * 86_400.0, gt=0, le=30 * 86_400)
+    webhook_queue_max: int = Field(default=1000, ge=1, le=100_000)  # in memory, per endpoint
+    webhook_poll_interval_s: float = Field(default=1.0, gt=0, le=60)  # due retries, new endpoints
+
+    @property
+    def webhooks_consumer_group(self) -> str:
+        """`webhooks_group`, else named after the writer's group (`creditledger-writer` ->
+        `creditledger-webhooks`), so a namespace that renames that one gets its own."""
+        if self.webhooks_group:
+            return self.webhooks_group
+        base = self.consumer_group.removesuffix("writer")
+        return base + "webhooks" if base != self.consumer_group else base + "-webhooks"
 
     @property
     def input_topics(self) -> tuple[str, str]:

@@ -177,6 +177,7 @@ def _settings(parsed: AccountSettingsCommand, at: datetime) -> ChangeSettings:
         if reload
         else None,
         credit_limit=parsed.credit_limit,
+        grant_expiring_notice_s=parsed.grant_expiring_notice_s,
         clear_low_balance_threshold="low_balance_threshold" in given
         and parsed.low_balance_threshold is None,
         clear_auto_reload="auto_reload" in given and reload is None,

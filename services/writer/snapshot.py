@@ -10,6 +10,7 @@ from datetime import date, datetime
 from typing import Any
 
 from services.core.model import (
+    DEFAULT_GRANT_EXPIRING_NOTICE_S,
     AccountSettings,
     AccountState,
     AlertFlags,
@@ -35,6 +36,7 @@ def state_to_json(state: AccountState) -> dict[str, Any]:
             if reload
             else None,
             "credit_limit": settings.credit_limit,
+            "grant_expiring_notice_s": settings.grant_expiring_notice_s,
         },
         "flags": {
             "low_balance": flags.low_balance,
@@ -74,6 +76,9 @@ def state_from_json(
             low_balance_threshold=settings.get("low_balance_threshold"),
             auto_reload=AutoReload(*reload) if reload else None,
             credit_limit=settings.get("credit_limit", 0),
+            grant_expiring_notice_s=settings.get(
+                "grant_expiring_notice_s", DEFAULT_GRANT_EXPIRING_NOTICE_S
+            ),
         ),
         flags=AlertFlags(
             low_balance=flags.get("low_balance", False),
@@ -98,6 +103,7 @@ def _bucket_json(b: Bucket) -> dict[str, Any]:
         "granted_seq": b.granted_seq, "remaining": b.remaining,
         "applies_to": list(b.applies_to) if b.applies_to is not None else None,
         "granted": b.granted, "pending": b.pending, "source": b.source,
+        "noticed": b.expiry_noticed,
     }  # fmt: skip
 
 
@@ -109,5 +115,5 @@ def _bucket_from_json(d: dict[str, Any]) -> Bucket:
         granted_seq=d["granted_seq"], remaining=d["remaining"],
         applies_to=tuple(d["applies_to"]) if d["applies_to"] is not None else None,
         granted=d.get("granted", d["remaining"]), pending=d.get("pending", 0),
-        source=d.get("source", ""),
+        source=d.get("source", ""), expiry_noticed=d.get("noticed", False),
     )  # fmt: skip
