@@ -230,8 +230,10 @@ class AsyncCreditLedgerClient:
     async def create_account(self, account_id: str, name: str) -> models.Json:
         return await self.send(self._calls.create_account(account_id, name))
 
-    async def accounts(self, *, limit: int | None = None, cursor: str | None = None) -> models.Json:
-        return await self.send(self._calls.accounts(limit=limit, cursor=cursor))
+    async def accounts(
+        self, *, limit: int | None = None, next_page: str | None = None
+    ) -> models.Json:
+        return await self.send(self._calls.accounts(limit=limit, next_page=next_page))
 
     async def iter_accounts(self, *, limit: int | None = None) -> AsyncIterator[models.Json]:
         async for page in self.pages(self._calls.accounts(limit=limit)):

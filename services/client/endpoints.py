@@ -194,8 +194,10 @@ class Endpoints:
         payload = body(account_id=account_id, name=name)
         return Call("POST", "/v1/admin/accounts", "admin", _json, body=payload)
 
-    def accounts(self, *, limit: int | None = None, cursor: str | None = None) -> Call[models.Json]:
-        params = query(limit=limit, cursor=cursor)
+    def accounts(
+        self, *, limit: int | None = None, next_page: str | None = None
+    ) -> Call[models.Json]:
+        params = query(limit=limit, next_page=next_page)
         return Call("GET", "/v1/admin/accounts", "admin", _json, params)
 
     def account(self, account_id: str | None = None) -> Call[models.Json]:

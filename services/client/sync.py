@@ -225,8 +225,8 @@ class CreditLedgerClient:
     def create_account(self, account_id: str, name: str) -> models.Json:
         return self.send(self._calls.create_account(account_id, name))
 
-    def accounts(self, *, limit: int | None = None, cursor: str | None = None) -> models.Json:
-        return self.send(self._calls.accounts(limit=limit, cursor=cursor))
+    def accounts(self, *, limit: int | None = None, next_page: str | None = None) -> models.Json:
+        return self.send(self._calls.accounts(limit=limit, next_page=next_page))
 
     def iter_accounts(self, *, limit: int | None = None) -> Iterator[models.Json]:
         for page in self.pages(self._calls.accounts(limit=limit)):

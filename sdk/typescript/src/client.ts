@@ -61,7 +61,7 @@ interface Call {
 
 const RETRY_STATUSES = new Set([500, 502, 503, 504]);
 // Errors raised before the request left: retrying them never does a thing twice.
-const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ECONNRESET_BEFORE_SEND"]);
+const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN"]);
 
 function seg(value: string): string {
   return encodeURIComponent(value);
@@ -216,8 +216,9 @@ export class CreditLedgerClient {
     return this.send({ method: "POST", path: "/v1/admin/accounts", auth: "admin", body });
   }
 
+  /** One page of accounts (name, balance, available, overage, last activity). */
   accounts(
-    query?: T.QueryOf<"/v1/admin/accounts", "get", T.PageQuery>,
+    query?: T.QueryOf<"/v1/admin/accounts", "get", T.AccountsQuery>,
   ): Promise<T.AnswerOf<"/v1/admin/accounts", "get", T.AccountsPage>> {
     return this.send({
       method: "GET",
@@ -225,6 +226,17 @@ export class CreditLedgerClient {
       auth: "admin",
       query,
     });
+  }
+
+  /** Every account, page after page by `nextPage`. */
+  async *allAccounts(limit?: number): AsyncGenerator<T.AnyJson> {
+    let nextPage: string | null | undefined;
+    do {
+      const query = { ...(limit ? { limit } : {}), ...(nextPage ? { next_page: nextPage } : {}) };
+      const page = (await this.accounts(query as never)) as unknown as T.AccountsPage;
+      yield* page.data;
+      nextPage = page.nextPage;
+    } while (nextPage);
   }
 
   account(

@@ -173,8 +173,14 @@ export interface NewKey {
 
 export interface AccountsPage {
   data: Json[];
-  nextCursor?: string | null;
-  hasMore?: boolean;
+  limit: number;
+  hasMore: boolean;
+  nextPage: string | null;
+}
+
+export interface AccountsQuery {
+  limit?: number;
+  next_page?: string;
 }
 
 export interface NewWebhook {
