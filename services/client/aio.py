@@ -137,9 +137,13 @@ class AsyncCreditLedgerClient:
         return await self.send(self._calls.check(cost, endpoint, min_seq=min_seq))
 
     async def activity(
-        self, *, from_: Instant | None = None, to: Instant | None = None
+        self,
+        *,
+        from_: Instant | None = None,
+        to: Instant | None = None,
+        min_seq: int | None = None,
     ) -> models.Json:
-        return await self.send(self._calls.activity(from_=from_, to=to))
+        return await self.send(self._calls.activity(from_=from_, to=to, min_seq=min_seq))
 
     async def ledger(
         self,
@@ -190,13 +194,14 @@ class AsyncCreditLedgerClient:
         include_archived: bool | None = None,
         limit: int | None = None,
         next_page: str | None = None,
+        min_seq: int | None = None,
     ) -> models.GrantsPage:
         return await self.send(
             self._calls.grants(
                 covering_date=covering_date, starting_at=starting_at,
                 effective_before=effective_before, include_ledgers=include_ledgers,
                 include_balance=include_balance, include_archived=include_archived,
-                limit=limit, next_page=next_page,
+                limit=limit, next_page=next_page, min_seq=min_seq,
             )
         )  # fmt: skip
 
@@ -206,10 +211,14 @@ class AsyncCreditLedgerClient:
         *,
         include_ledgers: bool | None = None,
         include_balance: bool | None = None,
+        min_seq: int | None = None,
     ) -> models.Json:
         return await self.send(
             self._calls.get_grant(
-                grant_id, include_ledgers=include_ledgers, include_balance=include_balance
+                grant_id,
+                include_ledgers=include_ledgers,
+                include_balance=include_balance,
+                min_seq=min_seq,
             )
         )
 
@@ -219,11 +228,16 @@ class AsyncCreditLedgerClient:
         group_by: GroupBy | None = None,
         from_: Instant | None = None,
         to: Instant | None = None,
+        min_seq: int | None = None,
     ) -> models.Json:
-        return await self.send(self._calls.usage(group_by=group_by, from_=from_, to=to))
+        return await self.send(
+            self._calls.usage(group_by=group_by, from_=from_, to=to, min_seq=min_seq)
+        )
 
-    async def summary(self, *, period: Period | None = None) -> models.Json:
-        return await self.send(self._calls.summary(period=period))
+    async def summary(
+        self, *, period: Period | None = None, min_seq: int | None = None
+    ) -> models.Json:
+        return await self.send(self._calls.summary(period=period, min_seq=min_seq))
 
     # --- admin: accounts and keys -------------------------------------------------------------
 

@@ -100,9 +100,13 @@ class Endpoints:
         )
 
     def activity(
-        self, *, from_: Instant | None = None, to: Instant | None = None
+        self,
+        *,
+        from_: Instant | None = None,
+        to: Instant | None = None,
+        min_seq: int | None = None,
     ) -> Call[models.Json]:
-        params = query(from_=from_, to=to)
+        params = query(from_=from_, to=to, min_seq=min_seq)
         return Call("GET", "/v1/credits/activity", "customer", _json, params)
 
     def ledger(
@@ -139,12 +143,13 @@ class Endpoints:
         include_archived: bool | None = None,
         limit: int | None = None,
         next_page: str | None = None,
+        min_seq: int | None = None,
     ) -> Call[models.GrantsPage]:
         params = query(
             covering_date=covering_date, starting_at=starting_at,
             effective_before=effective_before, include_ledgers=include_ledgers,
             include_balance=include_balance, include_archived=include_archived, limit=limit,
-            next_page=next_page,
+            next_page=next_page, min_seq=min_seq,
         )  # fmt: skip
         return Call("GET", "/v1/credits/grants", "customer", _as(models.GrantsPage), params)
 
@@ -154,8 +159,11 @@ class Endpoints:
         *,
         include_ledgers: bool | None = None,
         include_balance: bool | None = None,
+        min_seq: int | None = None,
     ) -> Call[models.Json]:
-        params = query(include_ledgers=include_ledgers, include_balance=include_balance)
+        params = query(
+            include_ledgers=include_ledgers, include_balance=include_balance, min_seq=min_seq
+        )
         return Call("GET", f"/v1/credits/grants/{_segment(grant_id)}", "customer", _json, params)
 
     def usage(
@@ -164,12 +172,16 @@ class Endpoints:
         group_by: GroupBy | None = None,
         from_: Instant | None = None,
         to: Instant | None = None,
+        min_seq: int | None = None,
     ) -> Call[models.Json]:
-        params = query(group_by=group_by, from_=from_, to=to)
+        params = query(group_by=group_by, from_=from_, to=to, min_seq=min_seq)
         return Call("GET", "/v1/usage", "customer", _json, params)
 
-    def summary(self, *, period: Period | None = None) -> Call[models.Json]:
-        return Call("GET", "/v1/account/summary", "customer", _json, query(period=period))
+    def summary(
+        self, *, period: Period | None = None, min_seq: int | None = None
+    ) -> Call[models.Json]:
+        params = query(period=period, min_seq=min_seq)
+        return Call("GET", "/v1/account/summary", "customer", _json, params)
 
     # --- paging ------------------------------------------------------------------------------
 

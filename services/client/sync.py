@@ -134,8 +134,14 @@ class CreditLedgerClient:
         """`allowed` and `available`; a 402 is an answer here (allowed False), not an error."""
         return self.send(self._calls.check(cost, endpoint, min_seq=min_seq))
 
-    def activity(self, *, from_: Instant | None = None, to: Instant | None = None) -> models.Json:
-        return self.send(self._calls.activity(from_=from_, to=to))
+    def activity(
+        self,
+        *,
+        from_: Instant | None = None,
+        to: Instant | None = None,
+        min_seq: int | None = None,
+    ) -> models.Json:
+        return self.send(self._calls.activity(from_=from_, to=to, min_seq=min_seq))
 
     def ledger(
         self,
@@ -185,13 +191,14 @@ class CreditLedgerClient:
         include_archived: bool | None = None,
         limit: int | None = None,
         next_page: str | None = None,
+        min_seq: int | None = None,
     ) -> models.GrantsPage:
         return self.send(
             self._calls.grants(
                 covering_date=covering_date, starting_at=starting_at,
                 effective_before=effective_before, include_ledgers=include_ledgers,
                 include_balance=include_balance, include_archived=include_archived,
-                limit=limit, next_page=next_page,
+                limit=limit, next_page=next_page, min_seq=min_seq,
             )
         )  # fmt: skip
 
@@ -201,10 +208,14 @@ class CreditLedgerClient:
         *,
         include_ledgers: bool | None = None,
         include_balance: bool | None = None,
+        min_seq: int | None = None,
     ) -> models.Json:
         return self.send(
             self._calls.get_grant(
-                grant_id, include_ledgers=include_ledgers, include_balance=include_balance
+                grant_id,
+                include_ledgers=include_ledgers,
+                include_balance=include_balance,
+                min_seq=min_seq,
             )
         )
 
@@ -214,11 +225,12 @@ class CreditLedgerClient:
         group_by: GroupBy | None = None,
         from_: Instant | None = None,
         to: Instant | None = None,
+        min_seq: int | None = None,
     ) -> models.Json:
-        return self.send(self._calls.usage(group_by=group_by, from_=from_, to=to))
+        return self.send(self._calls.usage(group_by=group_by, from_=from_, to=to, min_seq=min_seq))
 
-    def summary(self, *, period: Period | None = None) -> models.Json:
-        return self.send(self._calls.summary(period=period))
+    def summary(self, *, period: Period | None = None, min_seq: int | None = None) -> models.Json:
+        return self.send(self._calls.summary(period=period, min_seq=min_seq))
 
     # --- admin: accounts and keys -------------------------------------------------------------
 
