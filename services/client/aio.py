@@ -205,6 +205,26 @@ class AsyncCreditLedgerClient:
             )
         )  # fmt: skip
 
+    async def iter_grants(
+        self,
+        *,
+        covering_date: Instant | None = None,
+        starting_at: Instant | None = None,
+        effective_before: Instant | None = None,
+        include_balance: bool | None = None,
+        include_archived: bool | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[models.Json]:
+        """Every grant matching the filters, page after page by `nextPage`."""
+        call = self._calls.grants(
+            covering_date=covering_date, starting_at=starting_at,
+            effective_before=effective_before, include_balance=include_balance,
+            include_archived=include_archived, limit=limit,
+        )  # fmt: skip
+        async for page in self.pages(call):
+            for item in page.get("data", []):
+                yield item
+
     async def get_grant(
         self,
         grant_id: str,

@@ -202,6 +202,25 @@ class CreditLedgerClient:
             )
         )  # fmt: skip
 
+    def iter_grants(
+        self,
+        *,
+        covering_date: Instant | None = None,
+        starting_at: Instant | None = None,
+        effective_before: Instant | None = None,
+        include_balance: bool | None = None,
+        include_archived: bool | None = None,
+        limit: int | None = None,
+    ) -> Iterator[models.Json]:
+        """Every grant matching the filters, page after page by `nextPage`."""
+        call = self._calls.grants(
+            covering_date=covering_date, starting_at=starting_at,
+            effective_before=effective_before, include_balance=include_balance,
+            include_archived=include_archived, limit=limit,
+        )  # fmt: skip
+        for page in self.pages(call):
+            yield from page.get("data", [])
+
     def get_grant(
         self,
         grant_id: str,

@@ -14,6 +14,7 @@ const URL_ = process.env["CREDITLEDGER_API_URL"];
 const ADMIN_TOKEN = process.env["CREDITLEDGER_ADMIN_TOKEN"];
 const DEADLINE_MS = 30_000;
 const GRANTS = [40, 50, 60];
+const SCAN_CREDITS = 7;
 
 function required(name: string, value: string | undefined): string {
   assert.ok(value, `${name} must name the live API (see tests/integration/test_clients.py)`);
@@ -70,6 +71,25 @@ describe("against the live API", () => {
     assert.equal(granted.grantedTotal, total);
     assert.equal(customer.creditsRemaining, total);
 
+    // a billable call (HTTP ingest), then the balance read shows it in X-Credits-Remaining
+    await admin.sendEvents([
+      {
+        request_id: randomUUID(),
+        account_id: account,
+        key_id: key.keyId,
+        endpoint: "POST /v1/scanner/scan",
+        status_code: 200,
+        occurred_at: new Date().toISOString(),
+        credits: SCAN_CREDITS,
+      },
+    ]);
+    const spent = total - SCAN_CREDITS;
+    await until("the scan in the balance", async () => {
+      const seen = (await customer.balance()) as Balance;
+      return seen.available === spent ? seen : undefined;
+    });
+    assert.equal(customer.creditsRemaining, spent);
+
     const first = await customer.ledger({ limit: 2 });
     assert.equal(first.data.length, 2);
     assert.equal(first.hasMore, true);
@@ -78,22 +98,25 @@ describe("against the live API", () => {
     for await (const entry of customer.ledgerEntries({ limit: 2 })) entries.push(entry);
     assert.deepEqual(
       entries.map((e) => e.seq),
-      [3, 2, 1],
+      [4, 3, 2, 1],
     );
     assert.deepEqual(
       entries.map((e) => e.delta),
-      [...GRANTS].reverse(),
+      [-SCAN_CREDITS, ...[...GRANTS].reverse()],
     );
-    assert.ok(entries.every((e) => e.reason === "grant"));
+    assert.deepEqual(
+      entries.map((e) => e.reason),
+      ["consume", "grant", "grant", "grant"],
+    );
 
     assert.deepEqual(await customer.check(10, "POST /v1/scanner/scan"), {
       allowed: true,
-      available: total,
+      available: spent,
     });
-    const refused = await customer.check(total + 1);
+    const refused = await customer.check(total);
     assert.equal(refused.allowed, false);
-    assert.equal(refused.available, total);
-    assert.equal(customer.creditsRemaining, total);
+    assert.equal(refused.available, spent);
+    assert.equal(customer.creditsRemaining, spent);
   });
 
   it("throws typed problems", async () => {
