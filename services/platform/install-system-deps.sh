@@ -3,7 +3,8 @@
 # external Kafka/Postgres is configured: Java 17+ and Maven (Kafka comes from Maven Central as
 # jars), and Debian's PostgreSQL server binaries. With the argument `tests`, whatever Kafka and
 # Postgres are used: Debian's Chromium and its chromedriver (the dashboard's browser test), and
-# kcat, pgbench and wrk (the benchmark's machine limits and read load).
+# kcat, pgbench and wrk (the benchmark's machine limits and read load), Node.js and npm (the
+# TypeScript SDK in sdk/typescript is built and tested by tests/integration/test_clients.py).
 set -euo pipefail
 
 missing=()
@@ -12,6 +13,8 @@ if [[ "${1:-}" == "tests" ]]; then
   [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
   command -v kcat >/dev/null || missing+=(kcat)  # the benchmark's consume-only limit
   command -v wrk >/dev/null || missing+=(wrk)  # the benchmark's HTTP read load
+  command -v node >/dev/null || missing+=(nodejs)  # the TypeScript SDK's build and tests
+  command -v npm >/dev/null || missing+=(npm)
   command -v pgbench >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/pgbench" >/dev/null \
     || missing+=(postgresql-contrib)
 fi

@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from services.client import NO_RETRIES, AsyncCreditLedgerClient, ProblemError, RetryPolicy
+
 log = logging.getLogger("creditledger.producer")
 
 Scope = MutableMapping[str, Any]
@@ -52,7 +54,9 @@ class UsageSink(Protocol):
 
 
 class HttpBalanceCheck:
-    """`BalanceCheck` over `GET /v1/credits/check?cost=N` with the account's own API key."""
+    """`BalanceCheck` over `GET /v1/credits/check?cost=N` with the account's own API key,
+    through services/client (one connection pool for every account). Not retried by default
+    (`retry`): the check runs on the request path, and an unknown balance fails closed."""
 
     def __init__(
         self,
@@ -61,9 +65,11 @@ class HttpBalanceCheck:
         *,
         timeout_s: float = 2.0,
         client: httpx.AsyncClient | None = None,
+        retry: RetryPolicy = NO_RETRIES,
     ) -> None:
         keys = api_key_for_account
         self._key_of: Callable[[str], str | None] = keys.get if isinstance(keys, Mapping) else keys
+        self._base_url, self._retry = base_url, retry
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
 
@@ -71,16 +77,17 @@ class HttpBalanceCheck:
         key = self._key_of(account_id)
         if key is None:
             raise BalanceCheckError(f"no API key known for account {account_id!r}")
+        api = AsyncCreditLedgerClient(
+            self._base_url, api_key=key, retry=self._retry, http=self._client
+        )
         try:
-            response = await self._client.get(
-                "/v1/credits/check", params={"cost": cost}, headers={"x-api-key": key}
-            )
-        except httpx.HTTPError as error:
+            answer = await api.check(cost)  # a 402 is an answer: it says `available` too
+        except ProblemError as refused:
+            raise BalanceCheckError(f"credits check answered {refused.status}") from refused
+        except (httpx.HTTPError, ValueError, KeyError) as error:
             raise BalanceCheckError(f"credits check failed: {error!r}") from error
-        if response.status_code not in (200, 402):
-            raise BalanceCheckError(f"credits check answered {response.status_code}")
-        available = response.json().get("available")
-        if not isinstance(available, int):
+        available = answer.get("available")
+        if not isinstance(available, int) or isinstance(available, bool):
             raise BalanceCheckError("credits check answered without an integer `available`")
         return available
 

@@ -1,4 +1,5 @@
-"""`CreditsMiddleware` with fakes: a fake app, balance check, publisher and clock."""
+"""`CreditsMiddleware` with fakes: a fake app, balance check, publisher and clock; and
+`HttpBalanceCheck` (services/client underneath) over a scripted transport."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
 from schemas.usage import UsageEvent
-from services.producer.middleware import CreditsMiddleware, Receive, Scope, Send
+from services.producer.middleware import (
+    BalanceCheckError,
+    CreditsMiddleware,
+    HttpBalanceCheck,
+    Receive,
+    Scope,
+    Send,
+)
 from services.producer.publisher import encode, usage_event
 
 PRICES = {"POST /scan": 1, "POST /deep": 5}
@@ -226,3 +234,55 @@ def test_the_publisher_fills_request_id_and_occurred_at() -> None:
     body = json.loads(encode(event))
     assert len(body["request_id"]) == 32 and body["occurred_at"].endswith("Z")
     assert set(body) == {"request_id", "account_id", "endpoint", "status_code", "occurred_at"}
+
+
+def checking(*answers: httpx.Response | Exception) -> tuple[HttpBalanceCheck, list[httpx.Request]]:
+    """`HttpBalanceCheck` over a scripted transport (live: tests/e2e/test_example_service)."""
+    sent: list[httpx.Request] = []
+    script = list(answers)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        reply = script.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    http = httpx.AsyncClient(base_url="http://ledger", transport=httpx.MockTransport(answer))
+    return HttpBalanceCheck("http://ledger", {"acct_1": "key_1"}, client=http), sent
+
+
+async def test_the_http_check_reads_available_from_200_and_402() -> None:
+    refused = {"type": "https://creditledger.dev/problems/insufficient-credits", "status": 402,
+               "title": "insufficient credits", "detail": "no", "available": 2}  # fmt: skip
+    check, sent = checking(
+        httpx.Response(200, json={"allowed": True, "available": 9}),
+        httpx.Response(402, json=refused, headers={"content-type": "application/problem+json"}),
+    )
+    assert await check.available("acct_1", 1) == 9
+    assert await check.available("acct_1", 5) == 2
+    assert [dict(r.url.params) for r in sent] == [{"cost": "1"}, {"cost": "5"}]
+    assert {r.headers["authorization"] for r in sent} == {"Bearer key_1"}
+    await check.aclose()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(500, json={"status": 500}),
+        httpx.Response(401, json={"status": 401}),
+        httpx.Response(200, json={"allowed": True}),
+        httpx.Response(200, text="not json"),
+        httpx.ConnectError("refused"),
+    ],
+)
+async def test_the_http_check_says_balance_check_error_for_anything_else(
+    answer: httpx.Response | Exception,
+) -> None:
+    check, sent = checking(answer)
+    with pytest.raises(BalanceCheckError):
+        await check.available("acct_1", 1)
+    assert len(sent) == 1  # not retried: the check is on the request path, it fails closed
+    with pytest.raises(BalanceCheckError, match="no API key"):
+        await check.available("acct_unknown", 1)
+    await check.aclose()

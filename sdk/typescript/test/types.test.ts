@@ -1,0 +1,24 @@
+/** Compile-time checks: generated types are used where the OpenAPI document is specific, the
+ * contract's shapes where it is not (this file fails `npm run build` when that breaks). */
+import assert from "node:assert/strict";
+import { it } from "node:test";
+
+import type { AnswerOf, Balance, BodyOf, QueryOf } from "../src/index.js";
+
+type Equal<A, B> = (<V>() => V extends A ? 1 : 2) extends <V>() => V extends B ? 1 : 2 ? true : false;
+
+// a body the document describes: the generated type (fallback `never` is not used)
+type GrantBody = BodyOf<"/v1/admin/accounts/{account_id}/grants", "post", never>;
+const grantAmount: Equal<GrantBody["amount"], number> = true;
+// query parameters the document describes, under their wire names
+type LedgerQuery = QueryOf<"/v1/credits/ledger", "get", never>;
+const ledgerLimit: Equal<NonNullable<LedgerQuery["limit"]>, number> = true;
+// an endpoint the document does not have (yet): the fallback
+const explain: Equal<AnswerOf<"/v1/not/in/the/document", "get", { x: 1 }>, { x: 1 }> = true;
+// an answer the document leaves an open object: the contract's shape, else the generated one
+type BalanceAnswer = AnswerOf<"/v1/credits/balance", "get", Balance>;
+const balance: Equal<BalanceAnswer["available"], number> = true;
+
+it("types resolve to the generated or the contract's shapes", () => {
+  assert.deepEqual([grantAmount, ledgerLimit, explain, balance], [true, true, true, true]);
+});

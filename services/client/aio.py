@@ -1,0 +1,515 @@
+"""`AsyncCreditLedgerClient`: the asyncio client (httpx.AsyncClient), the same methods as
+`CreditLedgerClient` sending the same `Call`s of endpoints.py through the same core."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from services.client import models
+from services.client.core import (
+    Call,
+    ClientConfigError,
+    Instant,
+    RetryPolicy,
+    Send,
+    Session,
+)
+from services.client.endpoints import (
+    UNSET,
+    BucketKind,
+    By,
+    Endpoints,
+    GroupBy,
+    Period,
+    Unset,
+)
+from services.client.waiting import Deadline, settled
+
+T = TypeVar("T")
+
+
+class AsyncCreditLedgerClient:
+    """The creditledger HTTP API. `api_key` for customer reads; `admin_token` for admin calls
+    (with `account`, also customer reads of that account: a `credits:read` service token);
+    `account` is the default account of admin calls. `http` shares a caller's httpx.AsyncClient
+    (then the caller closes it)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        account: str | None = None,
+        admin_token: str | None = None,
+        ingest_token: str | None = None,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._session = Session(
+            api_key=api_key, account=account, admin_token=admin_token,
+            ingest_token=ingest_token, retry=retry or RetryPolicy(),
+        )  # fmt: skip
+        self._calls = Endpoints(self._session)
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(base_url=base_url, timeout=timeout_s)
+
+    @property
+    def credits_remaining(self) -> int | None:
+        """Available credits as the last answer's `X-Credits-Remaining` said (None: none yet)."""
+        return self._session.credits_remaining
+
+    @property
+    def ledger_seq(self) -> int | None:
+        """The account's ledger seq the last read reflected (`X-Ledger-Seq`)."""
+        return self._session.ledger_seq
+
+    async def send(self, call: Call[T]) -> T:
+        """Carry out a call: the core decides, this only does the I/O."""
+        exchange = self._session.exchange(call)
+        step = next(exchange)
+        while True:
+            try:
+                if isinstance(step, Send):
+                    try:
+                        response = await self._request(step)
+                    except httpx.TransportError as error:
+                        step = exchange.throw(error)
+                        continue
+                    step = exchange.send(response)
+                else:
+                    await asyncio.sleep(step.seconds)
+                    step = exchange.send(None)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+
+    async def _request(self, step: Send) -> httpx.Response:
+        return await self._http.request(
+            step.method, step.url, params=step.params, headers=step.headers,
+            json=step.json if step.json is not None else None,
+        )  # fmt: skip
+
+    async def pages(self, call: Call[Any]) -> AsyncIterator[Any]:
+        """Every page of a paged list, following its cursor."""
+        following: Call[Any] | None = call
+        while following is not None:
+            page = await self.send(following)
+            yield page
+            following = Endpoints.next_page(following, page)
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncCreditLedgerClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- customer reads -----------------------------------------------------------------------
+
+    async def balance(
+        self, *, as_of: Instant | None = None, by: By | None = None, min_seq: int | None = None
+    ) -> models.Balance:
+        return await self.send(self._calls.balance(as_of=as_of, by=by, min_seq=min_seq))
+
+    async def balance_explain(
+        self, *, as_of: Instant | None = None, by: By | None = None
+    ) -> models.Json:
+        return await self.send(self._calls.balance_explain(as_of=as_of, by=by))
+
+    async def check(
+        self, cost: int, endpoint: str | None = None, *, min_seq: int | None = None
+    ) -> models.Check:
+        """`allowed` and `available`; a 402 is an answer here (allowed False), not an error."""
+        return await self.send(self._calls.check(cost, endpoint, min_seq=min_seq))
+
+    async def activity(
+        self,
+        *,
+        from_: Instant | None = None,
+        to: Instant | None = None,
+        min_seq: int | None = None,
+    ) -> models.Json:
+        return await self.send(self._calls.activity(from_=from_, to=to, min_seq=min_seq))
+
+    async def ledger(
+        self,
+        *,
+        from_: Instant | None = None,
+        to: Instant | None = None,
+        reason: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        page: int | None = None,
+        offset: int | None = None,
+        cursor: str | None = None,
+        expand: str | Sequence[str] | None = None,
+        min_seq: int | None = None,
+    ) -> models.LedgerPage:
+        return await self.send(
+            self._calls.ledger(
+                from_=from_, to=to, reason=reason, limit=limit, page=page, offset=offset,
+                cursor=cursor, expand=expand, min_seq=min_seq,
+            )
+        )  # fmt: skip
+
+    async def iter_ledger(
+        self,
+        *,
+        from_: Instant | None = None,
+        to: Instant | None = None,
+        reason: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        expand: str | Sequence[str] | None = None,
+    ) -> AsyncIterator[models.LedgerEntry]:
+        """Every entry (newest first), page after page by `nextCursor`."""
+        call = self._calls.ledger(from_=from_, to=to, reason=reason, limit=limit, expand=expand)
+        async for page in self.pages(call):
+            for item in page.get("data", []):
+                yield item
+
+    async def ledger_entry(self, entry_id: str) -> models.LedgerEntry:
+        return await self.send(self._calls.ledger_entry(entry_id))
+
+    async def grants(
+        self,
+        *,
+        covering_date: Instant | None = None,
+        starting_at: Instant | None = None,
+        effective_before: Instant | None = None,
+        include_ledgers: bool | None = None,
+        include_balance: bool | None = None,
+        include_archived: bool | None = None,
+        limit: int | None = None,
+        next_page: str | None = None,
+        min_seq: int | None = None,
+    ) -> models.GrantsPage:
+        return await self.send(
+            self._calls.grants(
+                covering_date=covering_date, starting_at=starting_at,
+                effective_before=effective_before, include_ledgers=include_ledgers,
+                include_balance=include_balance, include_archived=include_archived,
+                limit=limit, next_page=next_page, min_seq=min_seq,
+            )
+        )  # fmt: skip
+
+    async def iter_grants(
+        self,
+        *,
+        covering_date: Instant | None = None,
+        starting_at: Instant | None = None,
+        effective_before: Instant | None = None,
+        include_balance: bool | None = None,
+        include_archived: bool | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[models.Json]:
+        """Every grant matching the filters, page after page by `nextPage`."""
+        call = self._calls.grants(
+            covering_date=covering_date, starting_at=starting_at,
+            effective_before=effective_before, include_balance=include_balance,
+            include_archived=include_archived, limit=limit,
+        )  # fmt: skip
+        async for page in self.pages(call):
+            for item in page.get("data", []):
+                yield item
+
+    async def get_grant(
+        self,
+        grant_id: str,
+        *,
+        include_ledgers: bool | None = None,
+        include_balance: bool | None = None,
+        min_seq: int | None = None,
+    ) -> models.Json:
+        return await self.send(
+            self._calls.get_grant(
+                grant_id,
+                include_ledgers=include_ledgers,
+                include_balance=include_balance,
+                min_seq=min_seq,
+            )
+        )
+
+    async def usage(
+        self,
+        *,
+        group_by: GroupBy | None = None,
+        from_: Instant | None = None,
+        to: Instant | None = None,
+        min_seq: int | None = None,
+    ) -> models.Json:
+        return await self.send(
+            self._calls.usage(group_by=group_by, from_=from_, to=to, min_seq=min_seq)
+        )
+
+    async def summary(
+        self, *, period: Period | None = None, min_seq: int | None = None
+    ) -> models.Json:
+        return await self.send(self._calls.summary(period=period, min_seq=min_seq))
+
+    # --- admin: accounts and keys -------------------------------------------------------------
+
+    async def create_account(self, account_id: str, name: str) -> models.Json:
+        return await self.send(self._calls.create_account(account_id, name))
+
+    async def accounts(
+        self, *, limit: int | None = None, next_page: str | None = None
+    ) -> models.Json:
+        return await self.send(self._calls.accounts(limit=limit, next_page=next_page))
+
+    async def iter_accounts(self, *, limit: int | None = None) -> AsyncIterator[models.Json]:
+        async for page in self.pages(self._calls.accounts(limit=limit)):
+            for item in page.get("data", []):
+                yield item
+
+    async def account(self, account_id: str | None = None) -> models.Json:
+        return await self.send(self._calls.account(account_id))
+
+    async def create_key(
+        self, account_id: str | None = None, *, expires_at: Instant | None = None
+    ) -> models.NewKey:
+        return await self.send(self._calls.create_key(account_id, expires_at=expires_at))
+
+    async def list_keys(self, account_id: str | None = None) -> models.Json:
+        return await self.send(self._calls.list_keys(account_id))
+
+    async def rotate_key(
+        self, key_id: str, *, account_id: str | None = None, overlap_seconds: int | None = None
+    ) -> models.NewKey:
+        return await self.send(
+            self._calls.rotate_key(key_id, account_id=account_id, overlap_seconds=overlap_seconds)
+        )
+
+    async def revoke_key(self, key_id: str, *, account_id: str | None = None) -> None:
+        await self.send(self._calls.revoke_key(key_id, account_id=account_id))
+
+    async def dashboard_session(self, account_id: str | None = None) -> models.DashboardSession:
+        return await self.send(self._calls.dashboard_session(account_id))
+
+    # --- admin: commands ----------------------------------------------------------------------
+
+    async def grant(
+        self,
+        amount: int,
+        *,
+        account_id: str | None = None,
+        name: str | None = None,
+        bucket: BucketKind | None = None,
+        priority: int | None = None,
+        source: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        effective_at: Instant | None = None,
+        expires_at: Instant | None = None,
+        applies_to: Sequence[str] | None = None,
+        occurred_at: Instant | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Accepted:
+        return await self.send(
+            self._calls.grant(
+                amount, account_id=account_id, name=name, bucket=bucket, priority=priority,
+                source=source, metadata=metadata, effective_at=effective_at,
+                expires_at=expires_at, applies_to=applies_to, occurred_at=occurred_at,
+                idempotency_key=idempotency_key,
+            )
+        )  # fmt: skip
+
+    async def adjust(
+        self,
+        amount: int,
+        *,
+        account_id: str | None = None,
+        reason: str | None = None,
+        allow_negative: bool | None = None,
+        occurred_at: Instant | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Accepted:
+        return await self.send(
+            self._calls.adjust(
+                amount, account_id=account_id, reason=reason, allow_negative=allow_negative,
+                occurred_at=occurred_at, idempotency_key=idempotency_key,
+            )
+        )  # fmt: skip
+
+    async def refund(
+        self,
+        request_id: str,
+        *,
+        account_id: str | None = None,
+        amount: int | None = None,
+        reason: str | None = None,
+        occurred_at: Instant | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Accepted:
+        return await self.send(
+            self._calls.refund(
+                request_id, account_id=account_id, amount=amount, reason=reason,
+                occurred_at=occurred_at, idempotency_key=idempotency_key,
+            )
+        )  # fmt: skip
+
+    async def void_grant(
+        self,
+        grant_id: str,
+        *,
+        account_id: str | None = None,
+        occurred_at: Instant | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Accepted:
+        return await self.send(
+            self._calls.void_grant(
+                grant_id, account_id=account_id, occurred_at=occurred_at,
+                idempotency_key=idempotency_key,
+            )
+        )  # fmt: skip
+
+    async def hold(
+        self,
+        hold_id: str,
+        amount: int,
+        expires_at: Instant,
+        *,
+        account_id: str | None = None,
+        occurred_at: Instant | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Accepted:
+        return await self.send(
+            self._calls.hold(
+                hold_id, amount, expires_at, account_id=account_id, occurred_at=occurred_at,
+                idempotency_key=idempotency_key,
+            )
+        )  # fmt: skip
+
+    async def capture(
+        self,
+        hold_id: str,
+        request_id: str,
+        endpoint: str,
+        *,
+        amount: int | None = None,
+        account_id: str | None = None,
+        occurred_at: Instant | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Accepted:
+        return await self.send(
+            self._calls.capture(
+                hold_id, request_id, endpoint, amount=amount, account_id=account_id,
+                occurred_at=occurred_at, idempotency_key=idempotency_key,
+            )
+        )  # fmt: skip
+
+    async def release(
+        self,
+        hold_id: str,
+        *,
+        account_id: str | None = None,
+        occurred_at: Instant | None = None,
+        idempotency_key: str | None = None,
+    ) -> models.Accepted:
+        return await self.send(
+            self._calls.release(
+                hold_id, account_id=account_id, occurred_at=occurred_at,
+                idempotency_key=idempotency_key,
+            )
+        )  # fmt: skip
+
+    async def settings(
+        self,
+        *,
+        account_id: str | None = None,
+        low_balance_threshold: int | Unset | None = UNSET,
+        auto_reload: Mapping[str, int] | Unset | None = UNSET,
+        credit_limit: int | Unset | None = UNSET,
+        idempotency_key: str | None = None,
+        **more: Any,
+    ) -> models.Accepted:
+        return await self.send(
+            self._calls.settings(
+                account_id=account_id, low_balance_threshold=low_balance_threshold,
+                auto_reload=auto_reload, credit_limit=credit_limit,
+                idempotency_key=idempotency_key, **more,
+            )
+        )  # fmt: skip
+
+    async def command(
+        self, command_id: str, *, account_id: str | None = None
+    ) -> models.CommandStatus:
+        return await self.send(self._calls.command(command_id, account_id=account_id))
+
+    async def wait_for_command(
+        self,
+        command_id: str,
+        *,
+        account_id: str | None = None,
+        timeout_s: float = 30.0,
+        poll_s: float = 0.1,
+    ) -> models.CommandStatus:
+        """Poll `command` until applied or rejected (returned); TimeoutError at the deadline.
+        A 404 while polling is "not visible yet" (just published), not an error."""
+        deadline = Deadline(timeout_s, f"command {command_id} to be applied or rejected")
+        poll = self._calls.command_poll(command_id, account_id=account_id)
+        while True:
+            status = await self.send(poll)
+            if status is not None and settled(status):
+                return status
+            await asyncio.sleep(deadline.next_wait_s(poll_s))
+
+    # --- admin: price book, tokens, webhooks, ingest -------------------------------------------
+
+    async def price_book(self) -> models.Json:
+        return await self.send(self._calls.price_book())
+
+    async def set_price_book(
+        self,
+        effective_at: Instant,
+        prices: Mapping[str, int],
+        *,
+        default_credits: int | None = None,
+    ) -> models.Json:
+        return await self.send(
+            self._calls.set_price_book(effective_at, prices, default_credits=default_credits)
+        )
+
+    async def create_admin_token(self, name: str, scopes: Sequence[str]) -> models.Json:
+        return await self.send(self._calls.create_admin_token(name, scopes))
+
+    async def admin_tokens(self) -> models.Json:
+        return await self.send(self._calls.admin_tokens())
+
+    async def revoke_admin_token(self, token_id: str) -> None:
+        await self.send(self._calls.revoke_admin_token(token_id))
+
+    async def create_webhook(
+        self, url: str, events: Sequence[str], *, description: str | None = None
+    ) -> models.NewWebhook:
+        return await self.send(self._calls.create_webhook(url, events, description=description))
+
+    async def webhooks(self) -> models.Json:
+        return await self.send(self._calls.webhooks())
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        await self.send(self._calls.delete_webhook(webhook_id))
+
+    async def webhook_deliveries(
+        self, webhook_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> models.Json:
+        return await self.send(
+            self._calls.webhook_deliveries(webhook_id, limit=limit, cursor=cursor)
+        )
+
+    async def send_events(self, events: Sequence[Mapping[str, Any]]) -> models.Json:
+        return await self.send(self._calls.send_events(events))
+
+
+__all__ = ["AsyncCreditLedgerClient", "ClientConfigError"]
