@@ -11,9 +11,13 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from services.api import (
+    routes_account_alerts,
+    routes_account_settings,
     routes_admin,
+    routes_balance_history,
     routes_credits,
     routes_dashboard,
+    routes_dashboard_sessions,
     routes_ingest,
     routes_ops,
     routes_prices,
@@ -55,6 +59,10 @@ def create_app(
         app.include_router(routes_admin.router)
         app.include_router(routes_prices.router)
         app.include_router(routes_dashboard.router)
+        app.include_router(routes_dashboard_sessions.router)
+        app.include_router(routes_account_settings.router)
+        app.include_router(routes_account_alerts.router)
+        app.include_router(routes_balance_history.router)
         app.include_router(routes_ingest.router)
     return app
 

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     # answer more reads on spare cores, but the rate limits are per worker (N times them, and
     # an address blocked for guessing is blocked by one worker only): opt in.
     api_workers: int = Field(default=1, ge=1, le=64)
+    # A dashboard sign-in link (POST /v1/admin/accounts/{id}/dashboard-sessions) and the key it
+    # is traded for work this long from the link's creation; then the key answers 401.
+    dashboard_session_ttl_s: float = Field(default=900.0, gt=0, le=86_400)
+    # The origin the links point at (e.g. https://credits.example.com); unset: the request's own.
+    public_url: str | None = None
 
     @property
     def input_topics(self) -> tuple[str, str]:
