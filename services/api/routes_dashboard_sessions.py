@@ -100,7 +100,7 @@ async def create_dashboard_session(account_id: AccountPath, request: Request) ->
     response_model_by_alias=True,
     operation_id="exchangeDashboardSession",
     summary="Trade a dashboard link's token, once, for a key that expires with the link",
-    responses=problem_responses(401, 422, 429),
+    responses=problem_responses(400, 401, 422, 429),
 )
 async def exchange_dashboard_session(body: SessionExchange, request: Request) -> SessionKey:
     refuse_if_blocked(request)  # a guessed token counts as a failed sign-in, as a key would

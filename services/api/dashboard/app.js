@@ -246,6 +246,7 @@
     $("last-updated").textContent = formatTime(body.lastUpdated);
     $("ledger-seq").textContent = body.ledgerSeq === undefined ? "–" : `#${body.ledgerSeq}`;
     const owed = Number(body.overage ?? 0);
+    $("overage").closest(".figure").classList.toggle("owed", owed > 0);
     $("owed-note").hidden = !(owed > 0);
     $("owed-note").textContent = owed > 0
       ? `${numberFormat.format(owed)} credits are owed: calls no spendable credit covered. ` +
