@@ -4,7 +4,7 @@
 credential of the account) answers `{url, expiresAt}`; the url is `<origin>/dashboard#session=
 <token>`. The token sits in the URL *fragment*, which browsers never send, so it reaches no
 server or proxy log and no `Referer`. The page reads it, drops it from the address bar and trades
-it once at `POST /v1/dashboard-sessions/exchange` for a customer key of the account (`dsn_…`,
+it once at `POST /dashboard/session-exchange` for a customer key of the account (`dsn_…`,
 in `api_keys`, expiring with the link), which it sends as Bearer like a pasted key: every
 customer read, the fast paths included, accepts it through the one key check in auth.py, and
 after `expiresAt` answers 401 `session-expired`.
@@ -12,7 +12,9 @@ after `expiresAt` answers 401 `session-expired`.
 Why a key and not an HttpOnly cookie: the reads authenticate by `Authorization` only, and a
 cookie would need CSRF defences and a second credential path in auth.py. Why trade at all:
 the link is single-use, so a link copied from history or a screen share after sign-in signs
-nobody in. Only SHA-256 digests of the token and of the key are stored.
+nobody in. Only SHA-256 digests of the token and of the key are stored. The exchange sits
+beside the page (`/dashboard/…`), not under `/v1/`: it takes no credential (the token is one),
+and its answer is never cached (`Cache-Control: no-store`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.auth import DASHBOARD_SESSION_KEY_PREFIX, admin, require
@@ -94,7 +96,7 @@ async def create_dashboard_session(account_id: AccountPath, request: Request) ->
 
 
 @router.post(
-    "/v1/dashboard-sessions/exchange",
+    "/dashboard/session-exchange",
     status_code=201,
     response_model=SessionKey,
     response_model_by_alias=True,
@@ -102,7 +104,10 @@ async def create_dashboard_session(account_id: AccountPath, request: Request) ->
     summary="Trade a dashboard link's token, once, for a key that expires with the link",
     responses=problem_responses(400, 401, 422, 429),
 )
-async def exchange_dashboard_session(body: SessionExchange, request: Request) -> SessionKey:
+async def exchange_dashboard_session(
+    body: SessionExchange, request: Request, response: Response
+) -> SessionKey:
+    response.headers["Cache-Control"] = "no-store"
     refuse_if_blocked(request)  # a guessed token counts as a failed sign-in, as a key would
     pool: asyncpg.Pool = request.app.state.pool
     key_id = DASHBOARD_SESSION_KEY_PREFIX + secrets.token_hex(8)

@@ -621,7 +621,7 @@ async def test_a_dashboard_link_signs_in_once_and_stops_working_when_it_expires(
             response = await http.get(read, headers={"Authorization": f"Bearer {session_key}"})
             assert response.status_code == 401, (read, response.text)
         token = link.split("#session=", 1)[1]
-        again = await http.post("/v1/dashboard-sessions/exchange", json={"token": token})
+        again = await http.post("/dashboard/session-exchange", json={"token": token})
         assert again.status_code == 401
     assert "401" in await asyncio.to_thread(reopen_link, link)
 
@@ -634,17 +634,17 @@ async def test_a_link_is_single_use_and_its_key_reads_only_its_account(
     async with httpx.AsyncClient(base_url=stack.url, timeout=10) as http:
         made = await http.post(f"/v1/admin/accounts/{RICH}/dashboard-sessions", headers=admin)
         token = made.json()["url"].split("#session=", 1)[1]
-        traded = await http.post("/v1/dashboard-sessions/exchange", json={"token": token})
+        traded = await http.post("/dashboard/session-exchange", json={"token": token})
         assert traded.status_code == 201, traded.text
         assert traded.json()["accountId"] == RICH
         key = {"Authorization": f"Bearer {traded.json()['secret']}"}
         mine = await http.get("/v1/credits/balance", headers=key)
         assert mine.status_code == 200 and mine.json()["accountId"] == RICH
         assert (
-            await http.post("/v1/dashboard-sessions/exchange", json={"token": token})
+            await http.post("/dashboard/session-exchange", json={"token": token})
         ).status_code == 401
         assert (
-            await http.post("/v1/dashboard-sessions/exchange", json={"token": "cl_dsl_guess"})
+            await http.post("/dashboard/session-exchange", json={"token": "cl_dsl_guess"})
         ).status_code == 401
         stored = await stack.driver.pool.fetchrow(
             "SELECT token_sha256, key_id FROM dashboard_sessions WHERE account_id = $1", RICH

@@ -906,7 +906,7 @@
     $("signin").hidden = true;
     $("signing-in").hidden = false;
     try {
-      const body = await api("/v1/dashboard-sessions/exchange", {}, {
+      const body = await api("/dashboard/session-exchange", {}, {
         method: "POST", body: { token }, anonymous: true,
       });
       await signIn(body.secret, new Date(body.expiresAt));
