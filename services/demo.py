@@ -213,7 +213,7 @@ async def run_demo(settings: Settings, api_url: str) -> int:
             for a in DEMO_ACCOUNTS
         }
         await _wait_for_seq(http, keys, {k: e.entries for k, e in expected.items()})
-        return await _report(http, keys, expected, loads, api_url)
+        return await _report(http, keys, expected, loads, api_url, admin)
 
 
 @dataclass(frozen=True)
@@ -312,12 +312,22 @@ async def _balance(http: httpx.AsyncClient, secret: str) -> httpx.Response:
     return response
 
 
+async def _dashboard_link(http: httpx.AsyncClient, admin: dict[str, str], account_id: str) -> str:
+    """A short-lived sign-in link (CREDITLEDGER_DASHBOARD_SESSION_TTL_S), or "" if refused."""
+    made = await http.post(f"/v1/admin/accounts/{account_id}/dashboard-sessions", headers=admin)
+    if made.status_code != 201:
+        return ""
+    body = made.json()
+    return f"{body['url']}   (single use, until {body['expiresAt']})"
+
+
 async def _report(
     http: httpx.AsyncClient,
     keys: dict[str, str],
     expected: dict[str, Expected],
     loads: dict[str, list[dict[str, Any]]],
     api_url: str,
+    admin: dict[str, str],
 ) -> int:
     all_equal = True
     print(f"\ncreditledger demo: {sum(len(v) for v in loads.values())} usage events, "
@@ -338,5 +348,9 @@ async def _report(
     first = next(iter(keys.items()))
     print(f"\nAPI: {api_url}   (OpenAPI UI: {api_url}/docs)")
     print(f"Dashboard: {api_url}/dashboard   (sign in with {first[0]}'s key below)")
+    for account_id in keys:
+        link = await _dashboard_link(http, admin, account_id)
+        if link:
+            print(f"  {account_id}: {link}")
     print(f"Try: curl -s -H 'Authorization: Bearer {first[1]}' {api_url}/v1/credits/balance")
     return 0 if all_equal else 1
