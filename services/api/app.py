@@ -11,12 +11,16 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from services.api import (
+    routes_account_alerts,
+    routes_account_settings,
     routes_accounts,
     routes_accounts_admin,
     routes_activity,
+    routes_balance_history,
     routes_commands,
     routes_credits,
     routes_dashboard,
+    routes_dashboard_sessions,
     routes_grants,
     routes_ingest,
     routes_keys,
@@ -73,6 +77,10 @@ def create_app(
         app.include_router(routes_tokens.router)
         app.include_router(routes_prices.router)
         app.include_router(routes_dashboard.router)
+        app.include_router(routes_dashboard_sessions.router)
+        app.include_router(routes_account_settings.router)
+        app.include_router(routes_account_alerts.router)
+        app.include_router(routes_balance_history.router)
         app.include_router(routes_ingest.router)
         app.include_router(routes_accounts.router)
         app.include_router(routes_webhooks.router)

@@ -301,7 +301,19 @@ def _verified(row: asyncpg.Record | None) -> VerifiedKey:
 
 def _refuse_if_expired(key: VerifiedKey) -> None:
     if key.expires_at is not None and key.expires_at <= datetime.now(UTC):
-        raise Problem(403, "key-expired", "the API key expired (it was rotated)")
+        raise expired_refusal(key.key_id)
+
+
+# Keys a dashboard sign-in link was traded for (routes_dashboard_sessions.py).
+DASHBOARD_SESSION_KEY_PREFIX = "dsn_"
+
+
+def expired_refusal(key_id: str) -> Problem:
+    """A rotated key's expiry is a refusal (403); a dashboard session's is the end of a sign-in
+    (401: sign in again)."""
+    if key_id.startswith(DASHBOARD_SESSION_KEY_PREFIX):
+        return Problem(401, "session-expired", "the dashboard session expired: sign in again")
+    return Problem(403, "key-expired", "the API key expired (it was rotated)")
 
 
 async def admin(request: Request, _: AdminDoc = None) -> AdminCaller:

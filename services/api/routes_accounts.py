@@ -3,7 +3,7 @@ and last activity (`reads/accounts.py`: the balance endpoint's figures, now).
 
 Scope `accounts:read` (implied by `admin`). A service token's `credits:read` does not imply it:
 reading a named account's credits is not enumerating every account. `POST /v1/admin/accounts`
-(registering a name) stays with the other admin writes in routes_admin.py.
+(registering a name) stays with the other account writes in routes_accounts_admin.py.
 
 Paging as the grants list does: `limit` (1-500, default 100) and the opaque `next_page` token the
 previous page answered (`nextPage`, null on the last page), bound to this list; ordered by

@@ -1,8 +1,9 @@
 """The customer dashboard: one static page (plain HTML/CSS/JS, no build step) over the JSON API.
 
-The page signs in with the customer's API key and calls the `/v1/...` endpoints itself; this
-router only serves its files, read from the package (`services/api/dashboard/`), so it works from
-a source tree and when installed alike.
+The page signs in with the customer's API key, or a sign-in link traded for one
+(routes_dashboard_sessions.py), and calls the `/v1/...` endpoints itself; this router only
+serves its files, read from the package (`services/api/dashboard/`), so it works from a source
+tree and when installed alike. See dashboard/README.md for the panels and their endpoints.
 """
 
 from __future__ import annotations

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     webhook_retry_window_s: float = Field(default=3 * 86_400.0, gt=0, le=30 * 86_400)
     webhook_queue_max: int = Field(default=1000, ge=1, le=100_000)  # in memory, per endpoint
     webhook_poll_interval_s: float = Field(default=1.0, gt=0, le=60)  # due retries, new endpoints
+    # A dashboard sign-in link (POST /v1/admin/accounts/{id}/dashboard-sessions) and the key it
+    # is traded for work this long from the link's creation; then the key answers 401.
+    dashboard_session_ttl_s: float = Field(default=900.0, gt=0, le=86_400)
+    # The origin the links point at (e.g. https://credits.example.com); unset: the request's own.
+    public_url: str | None = None
 
     @property
     def webhooks_consumer_group(self) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from selenium import webdriver
 from selenium.common.exceptions import (
     StaleElementReferenceException,
@@ -76,6 +77,7 @@ class Stack:
     url: str
     admin_token: str
     driver: Driver
+    app: FastAPI  # its `state.settings` may be replaced to change a setting mid-test
 
 
 @pytest.fixture
@@ -105,6 +107,7 @@ async def stack(namespace: Settings) -> AsyncIterator[Stack]:
                 f"http://127.0.0.1:{port}",
                 settings.admin_token,
                 Driver(settings, handle.pool, handle.producer, handle.tasks),
+                app,
             )
         finally:
             server.should_exit = True
