@@ -1,4 +1,4 @@
-"""`creditledger bench [--events N] [--accounts M] [--json PATH] …`, for services/cli.py to wire."""
+"""`creditledger bench [--events N] [--accounts M] [--json PATH] …`, for services/cli/ to wire."""
 
 from __future__ import annotations
 
