@@ -32,6 +32,10 @@ EPILOG = (
 )
 
 
+# The services and the bench keep aiokafka's warnings and errors: they run on through them.
+LONG_RUNNING = ("serve", "writer", "projector", "api", "demo", "bench")
+
+
 def package_version() -> str:
     try:
         return version("creditledger")
@@ -70,5 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    if args.command not in LONG_RUNNING:
+        # A one-shot command reports an unreachable broker in its own one line (exit 4).
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return errors.run_reporting(lambda: handler(args), args.traceback)
