@@ -126,8 +126,6 @@ TOLERATED = {
     "in the writer's registry; moves with that registry to services/platform",
     ("schemas.price_book", "services.core.pricing"): "the price book's versions are the core's "
     "PriceVersion; the pure core (stdlib only) cannot reach a service from there",
-    ("schemas.price_book", "services.platform.postgres"): "the DbConnection type of its SQL "
-    "helpers; they belong in services/ beside the other named queries",
     ("schemas.asyncapi", "services.platform.settings"): "topic names from the settings' "
     "defaults; to come from a constant in schemas/ instead",
     ("schemas.export", "services.api.app"): "the exporter (creditledger schemas export) renders "
