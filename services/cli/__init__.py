@@ -78,4 +78,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A one-shot command reports an unreachable broker in its own one line (exit 4).
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return errors.run_reporting(lambda: handler(args), args.traceback)
+    service = args.command in LONG_RUNNING
+    return errors.run_reporting(lambda: handler(args), args.traceback, service)

@@ -21,8 +21,9 @@ from services.platform.settings import Settings
 from services.platform.stack import StackError
 
 
-def run_reporting(work: Callable[[], int], show_traceback: bool) -> int:
-    """`work()`'s exit code; an exception as one line and its exit code."""
+def run_reporting(work: Callable[[], int], show_traceback: bool, service: bool = False) -> int:
+    """`work()`'s exit code; an exception as one line and its exit code. A `service` (a
+    long-running process, whose log is read afterwards) also logs a bug's traceback."""
     try:
         return work()
     except KeyboardInterrupt:
@@ -35,9 +36,9 @@ def run_reporting(work: Callable[[], int], show_traceback: bool) -> int:
         print(f"creditledger: error: {exit_.code}", file=sys.stderr)
         return base.NOT_FOUND
     except Exception as error:  # every failure ends here: the one place that reports them
-        if show_traceback:
-            traceback.print_exc()
         code, message = classify(error)
+        if show_traceback or (service and code == base.INTERNAL):
+            traceback.print_exc()
         print(f"creditledger: error: {message}", file=sys.stderr)
         return code
 

@@ -191,3 +191,23 @@ def test_instant_forms_in_utc() -> None:
     now = base.instant("now")
     assert before <= now <= datetime.now(UTC) + timedelta(seconds=1)
     assert now.utcoffset() == timedelta(0)
+
+
+def test_a_bug_is_one_line_and_exit_70_with_the_traceback_on_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from services.cli import errors
+
+    def bug() -> int:
+        raise ZeroDivisionError("division by zero")
+
+    assert errors.run_reporting(bug, show_traceback=False) == base.INTERNAL
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "creditledger: error: internal error: ZeroDivisionError: division by zero "
+        "(run again with --traceback for the details)"
+    ]
+    assert errors.run_reporting(bug, show_traceback=True) == base.INTERNAL
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+    assert errors.run_reporting(bug, show_traceback=False, service=True) == base.INTERNAL
+    assert "Traceback (most recent call last)" in capsys.readouterr().err  # a service's log

@@ -111,3 +111,15 @@ def test_the_check_catches_outside_paths() -> None:
     assert outside_references("see ../shared/contract.md") != []
     assert outside_references("at /work/shared/x") != []
     assert outside_references("see docs/contract.md and services/api/README.md") == []
+
+
+def test_operations_documents_every_setting() -> None:
+    from services.platform.settings import Settings
+
+    text = (ROOT / "docs" / "operations.md").read_text()
+    missing = [
+        f"CREDITLEDGER_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`CREDITLEDGER_{name.upper()}`" not in text
+    ]
+    assert missing == [], f"document {', '.join(missing)} in docs/operations.md (Settings)"
