@@ -17,7 +17,7 @@ run: $(INSTALLED) system-deps
 test: $(INSTALLED) test-deps check
 	$(BIN)/pytest
 
-# The pure unit tests (no Kafka, no Postgres, no browser): seconds, for the edit-test loop.
+# The pure unit tests (no Kafka, no Postgres, no browser): about a minute, for the edit-test loop.
 unit: $(INSTALLED)
 	$(BIN)/pytest -q tests/unit
 
