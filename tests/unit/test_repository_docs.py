@@ -123,3 +123,12 @@ def test_operations_documents_every_setting() -> None:
         if f"`CREDITLEDGER_{name.upper()}`" not in text
     ]
     assert missing == [], f"document {', '.join(missing)} in docs/operations.md (Settings)"
+
+
+def test_operations_states_the_local_postgres_settings() -> None:
+    from services.platform.stack import POSTGRES_SETTINGS
+
+    text = (ROOT / "docs" / "operations.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    for name, value in POSTGRES_SETTINGS.items():
+        assert any(f"`{name}`" in row and value in row for row in rows), f"{name} = {value}"
