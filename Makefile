@@ -5,7 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test check stop bench chaos system-deps test-deps
+LOCK := requirements.lock
+
+.PHONY: run test unit check stop bench chaos system-deps test-deps lock
 
 run: $(INSTALLED) system-deps
 	$(BIN)/creditledger stack up
@@ -14,6 +16,10 @@ run: $(INSTALLED) system-deps
 
 test: $(INSTALLED) test-deps check
 	$(BIN)/pytest
+
+# The pure unit tests (no Kafka, no Postgres, no browser): about a minute, for the edit-test loop.
+unit: $(INSTALLED)
+	$(BIN)/pytest -q tests/unit
 
 check: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -40,8 +46,20 @@ system-deps:
 test-deps:
 	@bash services/platform/install-system-deps.sh tests
 
-$(INSTALLED): pyproject.toml
+# Exactly what the lock file names, each file checked against its hash, so a fresh machine
+# installs what CI tested; then the project itself, without resolving anything again.
+$(INSTALLED): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
+
+# After changing dependencies in pyproject.toml: regenerate the lock (every extra, hashes of
+# every platform's files), commit both. `make lock UPGRADE=1` also moves pins to the newest
+# versions the ranges allow.
+lock:
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@[ -x $(BIN)/uv ] || $(BIN)/python -m pip install -q 'uv>=0.5,<1'
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra bench --generate-hashes \
+		--universal --python-version 3.11 --custom-compile-command "make lock" \
+		$(if $(UPGRADE),--upgrade,) -q -o $(LOCK)

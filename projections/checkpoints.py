@@ -1,7 +1,7 @@
 """Per-account checkpoints of the models kept in several rows (activity, usage, grants).
 
 `fresh_entries` locks the batch's checkpoint rows, keeps only entries above them (redelivery is
-harmless), asserts there is no gap, and returns what to save after the model is updated.
+harmless), refuses a gap (`LedgerGap`), and returns what to save after the model is updated.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from schemas.ledger import LedgerEntryMessage
+from services.core.errors import LedgerGap
 from services.platform.postgres import DbConnection
 
 # Lock first, create only the missing rows (an INSERT .. ON CONFLICT over every account of every
@@ -51,9 +52,8 @@ async def fresh_entries(
         mark = marks[entry.account_id]
         if entry.seq <= mark.last_seq:
             continue
-        assert entry.seq == mark.last_seq + 1, (
-            f"{projection}: gap before {entry.account_id}/{entry.seq}"
-        )
+        if entry.seq != mark.last_seq + 1:
+            raise LedgerGap(f"{projection}: gap before {entry.account_id}/{entry.seq}")
         fresh.append(entry)
         mark.last_seq = entry.seq  # advanced here; saved by save_checkpoints
     return fresh, marks

@@ -14,13 +14,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.common import Credits, UtcTime
 from services.core.pricing import DEFAULT_PRICE_BOOK, PriceSchedule, PriceVersion
-from services.platform.postgres import DbConnection
+
+# services.platform.postgres.DbConnection, spelt here: schemas import no service.
+DbConnection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 
 MAX_PRICED_ENDPOINTS = 10_000
 Endpoint = Annotated[str, Field(min_length=1, max_length=256)]  # as in the usage event

@@ -19,6 +19,7 @@ from datetime import datetime
 
 from projections.grant_entries import granted_amount, is_activation, scheduled_amount
 from schemas.ledger import EntryBucket, LedgerEntryMessage
+from services.core.errors import LedgerGap
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +106,13 @@ def _fold(
         if checked:
             if entry.seq <= last_seq:
                 continue
-            assert entry.seq == last_seq + 1, f"gap: view at {last_seq}, entry {entry.seq}"
-            assert balance + entry.delta == entry.balance_after, (
-                f"balance {balance + entry.delta} != balance_after {entry.balance_after}"
-            )
+            if entry.seq != last_seq + 1:
+                raise LedgerGap(f"{view.account_id}: gap: view at {last_seq}, entry {entry.seq}")
+            if balance + entry.delta != entry.balance_after:
+                raise LedgerGap(
+                    f"{view.account_id}/{entry.seq}: balance {balance + entry.delta} != "
+                    f"balance_after {entry.balance_after}"
+                )
         balance, reserved = balance + entry.delta, reserved + entry.reserved_delta
         last_seq, folded = max(last_seq, entry.seq), True
         if entry.reason == "grant":

@@ -11,6 +11,7 @@ import asyncio
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,7 @@ class Options:
     read_concurrency: int
     naive_sample: int
     profile_dir: Path | None
+    phase: Callable[[str], None] = lambda name: None  # names each phase as it starts (progress)
 
 
 def _ratio(ours: float | None, theirs: float | None) -> float | None:
@@ -117,13 +119,15 @@ async def run_bench(
     rebuild_entries: int = 10_000_000,
     profile_dir: Path | None = None,
     keep_database: bool = False,
+    phase: Callable[[str], None] = lambda name: None,
 ) -> dict[str, Any]:
     """The figures (CONTRACT_KEYS and more) and `targets`; `database_url` names the namespace's
     database, dropped at the end unless `keep_database`; `expected_balances` is what its
     ledger must hold."""
     assert events >= 1 and accounts >= 1 and rebuild_entries >= 1
     options = Options(fresh_rate, fresh_rate_high, fresh_seconds, read_seconds,
-                      read_concurrency, naive_sample, profile_dir)  # fmt: skip
+                      read_concurrency, naive_sample, profile_dir, phase)  # fmt: skip
+    phase("creating the bench namespace")
     settings = await create_namespace(settings_base, accounts)
     result: dict[str, Any] = {"events": events, "accounts": accounts,
                               "partitions": settings.topic_partitions, "machine": machine(),
@@ -141,6 +145,7 @@ async def run_bench(
         # 5. The same ingest over 10× the accounts, on a namespace of its own (the main one's
         # processes are stopped by now: they would only compete for the two cores).
         many = ACCOUNTS_FACTOR * accounts
+        phase(f"5. ingest over {many:,} accounts")
         result.update(await accounts_phase(settings_base, events, many, GRANT,
                                            log_dir / "accounts-10x"))  # fmt: skip
         result["ingest_scaling_10x_accounts"] = _ratio(
@@ -148,6 +153,7 @@ async def run_bench(
         )
 
         # 6. Rebuild of a large ledger (made in SQL) next to a plain GROUP BY.
+        phase(f"6. rebuild of {rebuild_entries:,} ledger rows")
         rebuild_deadline_s = max(600.0, rebuild_entries / 10_000)  # 10,000 rows/s is a failure
         result.update(
             await _rebuild_phase(settings_base, rebuild_entries, accounts, rebuild_deadline_s)
@@ -191,9 +197,14 @@ class _Run:
             producer = fast_producer(str(self.settings.kafka_bootstrap))
             await producer.start()
             stack.push_async_callback(producer.stop)
+            phase = self.options.phase
+            phase(f"1. ingest of {self.events:,} events over {self.accounts:,} accounts")
             watch = await self._ingest(pipeline, pool, producer)
+            phase("2. the machine's limits (kcat, psql COPY)")
             await self._limits(pool)
+            phase("3. the naive baseline")
             await self._naive(pool)
+            phase("4. reads idle and under steady loads")
             await self._loads(pipeline, pool, producer)
             assert watch.memory is not None
             self.result["memory_mb"] = watch.memory.figures()

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from services.core.drawdown import within_limit
+from services.core.errors import LedgerGap
 from services.core.model import (
     AccountState,
     AlertFlags,
@@ -43,8 +44,10 @@ def evolve_all(state: AccountState, events: Iterable[Event]) -> AccountState:
 
 
 def _evolve_entry(state: AccountState, entry: LedgerEntry) -> AccountState:
-    assert entry.seq == state.seq + 1, f"seq gap: state at {state.seq}, entry {entry.seq}"
-    assert entry.balance_after == state.balance + entry.delta, "balance_after disagrees"
+    if entry.seq != state.seq + 1:
+        raise LedgerGap(f"{entry.account_id}: seq gap: state at {state.seq}, entry {entry.seq}")
+    if entry.balance_after != state.balance + entry.delta:
+        raise LedgerGap(f"{entry.account_id}/{entry.seq}: balance_after disagrees")
     buckets = _evolve_buckets(state.buckets, entry)
     # A bucket that is empty and past its expiry can take nothing more: drop it.
     buckets = tuple(b for b in buckets if b.remaining > 0 or not b.expired_at(entry.occurred_at))

@@ -22,7 +22,7 @@ import csv
 import importlib
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal, TextIO, cast
 
@@ -267,6 +267,7 @@ async def export_ledger(
     account_id: str | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     by: TimeAxis = "recorded",
+    progress: Callable[[int], None] = lambda written: None,  # rows written so far, per batch
 ) -> int:
     """Stream ledger entries to `out`; return how many were written.
 
@@ -300,6 +301,7 @@ async def export_ledger(
                 sink.write(batch)
                 written += len(batch)
                 batch = []
+                progress(written)
     if batch:
         sink.write(batch)
         written += len(batch)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -106,6 +106,7 @@ async def replay(
     target_database_url: str,
     pinned: Offsets | None = None,
     price_versions: Sequence[PriceVersion] | None = None,
+    progress: Callable[[int, int], None] = lambda done, total: None,  # input records applied
 ) -> ReplayManifest:
     """Replay into `target_database_url`; `pinned` end offsets and `price_versions` (both from
     an earlier manifest) reproduce that replay, else the log's end and the live price book.
@@ -129,7 +130,7 @@ async def replay(
     manifest.price_book = [version_json(v) for v in sorted(price_versions, key=_number)]
     await migrate(target_database_url)
     await _copy_price_book(target_database_url, price_versions)
-    await _run_writer_until(settings, manifest.end_offsets)
+    await _run_writer_until(settings, manifest.end_offsets, progress)
     manifest.seconds = time.monotonic() - started
     await _compare(live.database_url, target_database_url, manifest)
     return manifest
@@ -173,7 +174,9 @@ def _number(version: PriceVersion) -> int:
     return version.version
 
 
-async def _run_writer_until(settings: Settings, ends: Offsets) -> None:
+async def _run_writer_until(
+    settings: Settings, ends: Offsets, progress: Callable[[int, int], None]
+) -> None:
     assert settings.database_url is not None and settings.kafka_bootstrap is not None
     pool = await create_pool(settings.database_url)
     producer = new_producer(settings.kafka_bootstrap)  # idle: the writer publishes nothing
@@ -183,7 +186,7 @@ async def _run_writer_until(settings: Settings, ends: Offsets) -> None:
     task = asyncio.create_task(writer.run(stop))
     try:
         deadline = time.monotonic() + CATCH_UP_DEADLINE_S
-        while not await _reached(pool, settings.consumer_group, ends):
+        while not await _reached(pool, settings.consumer_group, ends, progress):
             if task.done():
                 task.result()  # the writer died: raise its error
             assert time.monotonic() < deadline, "replay did not reach the end offsets in time"
@@ -195,17 +198,24 @@ async def _run_writer_until(settings: Settings, ends: Offsets) -> None:
         await pool.close()
 
 
-async def _reached(pool: asyncpg.Pool, group: str, ends: Offsets) -> bool:
+async def _reached(
+    pool: asyncpg.Pool,
+    group: str,
+    ends: Offsets,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> bool:
     consumed = {
         (r["topic"], r["kafka_partition"]): r["next_offset"]
         for r in await pool.fetch(CONSUMED, group)
     }
-    return all(
-        consumed.get((topic, partition), 0) >= end
+    pairs = [
+        (consumed.get((topic, partition), 0), end)
         for topic, partitions in ends.items()
         for partition, end in partitions.items()
         if end > 0
-    )
+    ]
+    progress(sum(min(at, end) for at, end in pairs), sum(end for _, end in pairs))
+    return all(at >= end for at, end in pairs)
 
 
 async def _compare(live_url: str, target_url: str, manifest: ReplayManifest) -> None:

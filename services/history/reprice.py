@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -120,7 +120,12 @@ def repriced_cost(event: UsageEvent, book: PriceBook) -> int:
 
 
 async def reprice(
-    settings: Settings, pool: asyncpg.Pool, book: PriceBook, start: datetime, end: datetime
+    settings: Settings,
+    pool: asyncpg.Pool,
+    book: PriceBook,
+    start: datetime,
+    end: datetime,
+    progress: Callable[[int], None] = lambda calls: None,  # calls re-rated so far, per batch
 ) -> dict[RowKey, Row]:
     """Raises `LogGapError` when the log lacks calls of the window the ledger accounts for."""
     what = f"reprice {_iso(start)}..{_iso(end)}"
@@ -136,10 +141,13 @@ async def reprice(
     rows: dict[RowKey, Row] = {}
     pending: list[UsageEvent] = []
     in_log = LogScan()
+    seen = 0
     async for event in _usage_events(settings, start, end, in_log):
         pending.append(event)
         if len(pending) >= LOOKUP_BATCH:
             await _settle(pool, pending, in_force, book, rows)
+            seen += len(pending)
+            progress(seen)
             pending = []
     await _settle(pool, pending, in_force, book, rows)
     await _refuse_unseen(settings, pool, start, end, in_log, what)

@@ -23,7 +23,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -144,16 +144,23 @@ def default_stack_dir() -> Path:
     return project_root / ".creditledger" / "stack"
 
 
-def stack_up(stack_dir: Path | None = None) -> StackEndpoints:
-    """Start whatever is not running yet and return the endpoints; reuse servers that run."""
+def _no_phase(name: str) -> None:
+    """The default `progress`: stack_up's callers outside the CLI show nothing."""
+
+
+def stack_up(
+    stack_dir: Path | None = None, progress: Callable[[str], None] = _no_phase
+) -> StackEndpoints:
+    """Start whatever is not running yet and return the endpoints; reuse servers that run.
+    `progress(name)` is called as each slow step starts (the CLI shows it)."""
     paths = _paths(stack_dir)
     with _exclusive_lock(paths.lock, LOCK_TIMEOUT_S):
         state = _load_state(paths)
         pg = _pg_paths(paths, state)
         state.pg_root = str(pg.root)
         _save_state(paths, state)
-        _ensure_kafka(paths, state)
-        _ensure_postgres(paths, state, pg)
+        _ensure_kafka(paths, state, progress)
+        _ensure_postgres(paths, state, pg, progress)
         endpoints = _endpoints(state)
         if endpoints is None:  # both ensure steps set every port, so this is a bug
             raise StackError("stack started but its ports are not recorded")
@@ -507,7 +514,7 @@ def _kafka_pom() -> str:
     )
 
 
-def _ensure_kafka_libs() -> Path:
+def _ensure_kafka_libs(progress: Callable[[str], None] = _no_phase) -> Path:
     """Fetch the broker's jars once; later runs (and other stack dirs) reuse the cache offline."""
     home = _kafka_home()
     libs = home / "libs"
@@ -518,6 +525,7 @@ def _ensure_kafka_libs() -> Path:
         if (libs / LIBS_MARKER).is_file():
             return libs
         mvn = _require_tool("mvn", "install Maven (apt-get install -y maven)")
+        progress(f"fetching Kafka {KAFKA_VERSION}'s jars with Maven (once; up to 10 minutes)")
         pom = home / "pom.xml"
         pom.write_text(_kafka_pom(), encoding="utf-8")
         partial = home / "libs.partial"
@@ -548,12 +556,14 @@ def _kafka_running(paths: _Paths, state: _State) -> bool:
     return _kafka_pid_alive(paths, state.kafka_pid) and _port_accepts(state.kafka_port)
 
 
-def _ensure_kafka(paths: _Paths, state: _State) -> None:
+def _ensure_kafka(
+    paths: _Paths, state: _State, progress: Callable[[str], None] = _no_phase
+) -> None:
     if _kafka_running(paths, state):
         return
     # A live pid without a listener is a broker that hung or never finished starting.
     _stop_kafka(paths, state)
-    libs = _ensure_kafka_libs()
+    libs = _ensure_kafka_libs(progress)
     state.kafka_port = _usable_port(state.kafka_port, _taken_ports(state, "kafka_port"))
     state.controller_port = _usable_port(
         state.controller_port, _taken_ports(state, "controller_port")
@@ -561,6 +571,7 @@ def _ensure_kafka(paths: _Paths, state: _State) -> None:
     _save_state(paths, state)
     _write_kafka_config(paths, state)
     _format_kafka_storage(paths, libs)
+    progress(f"starting Kafka on port {state.kafka_port}")
     _start_kafka(paths, state, libs)
 
 
@@ -830,7 +841,9 @@ def _postgres_running(state: _State, pg: _PgPaths) -> bool:
     return _postmaster_pid(pg) is not None and _port_accepts(state.postgres_port)
 
 
-def _ensure_postgres(paths: _Paths, state: _State, pg: _PgPaths) -> None:
+def _ensure_postgres(
+    paths: _Paths, state: _State, pg: _PgPaths, progress: Callable[[str], None] = _no_phase
+) -> None:
     bindir = _pg_bindir()
     if not _postgres_running(state, pg):
         # A postmaster without our listener (hung, or started on another port) must go first:
@@ -841,7 +854,10 @@ def _ensure_postgres(paths: _Paths, state: _State, pg: _PgPaths) -> None:
         )
         _save_state(paths, state)
         _prepare_pg_dirs(pg)
+        if not (pg.data / "PG_VERSION").is_file():
+            progress("initialising Postgres' data directory (initdb)")
         _initdb(bindir, pg)
+        progress(f"starting Postgres on port {state.postgres_port}")
         _start_postgres(bindir, pg, state.postgres_port)
     _ensure_database(bindir, state)
 

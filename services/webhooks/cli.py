@@ -13,13 +13,15 @@ def add_parser(sub: Any) -> None:
         help="deliver alerts to the registered webhook endpoints (signed, retried)",
         description="Reads the alerts topic in its own consumer group and POSTs each alert to "
         "every subscribed endpoint; settings: CREDITLEDGER_WEBHOOK_* (docs/webhooks.md).",
+        epilog="examples:\n  creditledger webhooks",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
 def command(args: argparse.Namespace) -> int:
     from services import runtime
-    from services.cli import _run_fast
+    from services.cli.serve_cmds import run_fast
 
     settings = runtime.resolve_settings(start_stack=True)
-    _run_fast(runtime.serve(settings, ("webhooks",)))
+    run_fast(runtime.serve(settings, ("webhooks",)))
     return 0

@@ -20,11 +20,11 @@ from services.core.model import (
     LedgerEntry,
     entry_id_of,
 )
+from services.core.snapshot import state_from_json, state_to_json
 from services.platform.postgres import DbConnection
 from services.platform.settings import dead_letter_topic
 from services.writer.decoding import IdKind
 from services.writer.plan import BatchPlan, DeadLetter, Forward, SeenKey
-from services.writer.snapshot import state_from_json, state_to_json
 from services.writer.state_cache import StateCache
 from services.writer.wire import alert_to_json_bytes, entry_to_json_bytes, grant_terms
 

@@ -19,6 +19,9 @@ from tests.servers import Servers
 pytestmark = pytest.mark.integration
 
 
+# Two schemathesis runs of up to 240 s each (tests/attacks/contract.py): more than the default
+# per-test timeout, which would cut off their own, more telling, deadline.
+@pytest.mark.timeout(600)
 async def test_schemathesis_with_every_check_finds_nothing(servers: Servers) -> None:
     # Rate limits lifted (see contract.py); `min_seq` answers at once instead of waiting 5 s for
     # a seq that generated values never reach (its wait: test_api_reads.py).

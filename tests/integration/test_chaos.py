@@ -43,6 +43,9 @@ def world() -> Iterator[World]:
 
 
 @pytest.mark.parametrize("fault_name", SUBSET)
+# A round may take its settle deadline (240 s, tests/chaos/round.py) after the API's start
+# (60 s): above the default per-test timeout, which would cut off the round's own report.
+@pytest.mark.timeout(600)
 async def test_the_invariants_hold_under(world: World, fault_name: str) -> None:
     fault: Fault = BY_NAME[fault_name]
     report = await run_round(world, fault, round_seed(SEED, fault, 0), EVENTS)

@@ -32,7 +32,7 @@ ACCOUNTS = [f"gap-{n}" for n in range(6)]
 CALLS_EACH = 4
 BOOK = PriceBook(version="dearer", credits_by_endpoint={"POST /v1/scanner/scan": 2})
 DAY = (T0, T0 + timedelta(days=1))
-LOG_GAP_EXIT = 3
+LOG_GAP_EXIT = 6  # services/cli/base.py LOG_GAP
 
 
 async def history(driver: Driver) -> None:

@@ -1,5 +1,5 @@
 """An independent model of one account's money, written from the contract's rules
-(../shared/contract.md v1.1, "Money is exact"; services/core/README.md), not from the core.
+(docs/contract.md v1.1, "Money is exact"; services/core/README.md), not from the core.
 
 It imports only the core's command dataclasses (plain data) and never calls services/core.
 

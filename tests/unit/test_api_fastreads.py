@@ -28,8 +28,8 @@ from services.api.app import create_app
 from services.api.fastreads import FastReads
 from services.api.keys import new_secret, secret_hash
 from services.core.model import AccountSettings, AccountState, Bucket, BucketKind
+from services.core.snapshot import state_to_json
 from services.platform.settings import Settings
-from services.writer.snapshot import state_to_json
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

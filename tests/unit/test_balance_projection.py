@@ -17,6 +17,7 @@ from projections.balance.apply import (
 )
 from schemas.ledger import LedgerEntryMessage
 from services.core import decide, evolve_all
+from services.core.errors import LedgerGap
 from services.core.model import (
     DEFAULT_PRIORITY,
     AccountState,
@@ -204,14 +205,14 @@ def test_a_run_folds_to_what_entry_by_entry_gives_redeliveries_included() -> Non
 def test_a_seq_gap_is_refused() -> None:
     _, entries = ledger(SCENARIO)
     view = fold(entries[:2])
-    with pytest.raises(AssertionError, match="gap"):
+    with pytest.raises(LedgerGap, match="gap"):
         apply(view, entry_to_message(entries[3]))
 
 
 def test_an_entry_whose_balance_after_disagrees_is_refused() -> None:
     _, entries = ledger([grant("g", 10), usage("r1", 3)])
     message = entry_to_message(entries[1]).model_copy(update={"balance_after": 8})
-    with pytest.raises(AssertionError, match="balance_after"):
+    with pytest.raises(LedgerGap, match="balance_after"):
         apply(fold(entries[:1]), message)
 
 

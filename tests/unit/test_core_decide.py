@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.core import decide, evolve, evolve_all
+from services.core.errors import LedgerGap
 from services.core.model import (
     DEFAULT_PRIORITY,
     AccountState,
@@ -633,19 +634,19 @@ def one_consume(state: AccountState) -> LedgerEntry:
 
 def test_evolve_refuses_a_seq_gap() -> None:
     state = after(grant("g", 10))
-    with pytest.raises(AssertionError, match="seq gap"):
+    with pytest.raises(LedgerGap, match="seq gap"):
         evolve(state, replace(one_consume(state), seq=3))
 
 
 def test_evolve_refuses_a_replayed_seq() -> None:
     state = after(grant("g", 10))
-    with pytest.raises(AssertionError, match="seq gap"):
+    with pytest.raises(LedgerGap, match="seq gap"):
         evolve(state, replace(one_consume(state), seq=1))
 
 
 def test_evolve_refuses_a_wrong_balance_after() -> None:
     state = after(grant("g", 10))
-    with pytest.raises(AssertionError, match="balance_after"):
+    with pytest.raises(LedgerGap, match="balance_after"):
         evolve(state, replace(one_consume(state), balance_after=10))
 
 

@@ -21,7 +21,7 @@ from services.core.model import (
     GrantCredits,
 )
 from services.core.run import decide_run
-from services.writer.snapshot import state_from_json, state_to_json
+from services.core.snapshot import state_from_json, state_to_json
 
 ACCOUNT = "acct_notice"
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -28,9 +28,9 @@ import asyncpg
 
 from services.api.reads.common import iso
 from services.core.model import AccountState
+from services.core.snapshot import state_from_json
 from services.core.spend import BalanceFigures, figures, quote
 from services.platform.postgres import DbConnection
-from services.writer.snapshot import state_from_json
 
 ACCOUNT_STATE = """
 SELECT seq, balance, snapshot, updated_at FROM writer_accounts WHERE account_id = $1

@@ -8,13 +8,14 @@ the last seq returned), so it is stable while new entries arrive.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 
+from schemas.ledger import EntryReasonName
 from services.api.reads.common import iso
 
-REASONS = ("grant", "consume", "refund", "adjustment", "expiry", "void", "hold", "release")
+REASONS: tuple[str, ...] = get_args(EntryReasonName)  # the one list: schemas/ledger.py
 EXPANSIONS = ("request",)
 ENTRY_COLUMNS = """e.entry_id, e.account_id, e.seq, e.delta, e.balance_after, e.reason, e.source,
        e.bucket_grant_id, e.bucket_kind, e.metadata, e.reserved_delta, e.occurred_at,

@@ -1,4 +1,5 @@
-"""The writer's account snapshot as JSON (`writer_accounts.snapshot`), and back.
+"""The account snapshot as JSON (`writer_accounts.snapshot`, which the writer keeps and the read API
+folds from), and back: pure, so both read it without the read path importing the writer.
 
 The snapshot holds the whole account state except refund lineage, which lives in the ledger and
 is loaded per batch for the requests a batch refunds or captures.
