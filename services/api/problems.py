@@ -12,6 +12,7 @@ serves a page describing it, made from this registry. A new slug goes here first
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -198,13 +199,21 @@ def _problem_schemas() -> dict[str, Any]:
     return {**defs, "Problem": schema}
 
 
-def _document_malformed(document: dict[str, Any]) -> None:
+def _document_errors(document: dict[str, Any]) -> None:
     """Every operation may answer 400: an unknown query parameter is refused on every route
-    (strict_query.py), including routes that declare no 400 of their own."""
+    (strict_query.py), including routes that declare no 400 of their own. FastAPI's default
+    422 (a JSON `HTTPValidationError`) is not what the handler answers: problem+json."""
     for operations in document.get("paths", {}).values():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             responses.setdefault("400", problem_responses(400)[400])
+            invalid = responses.get("422")
+            if invalid is not None and PROBLEM_MEDIA_TYPE not in invalid.get("content", {}):
+                responses["422"] = problem_responses(422)[422]
+    if "#/components/schemas/HTTPValidationError" not in json.dumps(document["paths"]):
+        schemas = document["components"]["schemas"]
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
 
 
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:
@@ -251,7 +260,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             document.setdefault("components", {}).setdefault("schemas", {}).update(
                 _problem_schemas()
             )
-            _document_malformed(document)
+            _document_errors(document)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]
