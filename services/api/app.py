@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from services.api import (
@@ -21,12 +21,14 @@ from services.api import (
     routes_credits,
     routes_dashboard,
     routes_dashboard_sessions,
+    routes_docs,
     routes_grants,
     routes_ingest,
     routes_keys,
     routes_ledger,
     routes_ops,
     routes_prices,
+    routes_problems,
     routes_summary,
     routes_tokens,
     routes_usage,
@@ -35,6 +37,7 @@ from services.api import (
 from services.api.fastreads import FastReads
 from services.api.metrics import install_metrics
 from services.api.problems import install_problem_handlers
+from services.api.strict_query import refuse_unknown_query
 from services.platform.settings import Settings
 
 NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
@@ -54,7 +57,15 @@ def create_app(
     """
     # FastAPI's native OpenTelemetry is off: nothing here configures a provider (the metrics are
     # Prometheus'), and with it on every request asks whether one was configured since.
-    app = FastAPI(title="creditledger", version="0.1.0", telemetry=NO_TELEMETRY)
+    # Every route, of every router included, refuses unknown query parameters (strict_query.py).
+    app = FastAPI(
+        title="creditledger",
+        version="0.1.0",
+        telemetry=NO_TELEMETRY,
+        dependencies=[Depends(refuse_unknown_query)],
+        docs_url=None,  # /docs and /redoc from local assets instead: routes_docs.py
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.pool = pool
     app.state.producer = producer
@@ -64,6 +75,7 @@ def create_app(
         app.add_middleware(FastReads, api=app)
     install_metrics(app)
     app.include_router(routes_ops.router)
+    app.include_router(routes_problems.router)
     if not ops_only:
         app.include_router(routes_credits.router)
         app.include_router(routes_activity.router)
@@ -84,6 +96,7 @@ def create_app(
         app.include_router(routes_ingest.router)
         app.include_router(routes_accounts.router)
         app.include_router(routes_webhooks.router)
+        app.include_router(routes_docs.router)
     return app
 
 

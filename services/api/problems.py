@@ -2,11 +2,19 @@
 
 `ProblemDetail` is the documented shape (components.schemas.Problem in the OpenAPI document);
 routes declare the statuses they can answer with `problem_responses(...)`.
+
+`PROBLEM_TYPES` is the one registry of problem types: every `type` is `/problems/<slug>`, a URI
+relative to the API's own address (RFC 9457 3.1.1: resolved against the answer's URL), so it
+resolves on whichever host serves the API, and `GET /problems/<slug>` (routes_problems.py)
+serves a page describing it, made from this registry. A new slug goes here first
+(tests/unit/test_problem_types.py finds every slug the API's code raises).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 log = logging.getLogger("creditledger.api")
-PROBLEM_BASE = "https://creditledger.dev/problems/"
+PROBLEM_BASE = "/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TITLES = {
     400: "malformed-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",
@@ -26,7 +34,8 @@ _TITLES = {
     500: "internal-error", 503: "unavailable",
 }  # fmt: skip
 _DESCRIPTIONS = {
-    400: "Malformed request (bad JSON, bad cursor, conflicting parameters)",
+    400: "Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, "
+    "conflicting parameters)",
     401: "Missing or unknown credential",
     402: "Not enough available credits",
     403: "Revoked or expired key, or a credential of the wrong scope",
@@ -37,6 +46,107 @@ _DESCRIPTIONS = {
     429: "Rate limited; retry after `Retry-After` seconds",
     503: "A dependency (Kafka, Postgres) is unavailable",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemType:
+    status: int
+    summary: str  # one line
+    what_to_do: str
+
+
+PROBLEM_TYPES: dict[str, ProblemType] = {
+    "malformed-request": ProblemType(
+        400, "The request is malformed: not JSON, a bad Content-Length, conflicting parameters "
+        "(page with offset, cursor with page or offset).",
+        "Fix the request as `detail` says; sending it again unchanged fails again."),
+    "unknown-parameter": ProblemType(
+        400, "A query parameter the operation does not take: `parameters` names each one. A "
+        "misspelt filter is refused rather than ignored, so no answer looks filtered when it "
+        "is not.",
+        "Check the names against the OpenAPI document (/docs): query parameters are "
+        "snake_case (`covering_date`, `group_by`, `min_seq`)."),
+    "repeated-parameter": ProblemType(
+        400, "A single-valued query parameter given more than once: `parameters` names each "
+        "one.", "Send each of them once."),
+    "invalid-cursor": ProblemType(
+        400, "A `cursor` or `next_page` token this API did not make, or made for other filters.",
+        "Pass back the token of the previous page unchanged, with the same filters; start "
+        "again from the first page otherwise."),
+    "unauthenticated": ProblemType(
+        401, "No credential, or one this API does not know.",
+        "Customer reads take an API key (`Authorization: Bearer <key>` or `x-api-key`); admin "
+        "routes take an admin token as `Authorization: Bearer <token>`."),
+    "insufficient-credits": ProblemType(
+        402, "Not enough available credit for the call (`available` says how much there is; "
+        "`owed` what would be owed beyond the credit limit).",
+        "Grant credit (or raise the credit limit), or make a cheaper call."),
+    "forbidden": ProblemType(
+        403, "A credential of the wrong kind for this route (a customer key on an admin route, "
+        "an admin token on a customer read without `credits:read`).",
+        "Use the credential the route takes."),
+    "conflicting-credentials": ProblemType(
+        400, "Two different credentials in one request (an `Authorization: Bearer` and an "
+        "`x-api-key`, or either twice): the API will not guess which one is meant.",
+        "Send one credential."),
+    "account-required": ProblemType(
+        400, "A service token (an admin token with `credits:read`) on a customer read names no "
+        "account, or one that cannot be an account id, in `Creditledger-Account`.",
+        "Name the account: `Creditledger-Account: <account_id>`."),
+    "session-expired": ProblemType(
+        401, "The dashboard sign-in session expired.",
+        "Open a new sign-in link (`POST /v1/admin/accounts/{account_id}/dashboard-sessions`) "
+        "or paste an API key."),
+    "key-revoked": ProblemType(
+        403, "The API key was revoked.", "Use another key of the account, or issue one."),
+    "key-expired": ProblemType(
+        403, "The API key expired (after a rotation's overlap, or its `expires_at`).",
+        "Use the key that replaced it, or issue one."),
+    "token-revoked": ProblemType(
+        403, "The admin token was revoked.", "Use another admin token."),
+    "insufficient-scope": ProblemType(
+        403, "The admin token lacks the scope the route needs (`scope` names it).",
+        "Use a token minted with that scope (`POST /v1/admin/tokens`)."),
+    "not-found": ProblemType(
+        404, "No such object, or one of another account (never told apart).",
+        "Check the id and the credential's account."),
+    "method-not-allowed": ProblemType(
+        405, "The path does not take this method; `Allow` lists those it takes.",
+        "Use one of the methods in `Allow`."),
+    "conflict": ProblemType(
+        409, "The request conflicts with what exists (an account with another name, a command "
+        "id in several accounts).", "Read what exists, then decide; `detail` says what."),
+    "idempotency-key-in-use": ProblemType(
+        409, "A request with this `Idempotency-Key` is still being processed.",
+        "Retry after a moment: the first request's answer will be replayed."),
+    "idempotency-key-reused": ProblemType(
+        409, "This `Idempotency-Key` was used before with another request body or path.",
+        "Use a new key for a new request; the same key only to retry the same request."),
+    "payload-too-large": ProblemType(
+        413, "The request body is over the API's limit (`CREDITLEDGER_API_MAX_BODY_BYTES`).",
+        "Send less per request (HTTP ingest: at most 1,000 events)."),
+    "invalid-request": ProblemType(
+        422, "The request is well formed but not valid; `errors` [{`field`, `message`}] names "
+        "each field at fault when known.", "Fix the fields named."),
+    "rate-limited": ProblemType(
+        429, "Too many requests from this caller.",
+        "Wait `Retry-After` seconds, then retry."),
+    "internal-error": ProblemType(
+        500, "An unexpected error on the server; nothing about it is disclosed.",
+        "Retry later; report it if it persists."),
+    "unavailable": ProblemType(
+        503, "A dependency (Kafka, Postgres) did not answer in time; nothing was published.",
+        "Retry later; a write with an `Idempotency-Key` is safe to retry."),
+    "not-ready": ProblemType(
+        503, "`/readyz`: the process is not ready; `failing` and `checks` name what is wrong.",
+        "Wait, or fix what `checks` names."),
+    "error": ProblemType(
+        400, "Another HTTP error, as `status` and `detail` say.", "Do as `detail` says."),
+}  # fmt: skip
+
+
+def problem_type_uri(slug: str) -> str:
+    return PROBLEM_BASE + slug
 
 
 class FieldError(BaseModel):
@@ -109,6 +219,23 @@ def _problem_schemas() -> dict[str, Any]:
     return {**defs, "Problem": schema}
 
 
+def _document_errors(document: dict[str, Any]) -> None:
+    """Every operation may answer 400: an unknown query parameter is refused on every route
+    (strict_query.py), including routes that declare no 400 of their own. FastAPI's default
+    422 (a JSON `HTTPValidationError`) is not what the handler answers: problem+json."""
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("400", problem_responses(400)[400])
+            invalid = responses.get("422")
+            if invalid is not None and PROBLEM_MEDIA_TYPE not in invalid.get("content", {}):
+                responses["422"] = problem_responses(422)[422]
+    if "#/components/schemas/HTTPValidationError" not in json.dumps(document["paths"]):
+        schemas = document["components"]["schemas"]
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+
+
 def allowed_methods(app: FastAPI, request: Request) -> list[str]:
     """Every method some route serves at this path (the router's own 405 names only the first
     route's, and a path such as `/v1/admin/tokens` has a route per method)."""
@@ -153,6 +280,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             document.setdefault("components", {}).setdefault("schemas", {}).update(
                 _problem_schemas()
             )
+            _document_errors(document)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]

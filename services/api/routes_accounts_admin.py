@@ -19,6 +19,7 @@ from services.api.admin_common import (
     json_object,
     parse_body,
 )
+from services.api.models import admin as out
 from services.api.problems import Problem
 
 router = admin_router()
@@ -38,11 +39,14 @@ class NewAccount(BaseModel):
 @router.post(
     "/accounts",
     status_code=201,
+    response_model=out.Account,
+    operation_id="createAccount",
+    summary="Name an account (it exists from its first event on Kafka)",
     dependencies=ACCOUNTS_WRITE,
     responses={
         200: {
             "description": "The account exists already, with this name: nothing to create",
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "model": out.Account,
         },
         **admin_doc(409),
     },

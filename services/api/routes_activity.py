@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from services.api.models import TYPED
+from services.api.models.reads import Activity
 from services.api.read_params import (
     CustomerDep,
     FromParam,
@@ -27,7 +29,14 @@ from services.api.reads.freshness import (
 router = APIRouter(tags=["credits"])
 
 
-@router.get("/v1/credits/activity", responses=read_responses())
+@router.get(
+    "/v1/credits/activity",
+    response_model=Activity,
+    operation_id="getActivity",
+    summary="Billable calls and credits per UTC day, net of refunds",
+    responses=read_responses(),
+    **TYPED,
+)
 async def get_activity(
     request: Request,
     response: Response,

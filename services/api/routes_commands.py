@@ -46,12 +46,31 @@ from services.api.admin_common import (
     parse_body,
     require_account,
 )
+from services.api.models import TYPED
+from services.api.models import admin as out
 from services.api.problems import Problem
 from services.api.reads.common import ObjectId
 from services.platform.settings import Settings
 
 router = admin_router()
 PUBLISH_TIMEOUT_S = 15.0
+# Declared on every command route; read by hand in `_submit` (its checks answer 422 as before).
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "makes a retry safe: the same key replays the first answer (and publishes "
+    "once); the same key with another body answers 409",
+    "schema": {"type": "string", "minLength": 1, "maxLength": idempotency.MAX_KEY_CHARS,
+               "pattern": "^[ -~]+$"},
+}  # fmt: skip
+REPLAYED_HEADER = {
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored answer to an earlier request with the "
+        "same Idempotency-Key",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
 
 RECORD_COMMAND = """
 INSERT INTO api_commands (account_id, command_id, type) VALUES ($1, $2, $3)
@@ -107,12 +126,19 @@ SERVER_FIELDS = {
 }
 
 
-def _command_doc(model: type[CommandBase], *path_fields: str) -> dict[str, Any]:
+def _command_doc(
+    model: type[CommandBase], operation_id: str, summary: str, *path_fields: str
+) -> dict[str, Any]:
+    extra = _command_body(model, *path_fields)
+    extra["parameters"] = [IDEMPOTENCY_KEY]
     return {
         "status_code": 202,
+        "response_model": out.CommandAccepted,
+        "operation_id": operation_id,
+        "summary": summary,
         "dependencies": COMMANDS_WRITE,
-        "responses": admin_doc(404, 409, 503),
-        "openapi_extra": _command_body(model, *path_fields),
+        "responses": {202: {"headers": REPLAYED_HEADER}, **admin_doc(404, 409, 503)},
+        "openapi_extra": extra,
     }
 
 
@@ -127,28 +153,43 @@ def _command_body(model: type[CommandBase], *path_fields: str) -> dict[str, Any]
     return extra
 
 
-@router.post("/accounts/{account_id}/grants", **_command_doc(GrantCommand))
+@router.post(
+    "/accounts/{account_id}/grants",
+    **_command_doc(GrantCommand, "createGrant", "Grant credits to the account"),
+)
 async def grant(account_id: AccountPath, request: Request) -> Response:
     return await _submit(request, account_id, GrantCommand, "grant")
 
 
-@router.post("/accounts/{account_id}/adjustments", **_command_doc(AdjustmentCommand))
+@router.post(
+    "/accounts/{account_id}/adjustments",
+    **_command_doc(AdjustmentCommand, "createAdjustment", "Adjust the balance up or down"),
+)
 async def adjust(account_id: AccountPath, request: Request) -> Response:
     return await _submit(request, account_id, AdjustmentCommand, "adjustment")
 
 
-@router.post("/accounts/{account_id}/refunds", **_command_doc(RefundCommand))
+@router.post(
+    "/accounts/{account_id}/refunds",
+    **_command_doc(RefundCommand, "createRefund", "Refund a consumed request"),
+)
 async def refund(account_id: AccountPath, request: Request) -> Response:
     return await _submit(request, account_id, RefundCommand, "refund")
 
 
-@router.post("/accounts/{account_id}/void", **_command_doc(VoidGrantCommand))
+@router.post(
+    "/accounts/{account_id}/void",
+    **_command_doc(VoidGrantCommand, "voidGrant", "Void a grant named in the body"),
+)
 async def void_grant(account_id: AccountPath, request: Request) -> Response:
     return await _submit(request, account_id, VoidGrantCommand, "void_grant")
 
 
 @router.post(
-    "/accounts/{account_id}/grants/{grant_id}/void", **_command_doc(VoidGrantCommand, "grant_id")
+    "/accounts/{account_id}/grants/{grant_id}/void",
+    **_command_doc(
+        VoidGrantCommand, "voidGrantById", "Void the grant named in the path", "grant_id"
+    ),
 )
 async def void_grant_by_path(
     account_id: AccountPath, grant_id: ObjectId, request: Request
@@ -156,31 +197,51 @@ async def void_grant_by_path(
     return await _submit(request, account_id, VoidGrantCommand, "void_grant", grant_id=grant_id)
 
 
-@router.post("/accounts/{account_id}/holds", **_command_doc(HoldCommand))
+@router.post(
+    "/accounts/{account_id}/holds",
+    **_command_doc(HoldCommand, "createHold", "Reserve credits (available drops, balance not)"),
+)
 async def hold(account_id: AccountPath, request: Request) -> Response:
     return await _submit(request, account_id, HoldCommand, "hold")
 
 
 @router.post(
-    "/accounts/{account_id}/holds/{hold_id}/capture", **_command_doc(CaptureCommand, "hold_id")
+    "/accounts/{account_id}/holds/{hold_id}/capture",
+    **_command_doc(CaptureCommand, "captureHold", "Turn held credits into a consume", "hold_id"),
 )
 async def capture(account_id: AccountPath, hold_id: ObjectId, request: Request) -> Response:
     return await _submit(request, account_id, CaptureCommand, "capture", hold_id=hold_id)
 
 
 @router.post(
-    "/accounts/{account_id}/holds/{hold_id}/release", **_command_doc(ReleaseCommand, "hold_id")
+    "/accounts/{account_id}/holds/{hold_id}/release",
+    **_command_doc(ReleaseCommand, "releaseHold", "Release a hold's credits", "hold_id"),
 )
 async def release(account_id: AccountPath, hold_id: ObjectId, request: Request) -> Response:
     return await _submit(request, account_id, ReleaseCommand, "release", hold_id=hold_id)
 
 
-@router.post("/accounts/{account_id}/settings", **_command_doc(AccountSettingsCommand))
+@router.post(
+    "/accounts/{account_id}/settings",
+    **_command_doc(
+        AccountSettingsCommand,
+        "updateAccountSettings",
+        "Low-balance threshold, auto-reload, credit limit",
+    ),
+)
 async def account_settings(account_id: AccountPath, request: Request) -> Response:
     return await _submit(request, account_id, AccountSettingsCommand, "account_settings")
 
 
-@router.get("/commands/{command_id}", dependencies=COMMANDS_READ, responses=admin_doc(404, 409))
+@router.get(
+    "/commands/{command_id}",
+    response_model=out.CommandStatus,
+    operation_id="getCommand",
+    summary="A command's outcome: pending, applied or rejected with the writer's reason",
+    dependencies=COMMANDS_READ,
+    responses=admin_doc(404, 409),
+    **TYPED,
+)
 async def command_status(
     command_id: ObjectId,
     request: Request,

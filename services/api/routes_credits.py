@@ -6,12 +6,13 @@ another account's data is unreachable.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from schemas.common import MAX_CREDITS
+from services.api.models.reads import Balance, Check
 from services.api.problems import Problem
 from services.api.read_params import (
     REMAINING_HEADER,
@@ -37,7 +38,9 @@ router = APIRouter(tags=["credits"])
 # middleware of fastreads.py answers them with the same functions.
 @router.get(
     "/v1/credits/balance",
-    response_model=dict[str, Any],
+    response_model=Balance,
+    operation_id="getBalance",
+    summary="The account's balance: spendable, reserved, available, scheduled, owed",
     responses=read_responses(headers=REMAINING_HEADER),
 )
 async def get_balance(request: Request, caller: CustomerDep, min_seq: MinSeq = None) -> Response:
@@ -51,7 +54,9 @@ async def get_balance(request: Request, caller: CustomerDep, min_seq: MinSeq = N
 
 @router.get(
     "/v1/credits/check",
-    response_model=dict[str, Any],
+    response_model=Check,
+    operation_id="checkCredits",
+    summary="Whether a call of `cost` credits on `endpoint` would be allowed now",
     responses=read_responses(402, headers=REMAINING_HEADER),
 )
 async def check_credits(

@@ -43,7 +43,11 @@ def _asset(name: str, media_type: str) -> Response:
 @router.get(
     "/dashboard",
     response_class=Response,
-    responses={200: {"description": "the page", "content": {"text/html": {}}}},
+    operation_id="getDashboard",
+    summary="The customer dashboard page",
+    responses={
+        200: {"description": "the page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    },
 )
 def dashboard_page() -> Response:
     return _asset("index.html", "text/html; charset=utf-8")
@@ -52,9 +56,12 @@ def dashboard_page() -> Response:
 @router.get(
     "/dashboard/static/{name}",
     response_class=Response,
+    operation_id="getDashboardAsset",
+    summary="A script or stylesheet of the dashboard",
     responses={
         200: {"description": "a script or a stylesheet",
-              "content": {media: {} for media in STATIC_TYPES.values()}},
+              "content": {media: {"schema": {"type": "string"}}
+                          for media in STATIC_TYPES.values()}},
         **problem_responses(404),
     },
 )  # fmt: skip

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Query, Request, Response
 
+from services.api.models import TYPED
+from services.api.models.reads import GrantRead, GrantsPage
 from services.api.problems import Problem
 from services.api.read_params import (
     CursorParam,
@@ -35,7 +37,14 @@ from services.platform.postgres import DbConnection
 router = APIRouter(tags=["credits"])
 
 
-@router.get("/v1/credits/grants", responses=read_responses(400))
+@router.get(
+    "/v1/credits/grants",
+    response_model=GrantsPage,
+    operation_id="listGrants",
+    summary="The account's grants: bucket, priority, schedule, remaining",
+    responses=read_responses(400),
+    **TYPED,
+)
 async def list_grants(
     request: Request,
     response: Response,
@@ -71,7 +80,14 @@ async def list_grants(
     return {"data": data, "limit": limit, "nextPage": token, "ledgerSeq": fresh.seq}
 
 
-@router.get("/v1/credits/grants/{grant_id}", responses=read_responses(404))
+@router.get(
+    "/v1/credits/grants/{grant_id}",
+    response_model=GrantRead,
+    operation_id="getGrant",
+    summary="One grant",
+    responses=read_responses(404),
+    **TYPED,
+)
 async def get_grant(
     grant_id: ObjectId,
     request: Request,

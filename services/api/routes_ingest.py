@@ -27,6 +27,7 @@ from schemas.usage import UsageEvent
 from services.api import instants
 from services.api.auth import INGEST_CREDENTIAL, AdminDoc, admin_caller, presented_secret, require
 from services.api.instants import misshapen_instants
+from services.api.models.ops import Accepted
 from services.api.problems import Problem, problem_responses
 from services.api.ratelimit import bounded_body, json_body, limit_caller
 from services.platform.settings import Settings
@@ -53,6 +54,9 @@ async def ingest_caller(request: Request, _: AdminDoc = None) -> str:
 @router.post(
     "/v1/events",
     status_code=202,
+    response_model=Accepted,
+    operation_id="ingestEvents",
+    summary="Publish usage events (one, or a batch of at most 1,000) for services without Kafka",
     responses=problem_responses(400, 401, 403, 413, 422, 429, 503),
     openapi_extra={
         "requestBody": {

@@ -23,6 +23,7 @@ from services.api.admin_common import (
 )
 from services.api.keycache import key_cache
 from services.api.keys import new_key_id, new_secret, secret_hash
+from services.api.models import admin as out
 from services.api.problems import Problem
 from services.api.reads.common import ObjectId
 
@@ -64,6 +65,9 @@ class Rotation(BaseModel):
 @router.post(
     "/accounts/{account_id}/keys",
     status_code=201,
+    response_model=out.NewKey,
+    operation_id="createKey",
+    summary="Issue an API key for the account (the secret is shown once)",
     dependencies=KEYS_WRITE,
     responses=admin_doc(404),
     openapi_extra=hand_body(NewKey, required=False),
@@ -78,7 +82,14 @@ async def create_key(account_id: AccountPath, request: Request) -> dict[str, Any
     return {"keyId": key_id, "secret": secret, "expiresAt": iso_or_none(body.expires_at)}
 
 
-@router.get("/accounts/{account_id}/keys", dependencies=KEYS_WRITE, responses=admin_doc(404))
+@router.get(
+    "/accounts/{account_id}/keys",
+    response_model=out.Keys,
+    operation_id="listKeys",
+    summary="The account's API keys, revoked and expired ones included; never a secret",
+    dependencies=KEYS_WRITE,
+    responses=admin_doc(404),
+)
 async def list_keys(account_id: AccountPath, request: Request) -> dict[str, Any]:
     pool: asyncpg.Pool = request.app.state.pool
     await require_account(pool, account_id)
@@ -99,6 +110,9 @@ def _key_json(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
 @router.post(
     "/accounts/{account_id}/keys/{key_id}/rotate",
     status_code=201,
+    response_model=out.Rotation,
+    operation_id="rotateKey",
+    summary="Issue a new key; the old one keeps working for an overlap",
     dependencies=KEYS_WRITE,
     responses=admin_doc(404),
     openapi_extra=hand_body(Rotation, required=False),
@@ -127,6 +141,8 @@ async def rotate_key(account_id: AccountPath, key_id: ObjectId, request: Request
 @router.delete(
     "/accounts/{account_id}/keys/{key_id}",
     status_code=204,
+    operation_id="revokeKey",
+    summary="Revoke a key: it answers 403 from then on",
     dependencies=KEYS_WRITE,
     responses=admin_doc(404),
 )

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
+from services.api.models import TYPED
+from services.api.models.reads import LedgerEntry, LedgerPage
 from services.api.problems import Problem
 from services.api.read_params import (
     CursorParam,
@@ -50,7 +52,14 @@ def _expansions(raw: str | None) -> set[str]:
     return wanted
 
 
-@router.get("/v1/credits/ledger", responses=read_responses(400))
+@router.get(
+    "/v1/credits/ledger",
+    response_model=LedgerPage,
+    operation_id="listLedgerEntries",
+    summary="Ledger entries, newest first, filtered and paged",
+    responses=read_responses(400),
+    **TYPED,
+)
 async def get_ledger(
     request: Request,
     response: Response,
@@ -102,7 +111,14 @@ async def get_ledger(
     }
 
 
-@router.get("/v1/credits/ledger/{entry_id}", responses=read_responses(404))
+@router.get(
+    "/v1/credits/ledger/{entry_id}",
+    response_model=LedgerEntry,
+    operation_id="getLedgerEntry",
+    summary="One ledger entry",
+    responses=read_responses(404),
+    **TYPED,
+)
 async def get_ledger_entry(
     entry_id: str, request: Request, response: Response, caller: CustomerDep
 ) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from projections.lag import projection_lag
 from services.api.metrics import render
+from services.api.models import TYPED
+from services.api.models.ops import AsyncApiDocument, Health, Readiness
 from services.api.problems import Problem, problem_responses
 from services.platform.kafka import describe_problems, topic_problems
 from services.platform.settings import Settings
@@ -31,13 +33,21 @@ router = APIRouter(tags=["operations"])
 CHECK_TIMEOUT_S = 3.0
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz", response_model=Health, operation_id="getHealth", summary="The process is alive"
+)
 async def healthz() -> dict[str, str]:
     # A component that fails ends its process, so answering at all means every one is alive.
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses=problem_responses(503))
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    operation_id="getReadiness",
+    summary="Postgres, Kafka, the contract topics and the projections are all fine",
+    responses=problem_responses(503),
+)
 async def readyz(request: Request) -> dict[str, Any]:
     pool: asyncpg.Pool = request.app.state.pool
     settings: Settings = request.app.state.settings
@@ -62,8 +72,13 @@ async def readyz(request: Request) -> dict[str, Any]:
 @router.get(
     "/metrics",
     response_class=Response,
+    operation_id="getMetrics",
+    summary="Prometheus metrics",
     responses={
-        200: {"description": "Prometheus text format", "content": {CONTENT_TYPE_LATEST: {}}}
+        200: {
+            "description": "Prometheus text format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        }
     },
 )
 async def metrics(request: Request) -> Response:
@@ -112,7 +127,13 @@ async def _lag_check(pool: asyncpg.Pool, max_ms: int) -> str:
     return "ok"
 
 
-@router.get("/asyncapi.json", summary="The AsyncAPI document of the topics")
+@router.get(
+    "/asyncapi.json",
+    response_model=AsyncApiDocument,
+    operation_id="getAsyncApi",
+    summary="The AsyncAPI document of the topics",
+    **TYPED,
+)
 async def asyncapi() -> dict[str, Any]:
     from schemas.asyncapi import asyncapi_document
 

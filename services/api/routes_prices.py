@@ -28,6 +28,7 @@ from schemas.price_book import (
 from services.api import instants
 from services.api.auth import admin, require
 from services.api.instants import misshapen_instants
+from services.api.models.admin import PriceBook, PriceVersion
 from services.api.problems import problem_responses
 from services.api.ratelimit import bounded_body, json_body
 from services.platform.settings import Settings
@@ -46,6 +47,9 @@ def _body_doc() -> dict[str, Any]:
 @router.put(
     "/price-book",
     status_code=201,
+    response_model=PriceVersion,
+    operation_id="setPriceBook",
+    summary="Append a version of the price book, in force from its `effective_at`",
     dependencies=[Depends(require("admin"))],
     responses=ERRORS,
     openapi_extra=_body_doc(),
@@ -63,7 +67,14 @@ async def set_price_book(request: Request) -> dict[str, Any]:
     return {"version": version.version, **version_json(version)}
 
 
-@router.get("/price-book", dependencies=[Depends(require("commands:read"))], responses=ERRORS)
+@router.get(
+    "/price-book",
+    response_model=PriceBook,
+    operation_id="getPriceBook",
+    summary="The version in force now and every version set",
+    dependencies=[Depends(require("commands:read"))],
+    responses=ERRORS,
+)
 async def get_price_book(request: Request) -> dict[str, Any]:
     """The version in force now (version 0: the built-in book) and every version set."""
     pool: asyncpg.Pool = request.app.state.pool

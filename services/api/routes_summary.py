@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 
+from services.api.models import TYPED
+from services.api.models.reads import Summary
 from services.api.read_params import (
     CustomerDep,
     read_responses,
@@ -39,7 +41,14 @@ def _period_bounds(period: str, now: datetime) -> tuple[date, date]:
     return first, (first + timedelta(days=32)).replace(day=1)
 
 
-@router.get("/v1/account/summary", responses=read_responses())
+@router.get(
+    "/v1/account/summary",
+    response_model=Summary,
+    operation_id="getAccountSummary",
+    summary="Balance, the period's usage and lifetime requests",
+    responses=read_responses(),
+    **TYPED,
+)
 async def get_summary(
     request: Request,
     response: Response,

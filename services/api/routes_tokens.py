@@ -21,6 +21,7 @@ from services.api.admin_common import (
 )
 from services.api.auth import ADMIN_TOKEN_PREFIX, Scope
 from services.api.keys import secret_hash
+from services.api.models import admin as out
 from services.api.problems import Problem
 from services.api.reads.common import ObjectId
 
@@ -49,6 +50,9 @@ class NewAdminToken(BaseModel):
 @router.post(
     "/tokens",
     status_code=201,
+    response_model=out.NewAdminToken,
+    operation_id="createAdminToken",
+    summary="Mint an admin token with scopes (the secret is shown once)",
     dependencies=ADMIN_ONLY,
     responses=admin_doc(),
     openapi_extra=hand_body(NewAdminToken),
@@ -68,7 +72,14 @@ async def create_admin_token(request: Request) -> dict[str, Any]:
     }  # fmt: skip
 
 
-@router.get("/tokens", dependencies=ADMIN_ONLY, responses=admin_doc())
+@router.get(
+    "/tokens",
+    response_model=out.AdminTokens,
+    operation_id="listAdminTokens",
+    summary="Every minted admin token, revoked ones included; never a secret",
+    dependencies=ADMIN_ONLY,
+    responses=admin_doc(),
+)
 async def list_admin_tokens(request: Request) -> dict[str, Any]:
     """Every minted admin token, revoked ones included; never a secret."""
     pool: asyncpg.Pool = request.app.state.pool
@@ -84,7 +95,12 @@ async def list_admin_tokens(request: Request) -> dict[str, Any]:
 
 
 @router.delete(
-    "/tokens/{token_id}", status_code=204, dependencies=ADMIN_ONLY, responses=admin_doc(404)
+    "/tokens/{token_id}",
+    status_code=204,
+    operation_id="revokeAdminToken",
+    summary="Revoke an admin token: it answers 403 from then on",
+    dependencies=ADMIN_ONLY,
+    responses=admin_doc(404),
 )
 async def revoke_admin_token(token_id: ObjectId, request: Request) -> Response:
     """Revoke: the token answers 403 from then on."""

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 
+from services.api.models import TYPED
+from services.api.models.reads import Usage
 from services.api.read_params import (
     CustomerDep,
     FromParam,
@@ -27,7 +29,14 @@ from services.api.reads.freshness import (
 router = APIRouter(tags=["credits"])
 
 
-@router.get("/v1/usage", responses=read_responses())
+@router.get(
+    "/v1/usage",
+    response_model=Usage,
+    operation_id="getUsage",
+    summary="All traffic (free calls too) and net credits, by endpoint, day or month",
+    responses=read_responses(),
+    **TYPED,
+)
 async def get_usage(
     request: Request,
     response: Response,

@@ -164,7 +164,8 @@ async def _credential_cases(api: Api, victim: Customer) -> dict[str, list[Case]]
     return {
         "customer": [
             nothing,
-            ("key in the query string", {}, 401, "unauthenticated"),
+            # No route takes a key in the query: refused as an unknown parameter (never read).
+            ("key in the query string", {}, 400, "unknown-parameter"),
             ("revoked key", bearer(revoked), 403, "key-revoked"),
             ("rotated-out key", bearer(rotated_out), 403, "key-expired"),
             # An admin token on a customer read is a service token: it needs credits:read

@@ -78,6 +78,9 @@ ATTACKS: list[Attack] = [
            "routes, on another account, in a stampede, malformed", inputs.idempotency_misuse),
     Attack("error-bodies", "errors provoked every way: problem+json, no internals",
            inputs.error_bodies),
+    Attack("unknown-parameters", "a query parameter no operation takes on every operation, "
+           "misspelt filters, single-valued parameters twice: 400 naming them",
+           inputs.unknown_parameters),
     Attack("undocumented-routes", "served routes equal the OpenAPI document: documented "
            "statuses, 405 with Allow, 404 beyond", inputs.routes_match_the_document),
     Attack("injection", "SQL, COPY, HTML/JS, CSV formulas, control and bidi characters, NUL "

@@ -410,3 +410,60 @@ async def error_bodies(api: Api) -> str:
     nothing = await ledger(api, who)
     api.trial.check(not nothing, f"a refused request was applied: {nothing}")
     return f"{len(provoked)} provoked errors: all problem+json, none naming internals"
+
+
+# --- unknown and repeated query parameters ---------------------------------------------------
+
+# Misspelt filters that once returned unfiltered data as if they had applied (issue 15).
+MISSPELT: list[tuple[str, dict[str, str]]] = [
+    ("/v1/credits/ledger", {"type": "debit"}),
+    ("/v1/credits/ledger", {"reasons": "consume"}),
+    ("/v1/credits/grants", {"credit_id": "g1"}),
+    ("/v1/usage", {"period": "daily"}),
+    ("/v1/credits/balance", {"asof": "2026-01-01T00:00:00Z"}),  # the fast path falls through
+    ("/v1/credits/check", {"cost": "1", "endpont": "POST /v1/scan"}),
+]
+REPEATED: list[tuple[str, str]] = [
+    ("/v1/credits/ledger", "limit=1&limit=500"),
+    ("/v1/credits/check", "cost=1&cost=1000000"),
+    ("/v1/usage", "group_by=day&group_by=month"),
+]
+UNKNOWN = "no_such_parameter"
+
+
+def _expect_400(api: Api, answer: httpx.Response, kind: str, names: list[str], what: str) -> None:
+    api.trial.check(answer.status_code == 400, f"{what}: {short(answer)} not 400")
+    if answer.status_code == 400:
+        body = answer.json()
+        api.trial.check(problem_type(answer) == kind, f"{what}: type {body.get('type')!r}")
+        api.trial.check(body.get("parameters") == names, f"{what}: parameters {body}")
+
+
+async def unknown_parameters(api: Api) -> str:
+    """A query parameter an operation does not take answers 400 `unknown-parameter` naming it,
+    on every documented operation, whoever asks (as Stripe does: a misspelt filter must not
+    answer unfiltered data); a single-valued one given twice answers 400 `repeated-parameter`."""
+    who = await new_customer(api, "atk_params")
+    ops = await operations(api)
+    for method, path, operation in ops:
+        if path.startswith("/dashboard"):  # a page opened from links: exempt (strict_query.py)
+            continue
+        headers = {"customer": who.headers, "public": {}}.get(caller_kind(path), api.admin)
+        url = fill(path, {"account_id": who.account_id, "key_id": who.key_id})
+        params = {**required_query(operation), UNKNOWN: "1"}
+        body: dict[str, Any] | None = {} if method in ("POST", "PUT") else None
+        answer = await api.probe(method, url, headers=headers, params=params, json=body,
+                                 what=f"{method} {path}?{UNKNOWN}")  # fmt: skip
+        _expect_400(api, answer, "unknown-parameter", [UNKNOWN], f"{method} {path}?{UNKNOWN}")
+    for path, params in MISSPELT:
+        answer = await api.probe("GET", path, headers=who.headers, params=params)
+        names = [n for n in params if n != "cost"]
+        _expect_400(api, answer, "unknown-parameter", names, f"GET {path}?{params}")
+    for path, query in REPEATED:
+        answer = await api.probe("GET", f"{path}?{query}", headers=who.headers)
+        name = query.split("=", 1)[0]
+        _expect_400(api, answer, "repeated-parameter", [name], f"GET {path}?{query}")
+    return (
+        f"{len(ops)} operations, {len(MISSPELT)} misspelt filters and {len(REPEATED)} "
+        "repeated parameters: all 400 naming the parameter"
+    )

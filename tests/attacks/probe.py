@@ -28,7 +28,7 @@ from tests.api_client import Customer as Customer
 from tests.api_client import key_headers
 
 PROBLEM = "application/problem+json"
-PROBLEM_BASE = "https://creditledger.dev/problems/"
+PROBLEM_BASE = "/problems/"  # relative: GET /problems/<slug> on the API (problems.py)
 # Words an error body must never hold: stack traces, SQL, drivers, module paths.
 INTERNALS = (
     "Traceback", 'File "', ".py", "site-packages", "asyncpg", "psycopg", "aiokafka",

@@ -13,7 +13,7 @@ from services.runtime import running
 from tests.api_client import admin_headers, api_client, key_headers, new_customer
 
 pytestmark = pytest.mark.integration
-PROBLEM = "https://creditledger.dev/problems/"
+PROBLEM = "/problems/"  # problem types resolve on the API itself (problems.py)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Attacks through request contents (tests/attacks/inputs.py): mass assignment, huge inputs,
-Idempotency-Key misuse, provoked errors and routes beyond the OpenAPI document, against the real
-API served over a socket by the composition root on real Kafka and Postgres.
+Idempotency-Key misuse, provoked errors, routes beyond the OpenAPI document and unknown query
+parameters, against the real API served over a socket by the composition root on real Kafka and
+Postgres.
 
 The attacks are the catalog's own (`tests/attacks/catalog.py`). Each must have tried something
 and held; the writer and projector must still be running after it.
@@ -18,7 +19,7 @@ from tests.servers import Servers
 
 pytestmark = pytest.mark.integration
 ATTACKS = ["mass-assignment", "huge-inputs", "idempotency-misuse", "error-bodies",
-           "undocumented-routes"]  # fmt: skip
+           "undocumented-routes", "unknown-parameters"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
