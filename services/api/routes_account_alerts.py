@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.auth import Caller, customer
 from services.api.problems import problem_responses
+from services.api.read_params import READ_ERRORS
 from services.api.reads.account import (
     ALERTS_BASIS,
     MAX_WINDOW_ENTRIES,
@@ -51,7 +52,7 @@ class RecentAlerts(BaseModel):
     response_model_by_alias=True,
     operation_id="listRecentAlerts",
     summary="Recent alerts (low balance, depleted, overage, auto-reload, grant expired)",
-    responses=problem_responses(401, 403, 422, 429),
+    responses=problem_responses(*READ_ERRORS),
 )
 async def list_recent_alerts(
     request: Request,

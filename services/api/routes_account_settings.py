@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.auth import Caller, customer
 from services.api.problems import problem_responses
+from services.api.read_params import READ_ERRORS
 from services.api.reads.account import settings_json
 from services.api.reads.balance import read_state_as_customer
 
@@ -44,7 +45,7 @@ class AccountSettingsRead(BaseModel):
     response_model_by_alias=True,
     operation_id="getAccountSettings",
     summary="Alert thresholds, auto-reload and credit limit, as the writer applies them",
-    responses=problem_responses(401, 403, 429),
+    responses=problem_responses(*READ_ERRORS),
 )
 async def get_account_settings(
     request: Request, response: Response, caller: CustomerDep

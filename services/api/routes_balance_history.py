@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.auth import Caller, customer
 from services.api.problems import problem_responses
+from services.api.read_params import READ_ERRORS
 from services.api.reads.account import DAILY_CHANGES, daily_balances
 from services.api.reads.freshness import LEDGER, fresh_read
 
@@ -44,7 +45,7 @@ class BalanceHistory(BaseModel):
     response_model_by_alias=True,
     operation_id="getDailyBalance",
     summary="End-of-day balances over the last days (a burn-down), by event time",
-    responses=problem_responses(401, 403, 422, 429),
+    responses=problem_responses(*READ_ERRORS),
 )
 async def get_daily_balance(
     request: Request,

@@ -117,7 +117,10 @@ async def exchange_dashboard_session(
         if row is None:
             record_failed_auth(request)
             raise Problem(
-                401, "unauthenticated", "the sign-in link is not valid, was used or expired"
+                401,
+                "unauthenticated",
+                "the sign-in link is not valid, was used or expired",
+                headers={"WWW-Authenticate": 'Bearer realm="creditledger"'},
             )
         account_id: str = row["account_id"]
         expires_at: datetime = row["expires_at"]

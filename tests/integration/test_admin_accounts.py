@@ -18,7 +18,7 @@ from tests.messages import at, command, grant, usage
 from tests.pipeline import Driver
 
 pytestmark = pytest.mark.integration
-PROBLEM = "https://creditledger.dev/problems/"
+PROBLEM = "/problems/"
 FIGURES = ("balance", "available", "overage", "reserved", "scheduled", "ledgerSeq")
 REGISTERED = [f"acct_{n:02d}" for n in range(11)]
 FROM_EVENTS = ["evt_a", "evt_b"]  # never registered: accounts from their first event

@@ -213,6 +213,9 @@ def customer_probes(w: World) -> dict[tuple[str, str], list[Probe]]:
             ("/v1/account/summary", {"period": period}, 200)
             for period in ("daily", "monthly", "yearly")
         ],
+        ("GET", "/v1/account/settings"): [("/v1/account/settings", {}, 200)],
+        ("GET", "/v1/account/alerts"): [("/v1/account/alerts", {"days": 90}, 200)],
+        ("GET", "/v1/credits/balance/daily"): [("/v1/credits/balance/daily", {"days": 366}, 200)],
     }
 
 

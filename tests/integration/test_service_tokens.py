@@ -28,7 +28,7 @@ from tests.messages import at, command, grant, usage
 from tests.pipeline import Driver
 
 pytestmark = pytest.mark.integration
-PROBLEM = "https://creditledger.dev/problems/"
+PROBLEM = "/problems/"
 ACCOUNT = "Creditledger-Account"
 CHALLENGE = 'Bearer realm="creditledger"'
 COSTS = (0, 1, 69, 70, 71, 500, 10_000)

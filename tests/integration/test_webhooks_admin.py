@@ -14,7 +14,7 @@ from services.platform.settings import Settings
 from tests.api_client import admin_headers, api_client
 
 pytestmark = pytest.mark.integration
-PROBLEM = "https://creditledger.dev/problems/"
+PROBLEM = "/problems/"
 PUBLIC_URL = "https://93.184.215.14/hooks"  # an address literal: no lookup needed
 
 

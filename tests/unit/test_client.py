@@ -29,7 +29,7 @@ NO_WAIT = RetryPolicy(max_attempts=4, base_delay_s=0.0, jitter=lambda top: top)
 
 
 def problem(status: int, slug: str, **extra: object) -> httpx.Response:
-    body = {"type": f"https://creditledger.dev/problems/{slug}", "title": slug,
+    body = {"type": f"/problems/{slug}", "title": slug,
             "status": status, "detail": f"{slug} here", **extra}  # fmt: skip
     headers = {"content-type": "application/problem+json"}
     if status == 429:
@@ -108,7 +108,7 @@ def test_errors_are_problem_errors_with_every_field() -> None:
         api.usage(group_by="day")
     error = raised.value
     assert (error.status, error.slug, error.title) == (422, "invalid-request", "invalid-request")
-    assert error.type == "https://creditledger.dev/problems/invalid-request"
+    assert error.type == "/problems/invalid-request"
     assert error.detail == "invalid-request here"
     assert error.extra == {"errors": [{"field": "q", "message": "no"}]}
 

@@ -253,7 +253,7 @@ def checking(*answers: httpx.Response | Exception) -> tuple[HttpBalanceCheck, li
 
 
 async def test_the_http_check_reads_available_from_200_and_402() -> None:
-    refused = {"type": "https://creditledger.dev/problems/insufficient-credits", "status": 402,
+    refused = {"type": "/problems/insufficient-credits", "status": 402,
                "title": "insufficient credits", "detail": "no", "available": 2}  # fmt: skip
     check, sent = checking(
         httpx.Response(200, json={"allowed": True, "available": 9}),
