@@ -14,6 +14,7 @@ from services.api import (
     routes_admin,
     routes_credits,
     routes_dashboard,
+    routes_explain,
     routes_ingest,
     routes_ops,
     routes_prices,
@@ -51,6 +52,7 @@ def create_app(
     install_metrics(app)
     app.include_router(routes_ops.router)
     if not ops_only:
+        app.include_router(routes_explain.router)
         app.include_router(routes_credits.router)
         app.include_router(routes_admin.router)
         app.include_router(routes_prices.router)
