@@ -146,6 +146,13 @@ class _Consume:
     refunded: int = 0
 
 
+@dataclass(slots=True)
+class _Owed:
+    request_id: str | None  # None: a negative adjustment
+    credits: int
+    at: datetime
+
+
 def _whole(metadata: Mapping[str, MetadataValue], key: str) -> int | None:
     value = metadata.get(key)
     return value if type(value) is int else None
@@ -160,8 +167,8 @@ class ExplainFold:
         self._grants: list[_Grant] = []
         self._open: dict[str, _Grant] = {}
         self._consumes: OrderedDict[str, _Consume] = OrderedDict()
-        # What left the pot owed since it last stood at or above zero: (request, credits, when).
-        self._owed: list[tuple[str | None, int, datetime]] = []
+        # What was left owed since the pot last stood at or above zero, less refunds of it.
+        self._owed: list[_Owed] = []
 
     def add(self, entry: LedgerEntry) -> None:
         assert entry.account_id == self.account_id, "entry of another account"
@@ -171,9 +178,20 @@ class ExplainFold:
         elif entry.bucket_grant_id is not None:
             self._open_total += self._bucket_entry(entry)
         self._track_consume(entry)
-        owed = _whole(entry.metadata, "owed")
-        if owed is not None and entry.bucket_grant_id is None and entry.delta < 0:
-            self._owed.append((entry.request_id, -entry.delta, entry.occurred_at))
+        self._track_owed(entry)
+
+    def _track_owed(self, entry: LedgerEntry) -> None:
+        """The calls behind what is owed: each owed part, less what refunds gave back."""
+        if entry.bucket_grant_id is None and entry.delta < 0:
+            if _whole(entry.metadata, "owed") is not None:
+                self._owed.append(_Owed(entry.request_id, -entry.delta, entry.occurred_at))
+        elif entry.reason is EntryReason.REFUND and entry.bucket_grant_id is None:
+            back = entry.delta
+            for owed in reversed(self._owed):
+                if owed.request_id == entry.request_id and back > 0:
+                    take = min(back, owed.credits)
+                    owed.credits, back = owed.credits - take, back - take
+            self._owed = [owed for owed in self._owed if owed.credits > 0]
         if self.balance - self._open_total >= 0:
             self._owed.clear()
 
@@ -309,13 +327,14 @@ class ExplainFold:
     def _overage_why(self, now: AccountState) -> str:
         if now.overage == 0:
             return "nothing is owed"
-        calls = [request for request, _, _ in self._owed]
-        what = f"{len(calls)} call{'s' if len(calls) != 1 else ''}" if calls else "charges"
-        if calls and all(c is None for c in calls):
-            what = "negative adjustments"
+        calls = sum(1 for owed in self._owed if owed.request_id is not None)
+        adjustments = len(self._owed) - calls
+        parts = [_count(calls, "call"), _count(adjustments, "negative adjustment")]
+        what = " and ".join(part for part in parts if part) or "charges"
         latest = ""
         if self._owed:
-            request, credits, when = self._owed[-1]
+            last = self._owed[-1]
+            request, credits, when = last.request_id, last.credits, last.at
             named = f"request {request}" if request else "an adjustment"
             latest = f" (the latest: {named}, {credits} owed, at {_when(when)})"
         return (
@@ -383,6 +402,10 @@ def _status(grant: _Grant, order: dict[str, int], at: datetime) -> tuple[str, st
     if terms.applies_to is not None:
         why += f"; only for {', '.join(terms.applies_to) or 'no endpoint'}"
     return SPENDABLE, why
+
+
+def _count(n: int, what: str) -> str:
+    return "" if n == 0 else f"{n} {what}{'s' if n > 1 else ''}"
 
 
 def _when(moment: datetime) -> str:
