@@ -22,6 +22,7 @@ from services.api import (
     routes_dashboard,
     routes_dashboard_sessions,
     routes_docs,
+    routes_explain,
     routes_grants,
     routes_ingest,
     routes_keys,
@@ -77,6 +78,7 @@ def create_app(
     app.include_router(routes_ops.router)
     app.include_router(routes_problems.router)
     if not ops_only:
+        app.include_router(routes_explain.router)
         app.include_router(routes_credits.router)
         app.include_router(routes_activity.router)
         app.include_router(routes_ledger.router)

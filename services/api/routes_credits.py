@@ -24,6 +24,7 @@ from services.api.reads.balance import (
     check_answer,
     read_state_as_customer,
 )
+from services.api.reads.balance_as_of import AsOfParam, ByParam, balance_as_of_response
 from services.api.reads.freshness import (
     BALANCE,
     MinSeq,
@@ -43,9 +44,19 @@ router = APIRouter(tags=["credits"])
     summary="The account's balance: spendable, reserved, available, scheduled, owed",
     responses=read_responses(headers=REMAINING_HEADER),
 )
-async def get_balance(request: Request, caller: CustomerDep, min_seq: MinSeq = None) -> Response:
+async def get_balance(
+    request: Request,
+    caller: CustomerDep,
+    min_seq: MinSeq = None,
+    as_of: AsOfParam = None,
+    by: ByParam = None,
+) -> Response:
     """Spendable credit now (services/core/spend.py): scheduled grants are not in it, what is
-    owed is below zero (`overage`); the buckets' balances add up to `balance`."""
+    owed is below zero (`overage`); the buckets' balances add up to `balance`. With `as_of`
+    (or `by`): the balance as it stood then, as `creditledger balance --as-of --by` answers."""
+    if as_of is not None or by is not None:
+        now = datetime.now(UTC)
+        return await balance_as_of_response(request, caller.account_id, as_of, by, min_seq, now)
     await wait_if_asked(request, BALANCE, caller.account_id, min_seq)
     stored = await read_state_as_customer(request.app.state.pool, caller.account_id)
     body, headers = balance_answer(caller.account_id, stored, min_seq, datetime.now(UTC))

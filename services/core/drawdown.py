@@ -11,6 +11,7 @@ when `credit_limit_exceeded` alerts; it never makes a call free.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,9 +32,7 @@ def plan_draws(state: AccountState, credits: int, endpoint: str | None, at: date
     """`state` as it stands at `at` (due expiries and activations applied: see spend.due_state).
     `endpoint` None: any bucket (an operator's adjustment)."""
     assert credits >= 0
-    usable = sorted(
-        (b for b in state.buckets if b.usable_for(endpoint, at)), key=Bucket.drawdown_key
-    )
+    usable = draw_order(state.buckets, endpoint, at)
     draws: list[tuple[Bucket | None, int]] = []
     left = credits
     for bucket in usable:
@@ -48,6 +47,12 @@ def plan_draws(state: AccountState, credits: int, endpoint: str | None, at: date
     plan = DrawPlan(tuple(draws), left - from_pot)
     assert plan.drawn + plan.owed == credits, "drawdown lost credits"
     return plan
+
+
+def draw_order(buckets: Iterable[Bucket], endpoint: str | None, at: datetime) -> list[Bucket]:
+    """The buckets a call on `endpoint` at `at` may draw, in the order it draws them (the
+    explain read shows this order: services/core/explain.py)."""
+    return sorted((b for b in buckets if b.usable_for(endpoint, at)), key=Bucket.drawdown_key)
 
 
 def within_limit(available: int, overage: int, credit_limit: int) -> bool:

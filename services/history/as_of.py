@@ -21,14 +21,14 @@ memory is a page of entries whatever the account's size.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
 
-from projections.balance.apply import BalanceView, buckets_by_kind, fold_any
+from projections.balance.apply import BalanceView, buckets_by_kind, fold_any, reset_at
 from projections.grant_entries import PAYS_OVERAGE, is_activation, whole
 from projections.ledger_rows import entry_from_row
 from schemas.ledger import LedgerEntryMessage
@@ -93,6 +93,9 @@ class AsOfBalance:
     scheduled: int = 0  # credit of grants not yet effective
     overage: int = 0  # owed: what no spendable credit covered
     unbucketed: int = 0  # credit tied to no grant
+    # The earliest expiry, still ahead at `as_of`, of an effective subscription grant with credit
+    # left (the balance endpoint's `resetAt`).
+    reset_at: datetime | None = None
 
     @property
     def available(self) -> int:
@@ -115,6 +118,7 @@ class AsOfBalance:
                 {"kind": b.kind, "amount": b.amount, "balance": b.balance} for b in self.buckets
             ],
             "unbucketed": self.unbucketed,
+            "resetAt": iso_utc(self.reset_at) if self.reset_at else None,
             "ledgerSeq": self.seq,
             "entries": self.entries,
             "lastUpdated": iso_utc(self.last_recorded_at),
@@ -159,24 +163,89 @@ class EventTimes:
         return when
 
 
+class Selection:
+    """Which entries count at `as_of` on the `by` axis, fed an account's entries in seq order:
+    ledger time takes what it is given (the query or `fold_entries` cut the prefix), event time
+    the entries that had happened by then (`EventTimes`). Also checks a ledger-time prefix."""
+
+    def __init__(self, account_id: str, as_of: datetime, by: TimeAxis) -> None:
+        self.account_id, self.as_of, self.by = account_id, as_of, by
+        self.times = EventTimes()
+        self.entries = 0
+        self.last_seq = 0
+        self.deltas = 0
+        self.last_balance_after: int | None = None
+
+    def counts(self, entry: LedgerEntryMessage) -> bool:
+        if self.by == "occurred" and self.times.of(entry) > self.as_of:
+            return False
+        self.entries += 1
+        self.last_seq = max(self.last_seq, entry.seq)
+        self.deltas += entry.delta
+        self.last_balance_after = entry.balance_after
+        return True
+
+    def check_prefix(self) -> None:
+        """Ledger time: refuse a prefix with a gap or whose deltas do not sum to its last
+        `balance_after` (`LedgerInconsistentError`)."""
+        if self.by != "recorded" or self.entries == 0:
+            return
+        if self.entries != self.last_seq:
+            raise LedgerInconsistentError(
+                f"{self.account_id}: {self.entries} entries up to seq {self.last_seq} (a gap)"
+            )
+        if self.deltas != self.last_balance_after:
+            raise LedgerInconsistentError(
+                f"{self.account_id}: deltas up to seq {self.last_seq} sum to {self.deltas}, "
+                f"its balance_after is {self.last_balance_after}"
+            )
+
+
+async def entries_as_of(
+    conn: DbConnection, account_id: str, as_of: datetime, by: TimeAxis = "recorded"
+) -> AsyncIterator[LedgerEntryMessage]:
+    """The account's entries that count at `as_of` on the `by` axis, in seq order, streamed
+    through a cursor in one read-only transaction (a savepoint inside the caller's). Ledger time
+    raises `LedgerInconsistentError` at the end of a broken prefix. `balance_as_of` folds these;
+    the explain read (services/api/reads/explain.py) explains them."""
+    _require_aware(as_of)
+    _require_axis(by)
+    selection = Selection(account_id, as_of, by)
+    async with conn.transaction(readonly=True):  # a cursor lives in a transaction
+        async for row in conn.cursor(_SQL_BY_AXIS[by], account_id, as_of, prefetch=PAGE_ROWS):
+            entry = entry_from_row(row)
+            if selection.counts(entry):
+                yield entry
+    selection.check_prefix()
+
+
+def select_entries(
+    account_id: str, entries: Iterable[LedgerEntryMessage], as_of: datetime, by: TimeAxis
+) -> list[LedgerEntryMessage]:
+    """The same choice over one account's entries in memory (any order; no prefix checks)."""
+    _require_aware(as_of)
+    _require_axis(by)
+    messages = sorted(entries, key=lambda e: e.seq)
+    if by == "recorded":
+        upto = max((e.seq for e in messages if e.recorded_at <= as_of), default=0)
+        messages = [e for e in messages if e.seq <= upto]
+    selection = Selection(account_id, as_of, by)
+    return [e for e in messages if selection.counts(e)]
+
+
 class _Fold:
     """The chosen entries, in seq order, folded a page at a time into the balance view."""
 
     def __init__(self, account_id: str, as_of: datetime, by: TimeAxis) -> None:
         self.account_id, self.as_of, self.by = account_id, as_of, by
         self.view = BalanceView(account_id)
-        self.times = EventTimes()
         self.entries = 0
         self.last_recorded_at: datetime | None = None
-        self.last_balance_after: int | None = None  # recorded: of the prefix's last entry
         self._page: list[LedgerEntryMessage] = []
 
     def add(self, entry: LedgerEntryMessage) -> None:
-        if self.by == "occurred" and self.times.of(entry) > self.as_of:
-            return
         self._page.append(entry)
         self.entries += 1
-        self.last_balance_after = entry.balance_after
         if self.last_recorded_at is None or entry.recorded_at > self.last_recorded_at:
             self.last_recorded_at = entry.recorded_at
         if len(self._page) >= PAGE_ROWS:
@@ -202,6 +271,7 @@ class _Fold:
             granted_total=view.granted_total, consumed_total=view.consumed_total,
             buckets=buckets, last_recorded_at=self.last_recorded_at, scheduled=view.scheduled,
             overage=view.overage, unbucketed=view.unbucketed,
+            reset_at=reset_at(view, self.as_of),
         )  # fmt: skip
 
 
@@ -226,25 +296,9 @@ async def _balance_as_of(
     conn: DbConnection, account_id: str, as_of: datetime, by: TimeAxis
 ) -> AsOfBalance | None:
     fold = _Fold(account_id, as_of, by)
-    async with conn.transaction(readonly=True):  # a cursor lives in a transaction
-        async for row in conn.cursor(_SQL_BY_AXIS[by], account_id, as_of, prefetch=PAGE_ROWS):
-            fold.add(entry_from_row(row))
-    result = fold.result()
-    if result is not None and by == "recorded":
-        _check_prefix(result, fold.last_balance_after)
-    return result
-
-
-def _check_prefix(result: AsOfBalance, balance_after: int | None) -> None:
-    if result.entries != result.seq:
-        raise LedgerInconsistentError(
-            f"{result.account_id}: {result.entries} entries up to seq {result.seq} (a gap)"
-        )
-    if result.balance != balance_after:
-        raise LedgerInconsistentError(
-            f"{result.account_id}: deltas up to seq {result.seq} sum to {result.balance}, "
-            f"its balance_after is {balance_after}"
-        )
+    async for entry in entries_as_of(conn, account_id, as_of, by):
+        fold.add(entry)
+    return fold.result()
 
 
 def fold_entries(
@@ -261,14 +315,8 @@ def fold_entries(
     `recorded_at`, and its bucket's grant id and kind when it names one; `reserved_delta`,
     `metadata`, `source` and `balance_after` default to nothing. No ledger checks.
     """
-    _require_aware(as_of)
-    _require_axis(by)
-    messages = sorted(_messages(account_id, entries), key=lambda e: e.seq)
-    if by == "recorded":
-        upto = max((e.seq for e in messages if e.recorded_at <= as_of), default=0)
-        messages = [e for e in messages if e.seq <= upto]
     fold = _Fold(account_id, as_of, by)
-    for message in messages:
+    for message in select_entries(account_id, _messages(account_id, entries), as_of, by):
         fold.add(message)
     return fold.result()
 

@@ -170,7 +170,10 @@ def customer_probes(w: World) -> dict[tuple[str, str], list[Probe]]:
     """Every customer route, walked with A's ids and cursors."""
     sub = "alpha-grant-sub"
     return {
-        ("GET", "/v1/credits/balance"): [("/v1/credits/balance", {}, 200)],
+        ("GET", "/v1/credits/balance"): [
+            ("/v1/credits/balance", {}, 200),
+            ("/v1/credits/balance", {"as_of": "2026-11-22T00:00:00Z"}, 200),
+        ],
         ("GET", "/v1/credits/check"): [
             ("/v1/credits/check", {"cost": 1}, 200),
             ("/v1/credits/check", {"cost": 99_998}, 402),  # B's problem: B's figures only
@@ -212,6 +215,14 @@ def customer_probes(w: World) -> dict[tuple[str, str], list[Probe]]:
         ("GET", "/v1/account/summary"): [
             ("/v1/account/summary", {"period": period}, 200)
             for period in ("daily", "monthly", "yearly")
+        ],
+        ("GET", "/v1/credits/balance/explain"): [
+            ("/v1/credits/balance/explain", {}, 200),
+            (
+                "/v1/credits/balance/explain",
+                {"as_of": "2026-11-22T00:00:00Z", "by": "occurred"},
+                200,
+            ),
         ],
         ("GET", "/v1/account/settings"): [("/v1/account/settings", {}, 200)],
         ("GET", "/v1/account/alerts"): [("/v1/account/alerts", {"days": 90}, 200)],
