@@ -116,7 +116,7 @@ async def run_demo(settings: Settings, api_url: str) -> int:
         await _seed_prices(settings)
         prices = await _price_book(http, admin)
         keys = {a.account_id: await _account_key(http, admin, a) for a in DEMO_ACCOUNTS}
-        producer = new_producer(settings.kafka_bootstrap)
+        producer = new_producer(settings)
         await producer.start()
         try:
             # Grants first, applied before any usage, so the calls draw from the grant's bucket.

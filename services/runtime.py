@@ -101,7 +101,7 @@ async def running(settings: Settings, components: Collection[str]) -> AsyncItera
         wait_s,
     )
     try:
-        producer = await start_producer(settings.kafka_bootstrap, wait_s)
+        producer = await start_producer(settings, wait_s)
     except BaseException:
         await pool.close()
         raise

@@ -44,6 +44,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from projections.lag import projection_lag
+from services.platform.kafka import new_reader
 from services.platform.settings import Settings
 from services.writer import metrics as writer_metrics
 
@@ -167,7 +168,7 @@ LogBounds = dict[tuple[str, int], tuple[int, int]]
 class EndOffsetsCache:
     """Log bounds of the consumed topics, refreshed at most every `END_OFFSETS_TTL_S`."""
 
-    bootstrap: str
+    settings: Settings  # where Kafka is and how to talk to it
     topics: tuple[str, ...]
     producer: AIOKafkaProducer  # the app's: its metadata names each topic's partitions
     fetched_at: float = float("-inf")
@@ -189,9 +190,9 @@ class EndOffsetsCache:
         return self.offsets
 
     async def _fetch(self) -> LogBounds:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-            isolation_level="read_committed", request_timeout_ms=5000,
+        consumer = new_reader(
+            self.settings, enable_auto_commit=False, isolation_level="read_committed",
+            request_timeout_ms=5000,
         )  # fmt: skip
         try:
             async with asyncio.timeout(END_OFFSETS_FETCH_TIMEOUT_S):
@@ -228,7 +229,7 @@ def _end_offsets_cache(app: FastAPI) -> EndOffsetsCache | None:
     cache: EndOffsetsCache | None = getattr(app.state, "end_offsets_cache", None)
     if cache is None:
         topics = (*settings.input_topics, settings.ledger_topic)
-        cache = EndOffsetsCache(settings.kafka_bootstrap, topics, app.state.producer)
+        cache = EndOffsetsCache(settings, topics, app.state.producer)
         app.state.end_offsets_cache = cache
     return cache
 

@@ -170,7 +170,7 @@ async def _worker(settings: Settings, fd: int, parent: int) -> None:
         connect, "Postgres (pool)", POSTGRES_NOT_READY, settings.startup_wait_s
     )
     try:
-        producer = await start_producer(settings.kafka_bootstrap, settings.startup_wait_s)
+        producer = await start_producer(settings, settings.startup_wait_s)
         try:
             server = uvicorn.Server(http_config(create_app(settings, pool, producer), settings))
             freeze_startup_heap()

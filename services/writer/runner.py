@@ -77,7 +77,7 @@ class LedgerWriter:
     async def run(self, stop: asyncio.Event) -> None:
         assert self.settings.kafka_bootstrap is not None
         consumer = new_consumer(
-            self.settings.kafka_bootstrap,
+            self.settings,
             self.settings.consumer_group,
             self.settings.batch_max_records,
         )
