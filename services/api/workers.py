@@ -39,6 +39,7 @@ from collections.abc import Iterator
 
 import asyncpg
 import uvicorn
+from pydantic import SecretStr
 
 from services.platform.settings import Settings
 
@@ -71,7 +72,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as the CREDITLEDGER_* variables a worker reads them from (URLs and the
     admin token included: the supervisor may have resolved them from the local stack)."""
     return {
-        f"CREDITLEDGER_{name.upper()}": str(value)
+        # A secret (the SASL password) as itself, not pydantic's "**********".
+        f"CREDITLEDGER_{name.upper()}": (
+            value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        )
         for name, value in settings.model_dump().items()
         if value is not None
     }

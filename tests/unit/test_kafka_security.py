@@ -153,3 +153,13 @@ def test_topic_settings_follow_replication_and_retention() -> None:
         "retention.ms": "7776000000",
         "min.insync.replicas": "2",
     }
+
+
+def test_api_workers_receive_the_password_itself() -> None:
+    from services.api.workers import settings_env
+
+    settings = _settings(kafka_security_protocol="SASL_SSL", kafka_sasl_password="s3cret")
+    env = settings_env(settings)
+    assert env["CREDITLEDGER_KAFKA_SASL_PASSWORD"] == "s3cret"
+    assert env["CREDITLEDGER_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert Settings.model_validate({}, context=None).kafka_security_protocol == "PLAINTEXT"
