@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import httpx
 from services import runtime
 from services.bench import cli as bench_cli
 from services.platform import stack
+from services.platform.logs import configure_logging
 from services.platform.postgres import create_pool, migrate
 from services.platform.settings import Settings
 
@@ -28,10 +28,7 @@ DETACHED_START_DEADLINE_S = 90.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # aiokafka narrates every group join at INFO; its warnings and errors still show.
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging(Settings())  # JSON lines on stderr, libraries' logs too (platform/logs.py)
     args = _parser().parse_args(argv)
     handler = {
         "stack": _stack, "serve": _serve, "writer": _serve, "projector": _serve, "api": _serve,

@@ -179,6 +179,8 @@ async def _serve_http(app: FastAPI, settings: Settings, stop: asyncio.Event) -> 
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through services/platform/logs.py
+        access_log=False,  # the API's middleware writes the access log (with the request id)
         lifespan="off",
         # The client address is the socket's: uvicorn would otherwise take X-Forwarded-For from
         # local peers as given, and a forged one per request would escape the per-address limit

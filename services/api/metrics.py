@@ -39,6 +39,7 @@ commands are the writer's counters.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -53,8 +54,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.contextvars import bound_contextvars
 
 from projections.lag import projection_lag
+from services.api.request_id import request_id_from
 from services.platform import metrics as process_metrics
 from services.platform.kafka import new_reader
 from services.platform.settings import Settings
@@ -98,11 +101,16 @@ def new_http_metrics() -> HttpMetrics:
     )  # fmt: skip
 
 
-class MetricsMiddleware:
-    """Pure ASGI (no body buffering): counts and times every HTTP request by route template."""
+access_log = logging.getLogger("creditledger.access")
 
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
-        self.app, self.metrics = app, metrics
+
+class MetricsMiddleware:
+    """Pure ASGI (no body buffering): counts and times every HTTP request by route template,
+    gives it a request id (answered as `X-Request-Id`, bound in the log context) and writes
+    one access log line for it."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics, access: bool = True) -> None:
+        self.app, self.metrics, self.access = app, metrics, access
         # The labelled children, looked up once per label set (labels are bounded, see above).
         self._counted: dict[tuple[str, str, int], Counter] = {}
         self._timed: dict[tuple[str, str], Histogram] = {}
@@ -113,20 +121,28 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        rid = request_id_from(scope["headers"])
+        scope.setdefault("state", {})["request_id"] = rid  # request.state.request_id
+        echoed = (b"x-request-id", rid.encode())
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), echoed]}
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
-            method = scope.get("method", "")
-            self._count(method, route, status).inc()
-            self._time(method, route).observe(time.perf_counter() - started)
+        with bound_contextvars(request_id=rid):
+            try:
+                await self.app(scope, receive, send_with_status)
+            finally:
+                route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+                method = scope.get("method", "")
+                elapsed_s = time.perf_counter() - started
+                self._count(method, route, status).inc()
+                self._time(method, route).observe(elapsed_s)
+                if self.access:
+                    _log_access(scope, method, route, status, elapsed_s)
 
     def _count(self, method: str, route: str, status: int) -> Counter:
         found = self._counted.get((method, route, status))
@@ -142,12 +158,24 @@ class MetricsMiddleware:
         return found
 
 
+def _log_access(scope: Scope, method: str, route: str, status: int, elapsed_s: float) -> None:
+    client = scope.get("client")
+    access_log.info(
+        "request",
+        extra={
+            "method": method, "path": scope.get("path", ""), "route": route, "status": status,
+            "duration_ms": round(elapsed_s * 1000, 3), "client": client[0] if client else None,
+        },
+    )  # fmt: skip
+
+
 def install_metrics(app: FastAPI) -> None:
     """Measure the app's HTTP traffic; call before the app starts (in create_app)."""
     metrics = new_http_metrics()
     app.state.metrics = metrics
     app.state.rate_limited_counter = metrics.rate_limited
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    settings: Settings = app.state.settings
+    app.add_middleware(MetricsMiddleware, metrics=metrics, access=settings.access_log)
 
 
 class _Families(Collector):

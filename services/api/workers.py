@@ -41,6 +41,7 @@ import asyncpg
 import uvicorn
 from pydantic import SecretStr
 
+from services.platform.logs import configure_logging
 from services.platform.settings import Settings
 
 log = logging.getLogger("creditledger.api.workers")
@@ -196,6 +197,8 @@ def http_config(app: object, settings: Settings) -> uvicorn.Config:
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through services/platform/logs.py
+        access_log=False,  # the API's middleware writes the access log (with the request id)
         lifespan="off",
         proxy_headers=False,
         server_header=False,
@@ -220,11 +223,10 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     fd, parent = int(os.environ[SOCKET_FD_ENV]), int(os.environ[PARENT_PID_ENV])
     _die_with_parent(parent)
     settings = Settings()
+    configure_logging(settings)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -89,9 +89,16 @@ class Settings(BaseSettings):
     # refuses answers over a log that lost records). `/readyz` names a replay topic whose
     # retention is shorter than this.
     topic_retention_ms: int = Field(default=-1, ge=-1)
-    # Logs (services/platform/logs.py): "json" (one object a line) or "console" (for people).
-    log_format: Literal["json", "console"] = "json"
+    # Logs (services/platform/logs.py): "json" (one object a line) or "console" (for people);
+    # unset: json, or console when stderr is a terminal. `access_log`: a line per HTTP request.
+    log_format: Literal["json", "console"] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    access_log: bool = True
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @property
     def input_topics(self) -> tuple[str, str]:

@@ -51,6 +51,7 @@ from services.writer.plan import (
 from services.writer.state_cache import StateCache
 
 log = logging.getLogger("creditledger.writer")
+KAFKA_REQUEST_ID_HEADER = "request_id"  # set by the admin API (services/api/request_id.py)
 NO_CONSTRAINT_MS = 2**62
 # Decoded account states kept between batches (state_cache.py): about 1-2 KB each, so the
 # bound keeps the cache under ~200 MB however many accounts the partitions hold.
@@ -192,6 +193,7 @@ class LedgerWriter:
             self.state_cache.put_all(plan.states.values(), version)
         self.records_applied += len(fresh)
         _count_committed(plan, fresh, time.perf_counter() - started)
+        _log_requested_commands(inputs, plan, self.settings.commands_topic)
 
     def _to_input(self, record: ConsumerRecord, prices: PriceSchedule) -> InputRecord:
         key: bytes | None = record.key
@@ -244,6 +246,37 @@ def _count_committed(plan: BatchPlan, fresh: Sequence[ConsumerRecord], elapsed_s
     metrics.LEDGER_ENTRIES.inc(len(plan.entries))
     metrics.DUPLICATES.inc(plan.duplicates)
     metrics.BATCH_SECONDS.observe(elapsed_s)
+
+
+def _log_requested_commands(inputs: Sequence[InputRecord], plan: BatchPlan, topic: str) -> None:
+    """One line per committed command that carries an HTTP request id (the admin API's
+    `request_id` header): the request's trail from its access log line to its outcome."""
+    outcomes: dict[tuple[str, str], str] | None = None
+    for record in inputs:
+        found = [v for name, v in record.headers if name == KAFKA_REQUEST_ID_HEADER]
+        if not found or record.topic != topic:
+            continue
+        if outcomes is None:
+            outcomes = {
+                (p.account_id, p.idempotency_id): "rejected" if p.rejection else "applied"
+                for p in plan.processed
+                if p.kind is IdKind.COMMAND
+            }
+        decoded = record.decoded
+        command_id = decoded.idempotency_id if isinstance(decoded, Decoded) else None
+        outcome = (
+            outcomes.get((decoded.account_id, decoded.idempotency_id), "duplicate-or-forwarded")
+            if isinstance(decoded, Decoded)
+            else "dead-lettered"
+        )
+        log.info(
+            "command committed",
+            extra={
+                "request_id": found[0].decode("latin-1"), "command_id": command_id,
+                "outcome": outcome, "topic": record.topic, "partition": record.partition,
+                "offset": record.offset,
+            },
+        )  # fmt: skip
 
 
 async def _horizon_ms(
