@@ -29,12 +29,20 @@ from structlog.typing import Processor
 from services.platform.settings import Settings
 
 QUIET_LOGGERS = ("aiokafka", "httpx", "httpcore")
+
+
+def _drop_color_message(_: Any, __: str, event: structlog.typing.EventDict) -> Any:
+    event.pop("color_message", None)  # uvicorn's `extra=`: the message again, with ANSI codes
+    return event
+
+
 # Every line, ours or a library's: bound context, level, logger, `extra=` fields, UTC time.
 _SHARED: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.stdlib.ExtraAdder(),
+    _drop_color_message,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
 

@@ -31,11 +31,12 @@ def test_library_lines_are_json_too() -> None:
     with captured_logs() as lines:
         logging.getLogger("aiokafka.consumer").warning("heartbeat failed")
         logging.getLogger("aiokafka.consumer").info("joined group")  # quiet below WARNING
-        logging.getLogger("uvicorn.error").error("port taken")
+        logging.getLogger("uvicorn.error").error("port taken", extra={"color_message": "\x1b[1m"})
     assert [(line["logger"], line["event"]) for line in lines()] == [
         ("aiokafka.consumer", "heartbeat failed"),
         ("uvicorn.error", "port taken"),
     ]
+    assert "color_message" not in lines()[-1]
 
 
 def test_bound_context_and_structlog_loggers() -> None:
