@@ -50,7 +50,7 @@ class Projector:
     async def run(self, stop: asyncio.Event) -> None:
         assert self.settings.kafka_bootstrap is not None
         consumer = new_consumer(
-            self.settings.kafka_bootstrap,
+            self.settings,
             self.settings.projector_group,
             self.settings.batch_max_records,
         )

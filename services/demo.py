@@ -192,7 +192,7 @@ async def run_demo(settings: Settings, api_url: str) -> int:
         keys = {a.account_id: await _account_key(http, admin, a) for a in DEMO_ACCOUNTS}
         # What is there already: an earlier day's demo month, or this day's (then all repeats).
         before = {a.account_id: await _already(http, admin, keys, a, window) for a in DEMO_ACCOUNTS}
-        producer = new_producer(settings.kafka_bootstrap)
+        producer = new_producer(settings)
         await producer.start()
         try:
             # Settings, then grants, applied before any usage: the calls draw from the grant.

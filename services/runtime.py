@@ -104,7 +104,7 @@ async def running(settings: Settings, components: Collection[str]) -> AsyncItera
         wait_s,
     )
     try:
-        producer = await start_producer(settings.kafka_bootstrap, wait_s)
+        producer = await start_producer(settings, wait_s)
     except BaseException:
         await pool.close()
         raise
@@ -185,6 +185,8 @@ async def _serve_http(app: FastAPI, settings: Settings, stop: asyncio.Event) -> 
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through services/platform/logs.py
+        access_log=False,  # the API's middleware writes the access log (with the request id)
         lifespan="off",
         # The client address is the socket's: uvicorn would otherwise take X-Forwarded-For from
         # local peers as given, and a forged one per request would escape the per-address limit

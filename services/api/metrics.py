@@ -2,8 +2,8 @@
 
 `install_metrics(app)` (called by `create_app`) adds the middleware and the app's registry; the
 `GET /metrics` route renders that registry plus the gauges computed at scrape from Postgres:
-projection lag per model, dead letters, ledger entries and accounts, processed requests, the
-writer's consumed offsets, and Kafka consumer lag for every partition of the consumed topics
+projection lag per model, dead letters, ledger entries and accounts, estimated table rows,
+the writer's consumed offsets, and Kafka consumer lag for every partition of the consumed topics
 (`creditledger_consumer_lag_records{consumer="writer"|"projector",topic,partition}` = the
 partition's end offset minus where the consumer resumes: its next offset stored in Postgres, or
 the log start when it stored none (both consumers start a partition at its beginning) or when
@@ -21,13 +21,25 @@ Partitions come from the app producer's metadata, log start and end offsets from
 Labels are bounded: `route` is the route template (`/v1/admin/accounts/{account_id}/grants`),
 never the raw path; requests that match no route share the label `<unmatched>`.
 
-The writer's own counters (`services/writer/metrics.py`: `creditledger_misrouted_records_total`
-{topic}) follow the HTTP metrics: they count in this process when it runs the writer.
+The process's registry (services/platform/metrics.py: `process_*` and `python_*` figures, the
+writer's counters `creditledger_writer_*_total` and `creditledger_misrouted_records_total` when
+this process runs the writer, the consumers' offset counters) follows the HTTP metrics. With
+several API workers (prometheus_client's multiprocess mode) the counters are every worker's,
+added up, and `process_*` describe the worker that answered the scrape.
+
+Naming (Prometheus's conventions): counters end `_total` (a running total read from Postgres is
+exported as a counter too: `creditledger_ledger_entries_total`, `creditledger_dead_letters_total`),
+units are in the names (`_seconds`, `_records`, `_rows`), and no `_created` series. No scrape
+counts a table that grows with traffic: the ledger's size is the sum of the per-account last
+seqs (a row per account), the idempotency tables' sizes are Postgres's estimate
+(`pg_class.reltuples`, kept by autovacuum), and the exact rates of accepted usage events and
+commands are the writer's counters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Iterable
@@ -39,14 +51,16 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.contextvars import bound_contextvars
 
 from projections.lag import projection_lag
+from services.api.request_id import request_id_from
+from services.platform import metrics as process_metrics
+from services.platform.kafka import new_reader
 from services.platform.settings import Settings
-from services.webhooks import metrics as webhook_metrics
-from services.writer import metrics as writer_metrics
 
 SCRAPE_STATEMENT_TIMEOUT_MS = 3000
 END_OFFSETS_TTL_S = 5.0
@@ -87,11 +101,16 @@ def new_http_metrics() -> HttpMetrics:
     )  # fmt: skip
 
 
-class MetricsMiddleware:
-    """Pure ASGI (no body buffering): counts and times every HTTP request by route template."""
+access_log = logging.getLogger("creditledger.access")
 
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
-        self.app, self.metrics = app, metrics
+
+class MetricsMiddleware:
+    """Pure ASGI (no body buffering): counts and times every HTTP request by route template,
+    gives it a request id (answered as `X-Request-Id`, bound in the log context) and writes
+    one access log line for it."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics, access: bool = True) -> None:
+        self.app, self.metrics, self.access = app, metrics, access
         # The labelled children, looked up once per label set (labels are bounded, see above).
         self._counted: dict[tuple[str, str, int], Counter] = {}
         self._timed: dict[tuple[str, str], Histogram] = {}
@@ -102,20 +121,28 @@ class MetricsMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        rid = request_id_from(scope["headers"])
+        scope.setdefault("state", {})["request_id"] = rid  # request.state.request_id
+        echoed = (b"x-request-id", rid.encode())
 
         async def send_with_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), echoed]}
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
-            method = scope.get("method", "")
-            self._count(method, route, status).inc()
-            self._time(method, route).observe(time.perf_counter() - started)
+        with bound_contextvars(request_id=rid):
+            try:
+                await self.app(scope, receive, send_with_status)
+            finally:
+                route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+                method = scope.get("method", "")
+                elapsed_s = time.perf_counter() - started
+                self._count(method, route, status).inc()
+                self._time(method, route).observe(elapsed_s)
+                if self.access:
+                    _log_access(scope, method, route, status, elapsed_s)
 
     def _count(self, method: str, route: str, status: int) -> Counter:
         found = self._counted.get((method, route, status))
@@ -131,12 +158,24 @@ class MetricsMiddleware:
         return found
 
 
+def _log_access(scope: Scope, method: str, route: str, status: int, elapsed_s: float) -> None:
+    client = scope.get("client")
+    access_log.info(
+        "request",
+        extra={
+            "method": method, "path": scope.get("path", ""), "route": route, "status": status,
+            "duration_ms": round(elapsed_s * 1000, 3), "client": client[0] if client else None,
+        },
+    )  # fmt: skip
+
+
 def install_metrics(app: FastAPI) -> None:
     """Measure the app's HTTP traffic; call before the app starts (in create_app)."""
     metrics = new_http_metrics()
     app.state.metrics = metrics
     app.state.rate_limited_counter = metrics.rate_limited
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    settings: Settings = app.state.settings
+    app.add_middleware(MetricsMiddleware, metrics=metrics, access=settings.access_log)
 
 
 class _Families(Collector):
@@ -152,10 +191,13 @@ DEAD_LETTERS = "SELECT topic, error_code, count(*) AS n FROM dead_letters GROUP 
 LEDGER = """
 SELECT count(*) AS accounts, coalesce(sum(seq), 0)::bigint AS entries FROM writer_accounts
 """
-PROCESSED = """
-SELECT (SELECT count(*) FROM processed_requests) AS requests,
-       (SELECT count(*) FROM processed_commands) AS commands
+# Postgres's estimate (kept by autovacuum/ANALYZE; -1 before the first): no scan per scrape.
+TABLE_ROWS = """
+SELECT c.relname AS name, greatest(c.reltuples, 0)::bigint AS n
+FROM pg_class c WHERE c.oid IN (SELECT to_regclass(t) FROM unnest($1::text[]) AS t)
+ORDER BY 1
 """
+ESTIMATED_TABLES = ("ledger_entries", "processed_requests", "processed_commands", "outbox")
 OFFSETS = """
 SELECT topic, kafka_partition, next_offset FROM kafka_offsets WHERE consumer = $1
 ORDER BY topic, kafka_partition
@@ -168,7 +210,7 @@ LogBounds = dict[tuple[str, int], tuple[int, int]]
 class EndOffsetsCache:
     """Log bounds of the consumed topics, refreshed at most every `END_OFFSETS_TTL_S`."""
 
-    bootstrap: str
+    settings: Settings  # where Kafka is and how to talk to it
     topics: tuple[str, ...]
     producer: AIOKafkaProducer  # the app's: its metadata names each topic's partitions
     fetched_at: float = float("-inf")
@@ -190,9 +232,9 @@ class EndOffsetsCache:
         return self.offsets
 
     async def _fetch(self) -> LogBounds:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-            isolation_level="read_committed", request_timeout_ms=5000,
+        consumer = new_reader(
+            self.settings, enable_auto_commit=False, isolation_level="read_committed",
+            request_timeout_ms=5000,
         )  # fmt: skip
         try:
             async with asyncio.timeout(END_OFFSETS_FETCH_TIMEOUT_S):
@@ -229,7 +271,7 @@ def _end_offsets_cache(app: FastAPI) -> EndOffsetsCache | None:
     cache: EndOffsetsCache | None = getattr(app.state, "end_offsets_cache", None)
     if cache is None:
         topics = (*settings.input_topics, settings.ledger_topic)
-        cache = EndOffsetsCache(settings.kafka_bootstrap, topics, app.state.producer)
+        cache = EndOffsetsCache(settings, topics, app.state.producer)
         app.state.end_offsets_cache = cache
     return cache
 
@@ -273,7 +315,7 @@ async def scrape_families(
             lags = await projection_lag(conn)
             dead = await conn.fetch(DEAD_LETTERS)
             ledger = await conn.fetchrow(LEDGER)
-            processed = await conn.fetchrow(PROCESSED)
+            tables = await conn.fetch(TABLE_ROWS, list(ESTIMATED_TABLES))
             offsets = await conn.fetch(OFFSETS, settings.consumer_group)
             projector_offsets = await conn.fetch(OFFSETS, settings.projector_group)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
@@ -281,7 +323,7 @@ async def scrape_families(
         return [ok]
     if stored is not None:
         stored.update(writer=list(offsets), projector=list(projector_offsets))
-    assert ledger is not None and processed is not None
+    assert ledger is not None
     ok.add_metric([], 1)
     lag_s = GaugeMetricFamily(
         "creditledger_projection_lag_seconds",
@@ -300,23 +342,23 @@ async def scrape_families(
         lag_s.add_metric([lag.projection], lag.oldest_unapplied_ms / 1000)
         behind.add_metric([lag.projection], lag.entries_behind)
         accounts_behind.add_metric([lag.projection], lag.accounts_behind)
-    dead_letters = GaugeMetricFamily(
-        "creditledger_dead_letters", "Dead-lettered input records", labels=["topic", "code"]
-    )
+    dead_letters = CounterMetricFamily(
+        "creditledger_dead_letters", "Dead-lettered input records (rows of dead_letters)",
+        labels=["topic", "code"],
+    )  # fmt: skip
     for row in dead:
         dead_letters.add_metric([row["topic"], row["error_code"]], row["n"])
-    entries = GaugeMetricFamily("creditledger_ledger_entries", "Ledger entries written")
+    entries = CounterMetricFamily("creditledger_ledger_entries", "Ledger entries written")
     entries.add_metric([], ledger["entries"])
     accounts = GaugeMetricFamily("creditledger_ledger_accounts", "Accounts with ledger state")
     accounts.add_metric([], ledger["accounts"])
-    requests = GaugeMetricFamily(
-        "creditledger_processed_requests", "Usage events accepted (by request_id)"
+    rows = GaugeMetricFamily(
+        "creditledger_postgres_table_estimated_rows",
+        "Rows of a growing table, as Postgres estimates them (pg_class.reltuples)",
+        labels=["table"],
     )
-    requests.add_metric([], processed["requests"])
-    commands = GaugeMetricFamily(
-        "creditledger_processed_commands", "Commands processed (applied or rejected)"
-    )
-    commands.add_metric([], processed["commands"])
+    for row in tables:
+        rows.add_metric([row["name"]], row["n"])
     consumed = GaugeMetricFamily(
         "creditledger_writer_next_offset",
         "The writer's committed next offset per input partition (records consumed)",
@@ -325,7 +367,7 @@ async def scrape_families(
     for row in offsets:
         consumed.add_metric([row["topic"], str(row["kafka_partition"])], row["next_offset"])
     families: list[Metric] = [ok, lag_s, behind, accounts_behind, dead_letters, entries, accounts]
-    return [*families, requests, commands, consumed]
+    return [*families, rows, consumed]
 
 
 async def render(app: FastAPI) -> bytes:
@@ -358,8 +400,8 @@ def _counted_here(http: HttpMetrics | None) -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         workers = CollectorRegistry()
         multiprocess.MultiProcessCollector(workers)  # type: ignore[no-untyped-call]
+        for collector in process_metrics.PROCESS_COLLECTORS:  # this worker's process figures
+            workers.register(collector)
         return generate_latest(workers)
     own = generate_latest(http.registry) if http else b""
-    return (
-        own + generate_latest(writer_metrics.REGISTRY) + generate_latest(webhook_metrics.REGISTRY)
-    )
+    return own + generate_latest(process_metrics.REGISTRY)

@@ -50,6 +50,7 @@ from services.api.models import TYPED
 from services.api.models import admin as out
 from services.api.problems import Problem
 from services.api.reads.common import ObjectId
+from services.api.request_id import kafka_headers
 from services.platform.settings import Settings
 
 router = admin_router()
@@ -367,7 +368,12 @@ async def _publish(
     await pool.execute(RECORD_COMMAND, account_id, command_id, command_type)
     try:
         sent = await asyncio.wait_for(
-            producer.send_and_wait(settings.commands_topic, payload, key=account_id.encode()),
+            producer.send_and_wait(
+                settings.commands_topic,
+                payload,
+                key=account_id.encode(),
+                headers=kafka_headers(request),  # the request id, for the writer's log
+            ),
             PUBLISH_TIMEOUT_S,
         )
     except (KafkaError, TimeoutError) as error:

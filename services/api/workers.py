@@ -39,7 +39,9 @@ from collections.abc import Iterator
 
 import asyncpg
 import uvicorn
+from pydantic import SecretStr
 
+from services.platform.logs import configure_logging
 from services.platform.settings import Settings
 
 log = logging.getLogger("creditledger.api.workers")
@@ -71,7 +73,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as the CREDITLEDGER_* variables a worker reads them from (URLs and the
     admin token included: the supervisor may have resolved them from the local stack)."""
     return {
-        f"CREDITLEDGER_{name.upper()}": str(value)
+        # A secret (the SASL password) as itself, not pydantic's "**********".
+        f"CREDITLEDGER_{name.upper()}": (
+            value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        )
         for name, value in settings.model_dump().items()
         if value is not None
     }
@@ -170,7 +175,7 @@ async def _worker(settings: Settings, fd: int, parent: int) -> None:
         connect, "Postgres (pool)", POSTGRES_NOT_READY, settings.startup_wait_s
     )
     try:
-        producer = await start_producer(settings.kafka_bootstrap, settings.startup_wait_s)
+        producer = await start_producer(settings, settings.startup_wait_s)
         try:
             server = uvicorn.Server(http_config(create_app(settings, pool, producer), settings))
             freeze_startup_heap()
@@ -192,6 +197,8 @@ def http_config(app: object, settings: Settings) -> uvicorn.Config:
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
+        log_config=None,  # uvicorn's records go through services/platform/logs.py
+        access_log=False,  # the API's middleware writes the access log (with the request id)
         lifespan="off",
         proxy_headers=False,
         server_header=False,
@@ -216,11 +223,10 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     fd, parent = int(os.environ[SOCKET_FD_ENV]), int(os.environ[PARENT_PID_ENV])
     _die_with_parent(parent)
     settings = Settings()
+    configure_logging(settings)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency

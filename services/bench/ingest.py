@@ -246,7 +246,7 @@ async def accounts_phase(
         async with AsyncExitStack() as stack:
             pool = await create_pool(settings.database_url, 4)
             stack.push_async_callback(pool.close)
-            producer = fast_producer(str(settings.kafka_bootstrap))
+            producer = fast_producer(settings)
             await producer.start()
             stack.push_async_callback(producer.stop)
             pipeline = Pipeline(settings, log_dir)

@@ -194,7 +194,7 @@ class _Run:
             await pipeline.start(COMPONENTS)
             pool = await create_pool(self.settings.database_url, 8)
             stack.push_async_callback(pool.close)
-            producer = fast_producer(str(self.settings.kafka_bootstrap))
+            producer = fast_producer(self.settings)
             await producer.start()
             stack.push_async_callback(producer.stop)
             phase = self.options.phase

@@ -15,6 +15,8 @@ from typing import Any
 
 from services.bench import cli as bench_cli
 from services.cli import admin_cmds, base, errors, history_cmds, serve_cmds, stack_cmds
+from services.platform.logs import configure_logging
+from services.platform.settings import Settings
 from services.webhooks import cli as webhooks_cli
 
 DESCRIPTION = """\
@@ -71,10 +73,8 @@ def _adopt_handlers(sub: Any, handlers: dict[str, Callable[[argparse.Namespace],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    # aiokafka narrates every group join at INFO; its warnings and errors still show.
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # JSON lines on stderr (console on a terminal), libraries' logs too (platform/logs.py).
+    configure_logging(Settings())
     args = build_parser().parse_args(argv)
     if args.command not in LONG_RUNNING:
         # A one-shot command reports an unreachable broker in its own one line (exit 4).

@@ -30,9 +30,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
+from services.platform.kafka import new_admin, new_reader
 from services.platform.settings import Settings
 
 STORED = "SELECT topic, kafka_partition, next_offset FROM kafka_offsets WHERE consumer = $1"
@@ -101,7 +101,7 @@ class LogRange:
 async def log_ranges(settings: Settings, topics: Iterable[str]) -> dict[TopicPartition, LogRange]:
     """Every partition of `topics` that exists, with its beginning and end offsets."""
     assert settings.kafka_bootstrap is not None
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = new_admin(settings)
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -115,9 +115,7 @@ async def log_ranges(settings: Settings, topics: Iterable[str]) -> dict[TopicPar
     ]
     if not partitions:
         return {}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
-    )
+    consumer = new_reader(settings, enable_auto_commit=False)
     await consumer.start()
     try:
         beginnings = await consumer.beginning_offsets(partitions)

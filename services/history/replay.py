@@ -30,14 +30,12 @@ from importlib.metadata import version
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from schemas.price_book import copy_versions, load_versions, version_json
 from services.core.pricing import PriceVersion
 from services.history.coverage import LogGapError, log_gaps
-from services.platform.kafka import new_producer
+from services.platform.kafka import new_admin, new_producer, new_reader
 from services.platform.postgres import create_pool, migrate
 from services.platform.settings import Settings
 from services.writer.runner import LedgerWriter
@@ -78,7 +76,7 @@ class ReplayManifest:
 
 async def end_offsets(settings: Settings) -> Offsets:
     """The input topics' end offsets now: where the replay stops."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = new_admin(settings)
     await admin.start()
     try:
         described = await admin.describe_topics(list(settings.input_topics))
@@ -89,7 +87,7 @@ async def end_offsets(settings: Settings) -> Offsets:
         for topic in described
         for p in topic["partitions"]
     ]
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = new_reader(settings)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(partitions)
@@ -179,7 +177,7 @@ async def _run_writer_until(
 ) -> None:
     assert settings.database_url is not None and settings.kafka_bootstrap is not None
     pool = await create_pool(settings.database_url)
-    producer = new_producer(settings.kafka_bootstrap)  # idle: the writer publishes nothing
+    producer = new_producer(settings)  # idle: the writer publishes nothing
     await producer.start()
     stop = asyncio.Event()
     writer = LedgerWriter(settings, pool, producer, publish=False)

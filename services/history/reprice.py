@@ -41,6 +41,7 @@ from schemas.price_book import load_schedule
 from schemas.usage import UsageEvent
 from services.core.pricing import PriceBook, PriceSchedule
 from services.history.coverage import LogGapError, horizon, log_gaps
+from services.platform.kafka import new_reader
 from services.platform.settings import Settings
 
 LOOKUP_BATCH = 5000
@@ -202,9 +203,7 @@ async def _usage_events(
     settings: Settings, start: datetime, end: datetime, scan: LogScan
 ) -> AsyncIterator[UsageEvent]:
     """First payload of each (account, request id) in log order, within the event-time range."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
-    )
+    consumer = new_reader(settings, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [

@@ -40,9 +40,9 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import Counter
 
 from services.platform import failpoints
+from services.platform.metrics import REGISTRY
 from services.platform.postgres import DbConnection
 from services.platform.topic_metadata import describe_topics
-from services.writer.metrics import REGISTRY
 
 log = logging.getLogger("creditledger.offsets")
 

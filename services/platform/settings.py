@@ -3,7 +3,9 @@ the running local stack's are used (`creditledger stack up` starts it)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -92,6 +94,39 @@ class Settings(BaseSettings):
             return self.webhooks_group
         base = self.consumer_group.removesuffix("writer")
         return base + "webhooks" if base != self.consumer_group else base + "-webhooks"
+
+    # Operations (docs/operations.md). Kafka security, passed to every client by
+    # services/platform/kafka.py `client_kwargs`: SSL and SASL_SSL verify the broker against
+    # `kafka_ssl_cafile` (the system's CAs when unset); a client certificate is sent when
+    # `kafka_ssl_certfile` (and its `kafka_ssl_keyfile`) are set; SASL_* need a username and
+    # password.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    # Topics the processes create (ensure_topics). 1 suits the one-broker local stack; production
+    # runs 3 (with min.insync.replicas 2: acks=all then survives one broker down). Unset
+    # `topic_min_insync_replicas` means min(2, replication factor - 1), at least 1.
+    topic_replication_factor: int = Field(default=1, ge=1, le=32)
+    topic_min_insync_replicas: int | None = Field(default=None, ge=1, le=32)
+    # retention.ms of every contract topic; -1 keeps the log forever: the input topics and the
+    # ledger topic are the source of replay, reprice and rebuilds (services/history/coverage.py
+    # refuses answers over a log that lost records). `/readyz` names a replay topic whose
+    # retention is shorter than this.
+    topic_retention_ms: int = Field(default=-1, ge=-1)
+    # Logs (services/platform/logs.py): "json" (one object a line) or "console" (for people);
+    # unset: json, or console when stderr is a terminal. `access_log`: a line per HTTP request.
+    log_format: Literal["json", "console"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    access_log: bool = True
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @property
     def input_topics(self) -> tuple[str, str]:

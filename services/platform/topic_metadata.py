@@ -34,6 +34,7 @@ METADATA_API_KEY = 3
 TOPIC_RESOURCE = 2  # DescribeConfigs resource type of a topic
 UNKNOWN_TOPIC_OR_PARTITION = 3
 TIMESTAMP_TYPE = "message.timestamp.type"
+RETENTION_MS = "retention.ms"
 
 
 class Uuid(AbstractType[uuid.UUID]):  # type: ignore[misc]
@@ -130,6 +131,7 @@ class TopicInfo:
     name: str
     topic_id: uuid.UUID
     partitions: int
+    replicas: int = 0  # the fewest replicas of any of its partitions
 
 
 async def describe_topics(client: Any, topics: Sequence[str]) -> dict[str, TopicInfo]:
@@ -143,23 +145,32 @@ async def describe_topics(client: Any, topics: Sequence[str]) -> dict[str, Topic
             continue
         if error_code != 0:
             raise for_code(error_code)(f"metadata of topic {name}")
-        found[name] = TopicInfo(name, topic_id, len(partitions))
+        replicas = min((len(p[4]) for p in partitions), default=0)
+        found[name] = TopicInfo(name, topic_id, len(partitions), replicas)
     return found
 
 
 async def timestamp_types(client: Any, topics: Sequence[str]) -> dict[str, str]:
     """`message.timestamp.type` of each of `topics` that exists."""
-    request = DescribeConfigsRequest([(TOPIC_RESOURCE, t, [TIMESTAMP_TYPE]) for t in topics])
+    configs = await topic_configs(client, topics, (TIMESTAMP_TYPE,))
+    return {topic: found[TIMESTAMP_TYPE] for topic, found in configs.items() if found}
+
+
+async def topic_configs(
+    client: Any, topics: Sequence[str], names: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    """The settings `names` (their effective values) of each of `topics` that exists."""
+    if not topics:
+        return {}
+    request = DescribeConfigsRequest([(TOPIC_RESOURCE, t, list(names)) for t in topics])
     response = await _send_any(client, request)
-    found: dict[str, str] = {}
+    found: dict[str, dict[str, str]] = {}
     for error_code, _, _, name, entries in response.resources:
         if error_code == UNKNOWN_TOPIC_OR_PARTITION:
             continue
         if error_code != 0:
             raise for_code(error_code)(f"configuration of topic {name}")
-        for entry in entries:
-            if entry[0] == TIMESTAMP_TYPE:
-                found[name] = entry[1]
+        found[name] = {entry[0]: entry[1] for entry in entries if entry[0] in names}
     return found
 
 

@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.usage import UsageEvent
 from services.platform.kafka import new_producer
+from services.platform.settings import Settings
 
 log = logging.getLogger("creditledger.producer")
 DEFAULT_TOPIC = "credits.usage.v1"
@@ -85,7 +86,8 @@ class UsagePublisher:
 
     async def start(self) -> None:
         if self._producer is None:
-            self._producer = new_producer(self.bootstrap)  # enable_idempotence, acks="all"
+            # enable_idempotence, acks="all"; TLS/SASL from the CREDITLEDGER_KAFKA_* environment
+            self._producer = new_producer(Settings(kafka_bootstrap=self.bootstrap))
         if self._owns_producer:
             await self._producer.start()
 

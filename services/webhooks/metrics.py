@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import Counter, Histogram
 
-REGISTRY = CollectorRegistry(auto_describe=True)
+from services.platform.metrics import REGISTRY  # the process's (no _created series)
 
 ATTEMPTS = Counter(
     "creditledger_webhook_attempts",

@@ -28,6 +28,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from schemas.ledger import AlertMessage
+from services.platform.kafka import new_reader
 from services.platform.postgres import TRANSIENT_ERRORS, retry_transient
 from services.platform.settings import Settings
 from services.webhooks import metrics
@@ -81,9 +82,8 @@ class WebhookWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.settings.kafka_bootstrap is not None
-        consumer = AIOKafkaConsumer(
-            self.settings.alerts_topic,
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = new_reader(  # the settings' TLS/SASL too (platform/kafka.py)
+            self.settings,
             group_id=self.settings.webhooks_consumer_group,
             enable_auto_commit=False,
             # A new group starts at the log's start; each endpoint takes only the alerts
@@ -91,6 +91,7 @@ class WebhookWorker:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
         )
+        consumer.subscribe([self.settings.alerts_topic])
         await consumer.start()
         self.client = new_client(self.settings.webhook_timeout_s)
         loops = [

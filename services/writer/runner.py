@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -25,10 +27,11 @@ from services.platform.concurrency import all_or_none
 from services.platform.kafka import new_consumer
 from services.platform.postgres import retry_transient
 from services.platform.settings import Settings
-from services.writer import store
+from services.writer import metrics, store
 from services.writer.decoding import (
     DeadLetterCode,
     Decoded,
+    IdKind,
     Rejected,
     beyond_future_skew,
     decode_command,
@@ -36,12 +39,19 @@ from services.writer.decoding import (
     printable_text,
 )
 from services.writer.merge import PartitionMerge
-from services.writer.metrics import MISROUTED
 from services.writer.outbox import Relay
-from services.writer.plan import InputRecord, lineage_keys, misrouted, plan_batch, seen_keys
+from services.writer.plan import (
+    BatchPlan,
+    InputRecord,
+    lineage_keys,
+    misrouted,
+    plan_batch,
+    seen_keys,
+)
 from services.writer.state_cache import StateCache
 
 log = logging.getLogger("creditledger.writer")
+KAFKA_REQUEST_ID_HEADER = "request_id"  # set by the admin API (services/api/request_id.py)
 NO_CONSTRAINT_MS = 2**62
 # Decoded account states kept between batches (state_cache.py): about 1-2 KB each, so the
 # bound keeps the cache under ~200 MB however many accounts the partitions hold.
@@ -77,7 +87,7 @@ class LedgerWriter:
     async def run(self, stop: asyncio.Event) -> None:
         assert self.settings.kafka_bootstrap is not None
         consumer = new_consumer(
-            self.settings.kafka_bootstrap,
+            self.settings,
             self.settings.consumer_group,
             self.settings.batch_max_records,
         )
@@ -148,6 +158,7 @@ class LedgerWriter:
     async def apply_batch(self, partition: int, records: Sequence[ConsumerRecord]) -> None:
         """Apply records (in merge order) of partition `partition` of the input topics."""
         processed_at = datetime.now(UTC)  # for operators (dead letters, ids); not in entries
+        started = time.perf_counter()
         claimed = {(r.topic, partition) for r in records}
         async with self.pool.acquire() as conn, conn.transaction():
             stored = await self.stored.claim(conn, claimed)
@@ -181,8 +192,8 @@ class LedgerWriter:
         if version is not None:  # committed: the rows now hold these states at `version`
             self.state_cache.put_all(plan.states.values(), version)
         self.records_applied += len(fresh)
-        for forward in plan.forwards:  # counted once committed: a retried batch counts once
-            MISROUTED.labels(forward.record.topic).inc()
+        _count_committed(plan, fresh, time.perf_counter() - started)
+        _log_requested_commands(inputs, plan, self.settings.commands_topic)
 
     def _to_input(self, record: ConsumerRecord, prices: PriceSchedule) -> InputRecord:
         key: bytes | None = record.key
@@ -216,6 +227,56 @@ class LedgerWriter:
             partitions: set[int] | None = consumer.partitions_for_topic(topic)
             if partitions:
                 self.partition_counts[topic] = len(partitions)
+
+
+def _count_committed(plan: BatchPlan, fresh: Sequence[ConsumerRecord], elapsed_s: float) -> None:
+    """Counted once committed: a batch retried after a crash counts once."""
+    for forward in plan.forwards:
+        metrics.MISROUTED.labels(forward.record.topic).inc()
+    topics = Counter(r.topic for r in fresh)
+    for topic, n in topics.items():
+        metrics.RECORDS.labels(topic).inc(n)
+    decided = Counter(
+        "request" if p.kind is IdKind.REQUEST else "rejected" if p.rejection else "applied"
+        for p in plan.processed
+    )
+    metrics.USAGE_EVENTS.inc(decided.pop("request", 0))
+    for status, n in decided.items():
+        metrics.COMMANDS.labels(status).inc(n)
+    metrics.LEDGER_ENTRIES.inc(len(plan.entries))
+    metrics.DUPLICATES.inc(plan.duplicates)
+    metrics.BATCH_SECONDS.observe(elapsed_s)
+
+
+def _log_requested_commands(inputs: Sequence[InputRecord], plan: BatchPlan, topic: str) -> None:
+    """One line per committed command that carries an HTTP request id (the admin API's
+    `request_id` header): the request's trail from its access log line to its outcome."""
+    outcomes: dict[tuple[str, str], str] | None = None
+    for record in inputs:
+        found = [v for name, v in record.headers if name == KAFKA_REQUEST_ID_HEADER]
+        if not found or record.topic != topic:
+            continue
+        if outcomes is None:
+            outcomes = {
+                (p.account_id, p.idempotency_id): "rejected" if p.rejection else "applied"
+                for p in plan.processed
+                if p.kind is IdKind.COMMAND
+            }
+        decoded = record.decoded
+        command_id = decoded.idempotency_id if isinstance(decoded, Decoded) else None
+        outcome = (
+            outcomes.get((decoded.account_id, decoded.idempotency_id), "duplicate-or-forwarded")
+            if isinstance(decoded, Decoded)
+            else "dead-lettered"
+        )
+        log.info(
+            "command committed",
+            extra={
+                "request_id": found[0].decode("latin-1"), "command_id": command_id,
+                "outcome": outcome, "topic": record.topic, "partition": record.partition,
+                "offset": record.offset,
+            },
+        )  # fmt: skip
 
 
 async def _horizon_ms(

@@ -182,7 +182,7 @@ class Round:
         report = RoundReport("", "")
         assert self.settings.database_url is not None and self.settings.kafka_bootstrap
         self.pool = await create_pool(self.settings.database_url, max_size=4)
-        producer = new_producer(self.settings.kafka_bootstrap)
+        producer = new_producer(self.settings)
         await producer.start()
         self.publisher = Publisher(self.settings, producer)
         supervisor: asyncio.Task[None] | None = None

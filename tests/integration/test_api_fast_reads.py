@@ -213,7 +213,10 @@ async def test_two_api_workers_serve_count_together_and_stop(namespace: Settings
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
             metrics = (await http.get("/metrics")).text
         assert _requests_counted(metrics, "/v1/credits/balance") == reads
-        assert "creditledger_ledger_entries" in metrics  # and the scrape-time gauges
+        assert "creditledger_ledger_entries_total" in metrics  # and the scrape-time figures
+        # Multiprocess mode too: the answering worker's process figures, no `_created` series.
+        assert "process_resident_memory_bytes " in metrics
+        assert "_created" not in metrics
     with pytest.raises(httpx.ConnectError):  # stopped: nothing listens any more
         async with httpx.AsyncClient(base_url=url, timeout=2) as http:
             await http.get("/healthz")

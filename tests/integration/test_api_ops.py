@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from services.api.app import create_app
+from services.platform.metrics import REGISTRY
 from services.platform.postgres import create_pool
 from services.platform.settings import Settings
 from services.runtime import running
@@ -81,7 +82,14 @@ async def test_not_ready_without_kafka_or_postgres(namespace: Settings) -> None:
         assert answer.json()["failing"] == ["postgres", "projections"]
 
 
+def _counted(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
 async def test_metrics_expose_http_ledger_and_projection_figures(namespace: Settings) -> None:
+    # The writer's counters are the process's (other tests' writers counted before): deltas.
+    usage_before = _counted("creditledger_writer_usage_events_total")
+    applied_before = _counted("creditledger_writer_commands_total", {"status": "applied"})
     async with running(namespace, ("writer", "projector")) as handle:
         driver = Driver(namespace, handle.pool, handle.producer, handle.tasks)
         await driver.commands(grant("m", 10, "g1"), ("m", b"{not json"))
@@ -103,25 +111,31 @@ async def test_metrics_expose_http_ledger_and_projection_figures(namespace: Sett
             'route="/v1/admin/accounts/{account_id}/keys",status="401"} 1.0',
             'creditledger_http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0',
             "creditledger_scrape_ok 1.0",
-            "creditledger_ledger_entries 2.0",
+            "creditledger_ledger_entries_total 2.0",
             "creditledger_ledger_accounts 1.0",
-            "creditledger_processed_requests 1.0",
-            "creditledger_processed_commands 1.0",
+            'creditledger_postgres_table_estimated_rows{table="processed_requests"}',
             'creditledger_projection_lag_seconds{projection="balance"} 0.0',
             'creditledger_projection_entries_behind{projection="grants"} 0.0',
         ):
             assert line in text, line
         assert "creditledger_http_request_duration_seconds_bucket{" in text
         assert (
-            f'creditledger_dead_letters{{code="malformed-json",'
+            f'creditledger_dead_letters_total{{code="malformed-json",'
             f'topic="{namespace.commands_topic}"}} 1.0'
         ) in text
         assert 'creditledger_writer_next_offset{partition="' in text
+        assert "# TYPE creditledger_writer_usage_events_total counter" in text
+        assert _counted("creditledger_writer_usage_events_total") == usage_before + 1
+        assert (
+            _counted("creditledger_writer_commands_total", {"status": "applied"})
+            == applied_before + 1
+        )
+        assert "process_resident_memory_bytes " in text
 
         # Writer and projector processes (ops-only apps) serve the same gauges.
         bare = await get(create_app(namespace, handle.pool, handle.producer, ops_only=True),
                          "/metrics")  # fmt: skip
-        assert "creditledger_ledger_entries 2.0" in bare.text
+        assert "creditledger_ledger_entries_total 2.0" in bare.text
 
 
 def writer_lag(text: str, topic: str) -> int:

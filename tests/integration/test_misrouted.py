@@ -9,9 +9,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from services.platform.metrics import REGISTRY
 from services.platform.settings import Settings
 from services.runtime import running
-from services.writer.metrics import REGISTRY
 from services.writer.plan import FORWARDED_FROM_HEADER, home_partition
 from tests.messages import at, grant, usage
 from tests.pipeline import Driver, read_topic

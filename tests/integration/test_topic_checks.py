@@ -81,7 +81,7 @@ async def test_readyz_names_missing_and_misconfigured_topics(
     )
     created = [t for t in all_topics(wrong) if t != wrong.usage_topic]
     await _until(admin, lambda listed: set(created) <= listed, "the topics to be created")
-    producer = await start_producer(namespace.kafka_bootstrap)
+    producer = await start_producer(namespace)
     try:
         good = await _readyz(namespace, producer)
         assert good.status_code == 200, good.text
@@ -152,3 +152,30 @@ async def test_the_broker_does_not_auto_create_topics(
     finally:
         await producer.stop()
     assert unknown not in await admin.list_topics()
+
+
+async def test_readyz_accepts_the_configured_retention_and_names_a_shorter_one(
+    namespace: Settings, admin: AIOKafkaAdminClient
+) -> None:
+    day_ms = 86_400_000
+    kept_a_day = _elsewhere(namespace).model_copy(update={"topic_retention_ms": day_ms})
+    await ensure_topics(kept_a_day)  # created with retention.ms = one day
+    producer = await start_producer(namespace)
+    try:
+        assert (await _readyz(kept_a_day, producer)).status_code == 200  # as configured
+        forever = kept_a_day.model_copy(update={"topic_retention_ms": -1})
+        answer = await _readyz(forever, producer)
+        assert answer.status_code == 503
+        replayed = {*forever.input_topics, forever.ledger_topic}
+        assert answer.json()["topics"] == {
+            t: f"retention.ms is {day_ms}, less than -1 (the log is the source of replay)"
+            for t in replayed
+        }
+        more_replicas = kept_a_day.model_copy(update={"topic_replication_factor": 3})
+        topics = (await _readyz(more_replicas, producer)).json()["topics"]
+        assert set(topics) == set(all_topics(more_replicas))
+        assert all(p == "replication factor is 1, not 3" for p in topics.values())
+    finally:
+        await producer.stop()
+        existing = await admin.list_topics()
+        await admin.delete_topics([t for t in all_topics(kept_a_day) if t in existing])

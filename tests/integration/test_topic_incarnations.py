@@ -16,11 +16,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.platform.kafka import ensure_topics
+from services.platform.metrics import REGISTRY
 from services.platform.offsets import Resume, Stored, resume_point
 from services.platform.settings import Settings
 from services.platform.topic_metadata import describe_topics
 from services.runtime import running
-from services.writer.metrics import REGISTRY
 from tests.messages import grant
 from tests.pipeline import Driver, wait_for_consumed, wait_until
 

@@ -248,5 +248,6 @@ def test_as_of_json_uses_the_balance_endpoints_names() -> None:
         "buckets": [{"kind": "purchased", "amount": 100, "balance": 92},
                     {"kind": "subscription", "amount": 30, "balance": 0},
                     {"kind": "unbucketed", "amount": 7, "balance": 7}],
-        "unbucketed": 7, "ledgerSeq": 8, "entries": 8, "lastUpdated": "2026-11-21T11:47:00Z", "resetAt": None,
+        "unbucketed": 7, "ledgerSeq": 8, "entries": 8, "lastUpdated": "2026-11-21T11:47:00Z",
+        "resetAt": None,
     }  # fmt: skip

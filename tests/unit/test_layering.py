@@ -117,17 +117,8 @@ def _under(prefix: str) -> list[str]:
 # Imports that break a rule today, each with why and what removes it. The list may only shrink:
 # a new breach fails the test, and so does an entry whose import is gone (delete it then).
 TOLERATED = {
-    (
-        "services.api.metrics",
-        "services.writer.metrics",
-    ): "GET /metrics serves the writer's counters; "
-    "their registry moves to services/platform with the metrics rework (issue 15 item 5)",
-    ("services.platform.offsets", "services.writer.metrics"): "offsets count misrouted records "
-    "in the writer's registry; moves with that registry to services/platform",
     ("schemas.price_book", "services.core.pricing"): "the price book's versions are the core's "
     "PriceVersion; the pure core (stdlib only) cannot reach a service from there",
-    ("schemas.asyncapi", "services.platform.settings"): "topic names from the settings' "
-    "defaults; to come from a constant in schemas/ instead",
     ("schemas.export", "services.api.app"): "the exporter (creditledger schemas export) renders "
     "the OpenAPI document of the app; a tool in schemas/, imported by no service",
 }

@@ -1,0 +1,86 @@
+"""Every log line is one JSON object (services/platform/logs.py): the project's, the libraries'
+(aiokafka, uvicorn), with `extra=` fields, the bound context and tracebacks; `console` is text."""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import datetime
+
+import structlog
+from structlog.contextvars import bound_contextvars
+
+from services.platform.logs import resolved_format
+from services.platform.settings import Settings
+from tests.log_capture import captured_logs, captured_text
+
+
+def test_a_project_line_is_json_with_its_fields() -> None:
+    with captured_logs() as lines:
+        logging.getLogger("creditledger.writer").info("applied %d records", 3, extra={"n": 3})
+    (line,) = lines()
+    assert line["event"] == "applied 3 records"
+    assert line["level"] == "info" and line["logger"] == "creditledger.writer"
+    assert line["n"] == 3
+    stamped = datetime.fromisoformat(line["timestamp"])
+    offset = stamped.utcoffset()
+    assert offset is not None and offset.total_seconds() == 0  # UTC
+
+
+def test_library_lines_are_json_too() -> None:
+    with captured_logs() as lines:
+        logging.getLogger("aiokafka.consumer").warning("heartbeat failed")
+        logging.getLogger("aiokafka.consumer").info("joined group")  # quiet below WARNING
+        logging.getLogger("uvicorn.error").error("port taken", extra={"color_message": "\x1b[1m"})
+    assert [(line["logger"], line["event"]) for line in lines()] == [
+        ("aiokafka.consumer", "heartbeat failed"),
+        ("uvicorn.error", "port taken"),
+    ]
+    assert "color_message" not in lines()[-1]
+
+
+def test_bound_context_and_structlog_loggers() -> None:
+    with captured_logs() as lines:
+        with bound_contextvars(request_id="req-1"):
+            logging.getLogger("creditledger.api").info("inside")
+            structlog.get_logger("creditledger.api").info("native", account_id="acme")
+        logging.getLogger("creditledger.api").info("outside")
+    inside, native, outside = lines()
+    assert inside["request_id"] == native["request_id"] == "req-1"
+    assert native["account_id"] == "acme" and native["logger"] == "creditledger.api"
+    assert "request_id" not in outside
+
+
+def test_a_traceback_stays_on_its_line() -> None:
+    with captured_logs() as lines:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("creditledger.writer").exception("batch failed")
+    (line,) = lines()
+    assert "ValueError: boom" in line["exception"]
+
+
+def test_the_level_is_a_setting() -> None:
+    with captured_logs(log_level="WARNING") as lines:
+        logging.getLogger("creditledger.writer").info("hidden")
+        logging.getLogger("creditledger.writer").warning("shown")
+    assert [line["event"] for line in lines()] == ["shown"]
+    assert Settings(log_level="debug").log_level == "DEBUG"
+
+
+def test_console_is_text_for_people() -> None:
+    with captured_text(log_format="console") as text:
+        logging.getLogger("creditledger.writer").info("hello")
+    assert "hello" in text() and not text().lstrip().startswith("{")
+
+
+def test_unset_format_is_json_unless_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    unset = Settings(log_format=None)
+    assert resolved_format(unset, io.StringIO()) == "json"
+    assert resolved_format(unset, Terminal()) == "console"
+    assert resolved_format(Settings(log_format="json"), Terminal()) == "json"
