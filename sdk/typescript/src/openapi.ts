@@ -12,7 +12,7 @@ export interface paths {
             cookie?: never;
         };
         /** The AsyncAPI document of the topics */
-        get: operations["asyncapi_asyncapi_json_get"];
+        get: operations["getAsyncApi"];
         put?: never;
         post?: never;
         delete?: never;
@@ -28,10 +28,27 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Dashboard Page */
-        get: operations["dashboard_page_dashboard_get"];
+        /** The customer dashboard page */
+        get: operations["getDashboard"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/dashboard/session-exchange": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Trade a dashboard link's token, once, for a key that expires with the link */
+        post: operations["exchangeDashboardSession"];
         delete?: never;
         options?: never;
         head?: never;
@@ -45,8 +62,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Dashboard Static */
-        get: operations["dashboard_static_dashboard_static__name__get"];
+        /** A script or stylesheet of the dashboard */
+        get: operations["getDashboardAsset"];
         put?: never;
         post?: never;
         delete?: never;
@@ -62,8 +79,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Healthz */
-        get: operations["healthz_healthz_get"];
+        /** The process is alive */
+        get: operations["getHealth"];
         put?: never;
         post?: never;
         delete?: never;
@@ -79,8 +96,42 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Metrics */
-        get: operations["metrics_metrics_get"];
+        /** Prometheus metrics */
+        get: operations["getMetrics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/problems": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every problem type the API answers */
+        get: operations["listProblemTypes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/problems/{slug}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What one problem type means */
+        get: operations["getProblemType"];
         put?: never;
         post?: never;
         delete?: never;
@@ -96,8 +147,42 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readyz */
-        get: operations["readyz_readyz_get"];
+        /** Postgres, Kafka, the contract topics and the projections are all fine */
+        get: operations["getReadiness"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/account/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Recent alerts (low balance, depleted, overage, auto-reload, grant expired) */
+        get: operations["listRecentAlerts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/account/settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Alert thresholds, auto-reload and credit limit, as the writer applies them */
+        get: operations["getAccountSettings"];
         put?: never;
         post?: never;
         delete?: never;
@@ -114,10 +199,10 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Get Summary
+         * Balance, the period's usage and lifetime requests
          * @description Balance, the current UTC period's usage (all traffic; credits net), lifetime requests.
          */
-        get: operations["get_summary_v1_account_summary_get"];
+        get: operations["getAccountSummary"];
         put?: never;
         post?: never;
         delete?: never;
@@ -133,10 +218,28 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** List every account (registered or known from its events), by id */
+        get: operations["listAccounts"];
         put?: never;
-        /** Create Account */
-        post: operations["create_account_v1_admin_accounts_post"];
+        /** Name an account (it exists from its first event on Kafka) */
+        post: operations["createAccount"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/accounts/{account_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One account: name, balance, available, overage, last activity */
+        get: operations["getAccount"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -152,8 +255,25 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Adjust */
-        post: operations["adjust_v1_admin_accounts__account_id__adjustments_post"];
+        /** Adjust the balance up or down */
+        post: operations["createAdjustment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/accounts/{account_id}/dashboard-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A short-lived sign-in link to the dashboard for one account */
+        post: operations["createDashboardSession"];
         delete?: never;
         options?: never;
         head?: never;
@@ -169,8 +289,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Grant */
-        post: operations["grant_v1_admin_accounts__account_id__grants_post"];
+        /** Grant credits to the account */
+        post: operations["createGrant"];
         delete?: never;
         options?: never;
         head?: never;
@@ -186,8 +306,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Void Grant By Path */
-        post: operations["void_grant_by_path_v1_admin_accounts__account_id__grants__grant_id__void_post"];
+        /** Void the grant named in the path */
+        post: operations["voidGrantById"];
         delete?: never;
         options?: never;
         head?: never;
@@ -203,8 +323,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Hold */
-        post: operations["hold_v1_admin_accounts__account_id__holds_post"];
+        /** Reserve credits (available drops, balance not) */
+        post: operations["createHold"];
         delete?: never;
         options?: never;
         head?: never;
@@ -220,8 +340,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Capture */
-        post: operations["capture_v1_admin_accounts__account_id__holds__hold_id__capture_post"];
+        /** Turn held credits into a consume */
+        post: operations["captureHold"];
         delete?: never;
         options?: never;
         head?: never;
@@ -237,8 +357,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Release */
-        post: operations["release_v1_admin_accounts__account_id__holds__hold_id__release_post"];
+        /** Release a hold's credits */
+        post: operations["releaseHold"];
         delete?: never;
         options?: never;
         head?: never;
@@ -252,14 +372,14 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List Keys */
-        get: operations["list_keys_v1_admin_accounts__account_id__keys_get"];
+        /** The account's API keys, revoked and expired ones included; never a secret */
+        get: operations["listKeys"];
         put?: never;
         /**
-         * Create Key
+         * Issue an API key for the account (the secret is shown once)
          * @description Issue a key; optional body `{"expires_at": …}`. The secret is shown once.
          */
-        post: operations["create_key_v1_admin_accounts__account_id__keys_post"];
+        post: operations["createKey"];
         delete?: never;
         options?: never;
         head?: never;
@@ -276,8 +396,8 @@ export interface paths {
         get?: never;
         put?: never;
         post?: never;
-        /** Revoke Key */
-        delete: operations["revoke_key_v1_admin_accounts__account_id__keys__key_id__delete"];
+        /** Revoke a key: it answers 403 from then on */
+        delete: operations["revokeKey"];
         options?: never;
         head?: never;
         patch?: never;
@@ -293,10 +413,10 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Rotate Key
+         * Issue a new key; the old one keeps working for an overlap
          * @description Issue a new key; the old one keeps working for `overlap_seconds` (default 24 h).
          */
-        post: operations["rotate_key_v1_admin_accounts__account_id__keys__key_id__rotate_post"];
+        post: operations["rotateKey"];
         delete?: never;
         options?: never;
         head?: never;
@@ -312,8 +432,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Refund */
-        post: operations["refund_v1_admin_accounts__account_id__refunds_post"];
+        /** Refund a consumed request */
+        post: operations["createRefund"];
         delete?: never;
         options?: never;
         head?: never;
@@ -329,8 +449,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Account Settings */
-        post: operations["account_settings_v1_admin_accounts__account_id__settings_post"];
+        /** Low-balance threshold, auto-reload, credit limit */
+        post: operations["updateAccountSettings"];
         delete?: never;
         options?: never;
         head?: never;
@@ -346,8 +466,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Void Grant */
-        post: operations["void_grant_v1_admin_accounts__account_id__void_post"];
+        /** Void a grant named in the body */
+        post: operations["voidGrant"];
         delete?: never;
         options?: never;
         head?: never;
@@ -362,13 +482,13 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Command Status
+         * A command's outcome: pending, applied or rejected with the writer's reason
          * @description pending (published, not decided yet), applied, or rejected with the writer's
          *     `code: detail`; found by id alone (`account_id` narrows it when two accounts used the id).
          *     404 for an id never published: neither sent by this API (and acknowledged by Kafka) nor
          *     seen by the writer.
          */
-        get: operations["command_status_v1_admin_commands__command_id__get"];
+        get: operations["getCommand"];
         put?: never;
         post?: never;
         delete?: never;
@@ -385,15 +505,15 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Get Price Book
+         * The version in force now and every version set
          * @description The version in force now (version 0: the built-in book) and every version set.
          */
-        get: operations["get_price_book_v1_admin_price_book_get"];
+        get: operations["getPriceBook"];
         /**
-         * Set Price Book
+         * Append a version of the price book, in force from its `effective_at`
          * @description Append a version of the price book; it prices calls from `effective_at` on.
          */
-        put: operations["set_price_book_v1_admin_price_book_put"];
+        put: operations["setPriceBook"];
         post?: never;
         delete?: never;
         options?: never;
@@ -409,16 +529,16 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * List Admin Tokens
+         * Every minted admin token, revoked ones included; never a secret
          * @description Every minted admin token, revoked ones included; never a secret.
          */
-        get: operations["list_admin_tokens_v1_admin_tokens_get"];
+        get: operations["listAdminTokens"];
         put?: never;
         /**
-         * Create Admin Token
+         * Mint an admin token with scopes (the secret is shown once)
          * @description Mint an admin token with the given scopes; the secret (`cl_adm_…`) is shown once.
          */
-        post: operations["create_admin_token_v1_admin_tokens_post"];
+        post: operations["createAdminToken"];
         delete?: never;
         options?: never;
         head?: never;
@@ -436,10 +556,62 @@ export interface paths {
         put?: never;
         post?: never;
         /**
-         * Revoke Admin Token
+         * Revoke an admin token: it answers 403 from then on
          * @description Revoke: the token answers 403 from then on.
          */
-        delete: operations["revoke_admin_token_v1_admin_tokens__token_id__delete"];
+        delete: operations["revokeAdminToken"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The registered webhook endpoints (without their secrets) */
+        get: operations["listWebhooks"];
+        put?: never;
+        /** Register a webhook endpoint (its secret is shown once) */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/webhooks/{webhook_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Stop delivering to a webhook endpoint (its pending deliveries are cancelled) */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/webhooks/{webhook_id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An endpoint's deliveries, newest first, each with its tries */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -453,10 +625,10 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Get Activity
+         * Billable calls and credits per UTC day, net of refunds
          * @description Billable calls per UTC day overlapping [from, to), net of refunds; ≤ 366 days.
          */
-        get: operations["get_activity_v1_credits_activity_get"];
+        get: operations["getActivity"];
         put?: never;
         post?: never;
         delete?: never;
@@ -473,11 +645,51 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Get Balance
+         * The account's balance: spendable, reserved, available, scheduled, owed
          * @description Spendable credit now (services/core/spend.py): scheduled grants are not in it, what is
-         *     owed is below zero (`overage`); the buckets' balances add up to `balance`.
+         *     owed is below zero (`overage`); the buckets' balances add up to `balance`. With `as_of`
+         *     (or `by`): the balance as it stood then, as `creditledger balance --as-of --by` answers.
          */
-        get: operations["get_balance_v1_credits_balance_get"];
+        get: operations["getBalance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/credits/balance/daily": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** End-of-day balances over the last days (a burn-down), by event time */
+        get: operations["getDailyBalance"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/credits/balance/explain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Why the balance is what it is
+         * @description Per grant what came in and what left, its place in the drawdown order and why; what is
+         *     owed and why; the recent consumes with the buckets each drew. `as_of` (default now) and
+         *     `by` (`recorded`, the default, or `occurred`) as on `GET /v1/credits/balance`.
+         */
+        get: operations["explainBalance"];
         put?: never;
         post?: never;
         delete?: never;
@@ -494,12 +706,12 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Check Credits
+         * Whether a call of `cost` credits on `endpoint` would be allowed now
          * @description 200 when the writer would charge a call of `cost` on `endpoint` now from credit it may
          *     spend (honouring `applies_to`) within the credit limit, else 402 (problem+json that still
          *     says `available`). The same rule as the writer's drawdown: services/core/spend.quote.
          */
-        get: operations["check_credits_v1_credits_check_get"];
+        get: operations["checkCredits"];
         put?: never;
         post?: never;
         delete?: never;
@@ -515,8 +727,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List Grants */
-        get: operations["list_grants_v1_credits_grants_get"];
+        /** The account's grants: bucket, priority, schedule, remaining */
+        get: operations["listGrants"];
         put?: never;
         post?: never;
         delete?: never;
@@ -532,8 +744,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get Grant */
-        get: operations["get_grant_v1_credits_grants__grant_id__get"];
+        /** One grant */
+        get: operations["getGrant"];
         put?: never;
         post?: never;
         delete?: never;
@@ -550,10 +762,10 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Get Ledger
+         * Ledger entries, newest first, filtered and paged
          * @description Entries newest first (seq DESC), filtered on `occurred_at` in [from, to) and `reason`.
          */
-        get: operations["get_ledger_v1_credits_ledger_get"];
+        get: operations["listLedgerEntries"];
         put?: never;
         post?: never;
         delete?: never;
@@ -569,8 +781,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get Ledger Entry */
-        get: operations["get_ledger_entry_v1_credits_ledger__entry_id__get"];
+        /** One ledger entry */
+        get: operations["getLedgerEntry"];
         put?: never;
         post?: never;
         delete?: never;
@@ -588,8 +800,8 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Ingest */
-        post: operations["ingest_v1_events_post"];
+        /** Publish usage events (one, or a batch of at most 1,000) for services without Kafka */
+        post: operations["ingestEvents"];
         delete?: never;
         options?: never;
         head?: never;
@@ -604,10 +816,10 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Get Usage
+         * All traffic (free calls too) and net credits, by endpoint, day or month
          * @description All traffic (free calls too) and net credits, grouped in SQL; ≤ 366 days.
          */
-        get: operations["get_usage_v1_usage_get"];
+        get: operations["getUsage"];
         put?: never;
         post?: never;
         delete?: never;
@@ -620,6 +832,608 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** Accepted */
+        Accepted: {
+            /**
+             * Accepted
+             * @description events Kafka acknowledged
+             */
+            accepted: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * Account
+         * @example {
+         *       "accountId": "acct_42",
+         *       "name": "Acme Ltd"
+         *     }
+         */
+        Account: {
+            /** Accountid */
+            accountId: string;
+            /** Name */
+            name: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** AccountSettingsRead */
+        AccountSettingsRead: {
+            /** Accountid */
+            accountId: string;
+            autoReload: components["schemas"]["AutoReloadSettings"] | null;
+            /** Creditlimit */
+            creditLimit: number;
+            /** Ledgerseq */
+            ledgerSeq: number;
+            /** Lowbalancethreshold */
+            lowBalanceThreshold: number | null;
+        };
+        /** Activity */
+        Activity: {
+            /** Days */
+            days: components["schemas"]["ActivityDay"][];
+            /** From */
+            from: string | null;
+            /**
+             * Ledgerseq
+             * @description the account's last ledger seq this answer reflects (also `X-Ledger-Seq`)
+             */
+            ledgerSeq: number;
+            /** To */
+            to: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** ActivityDay */
+        ActivityDay: {
+            /**
+             * Credits
+             * @description net of refunds
+             */
+            credits: number;
+            /**
+             * Day
+             * @description UTC day, YYYY-MM-DD
+             */
+            day: string;
+            /** Refunds */
+            refunds: number;
+            /** Scans */
+            scans: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * AdminAccount
+         * @description An account as the admin API shows it; the figures are `GET /v1/credits/balance`'s.
+         */
+        AdminAccount: {
+            /** Accountid */
+            accountId: string;
+            /**
+             * Available
+             * @description balance minus reserved (holds)
+             */
+            available: number;
+            /**
+             * Balance
+             * @description spendable now; below zero when owed
+             */
+            balance: number;
+            /**
+             * Createdat
+             * @description when it was registered
+             */
+            createdAt: string | null;
+            /**
+             * Lastactivityat
+             * @description when the writer last changed the account (the balance's lastUpdated)
+             */
+            lastActivityAt: string | null;
+            /**
+             * Ledgerseq
+             * @description the account's last ledger seq these figures reflect
+             */
+            ledgerSeq: number;
+            /**
+             * Name
+             * @description null: known from its events only, never registered
+             */
+            name: string | null;
+            /**
+             * Overage
+             * @description owed, >= 0
+             */
+            overage: number;
+            /**
+             * Registered
+             * @description named through POST /v1/admin/accounts
+             */
+            registered: boolean;
+            /** Reserved */
+            reserved: number;
+            /**
+             * Scheduled
+             * @description credit of grants not yet effective
+             */
+            scheduled: number;
+        };
+        /** AdminAccountPage */
+        AdminAccountPage: {
+            /** Data */
+            data: components["schemas"]["AdminAccount"][];
+            /** Hasmore */
+            hasMore: boolean;
+            /** Limit */
+            limit: number;
+            /**
+             * Nextpage
+             * @description pass as `next_page` for the next page
+             */
+            nextPage: string | null;
+        };
+        /** AdminToken */
+        AdminToken: {
+            /** Active */
+            active: boolean;
+            /** Createdat */
+            createdAt: string | null;
+            /** Name */
+            name: string;
+            /** Revokedat */
+            revokedAt: string | null;
+            /** Scopes */
+            scopes: string[];
+            /** Tokenid */
+            tokenId: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** AdminTokens */
+        AdminTokens: {
+            /** Tokens */
+            tokens: components["schemas"]["AdminToken"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /** Alert */
+        Alert: {
+            /**
+             * At
+             * Format: date-time
+             * @description the event time of the entry that crossed the line
+             */
+            at: string;
+            /** Data */
+            data: {
+                [key: string]: unknown;
+            };
+            /**
+             * Seq
+             * @description that ledger entry's seq
+             */
+            seq: number;
+            /**
+             * Type
+             * @description low_balance, depleted, overage, auto_reload_requested, …
+             */
+            type: string;
+        };
+        /**
+         * AsyncApiDocument
+         * @description The AsyncAPI 3 document of the Kafka topics (schemas/asyncapi.py).
+         */
+        AsyncApiDocument: {
+            /** Asyncapi */
+            asyncapi: string;
+            /** Channels */
+            channels: {
+                [key: string]: unknown;
+            };
+            /** Components */
+            components: {
+                [key: string]: unknown;
+            };
+            /** Defaultcontenttype */
+            defaultContentType: string;
+            /** Info */
+            info: {
+                [key: string]: unknown;
+            };
+            /** Operations */
+            operations: {
+                [key: string]: unknown;
+            };
+            /** Servers */
+            servers: {
+                [key: string]: unknown;
+            };
+        } & {
+            [key: string]: unknown;
+        };
+        /** Attempt */
+        Attempt: {
+            /**
+             * Attemptedat
+             * Format: date-time
+             */
+            attemptedAt: string;
+            /** Error */
+            error: string | null;
+            /** Latencyms */
+            latencyMs: number;
+            /**
+             * Nexttryat
+             * @description when the next try was scheduled
+             */
+            nextTryAt: string | null;
+            /**
+             * Statuscode
+             * @description the HTTP status; null when no answer came
+             */
+            statusCode: number | null;
+            /**
+             * Try
+             * @description 1 for the first try
+             */
+            try: number;
+        };
+        /** AutoReloadSettings */
+        AutoReloadSettings: {
+            /** Amount */
+            amount: number;
+            /** Maxperday */
+            maxPerDay: number;
+            /**
+             * Threshold
+             * @description an auto-reload is requested when available drops below
+             */
+            threshold: number;
+        };
+        /**
+         * Balance
+         * @example {
+         *       "accountId": "acct_42",
+         *       "available": 460,
+         *       "balance": 480,
+         *       "buckets": [
+         *         {
+         *           "amount": 500,
+         *           "balance": 480,
+         *           "kind": "subscription"
+         *         }
+         *       ],
+         *       "consumedTotal": 20,
+         *       "grantedTotal": 500,
+         *       "lastUpdated": "2026-11-21T10:00:01Z",
+         *       "ledgerSeq": 17,
+         *       "overage": 0,
+         *       "reserved": 20,
+         *       "resetAt": "2026-12-01T00:00:00Z",
+         *       "scheduled": 0
+         *     }
+         */
+        Balance: {
+            /** Accountid */
+            accountId: string;
+            /**
+             * Available
+             * @description balance minus reserved (also `X-Credits-Remaining`)
+             */
+            available: number;
+            /**
+             * Balance
+             * @description spendable now; below zero when owed
+             */
+            balance: number;
+            /**
+             * Buckets
+             * @description their balances add up to `balance`
+             */
+            buckets: components["schemas"]["BucketBalance"][];
+            /**
+             * Consumedtotal
+             * @description consumes minus refunds
+             */
+            consumedTotal: number;
+            /** Grantedtotal */
+            grantedTotal: number;
+            /** Lastupdated */
+            lastUpdated: string | null;
+            /**
+             * Ledgerseq
+             * @description the account's last ledger seq this answer reflects (also `X-Ledger-Seq`)
+             */
+            ledgerSeq: number;
+            /**
+             * Overage
+             * @description owed
+             */
+            overage: number;
+            /**
+             * Reserved
+             * @description held by open holds
+             */
+            reserved: number;
+            /**
+             * Resetat
+             * @description earliest expiry of an effective subscription grant
+             */
+            resetAt: string | null;
+            /**
+             * Scheduled
+             * @description credit of grants not yet effective
+             */
+            scheduled: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** BalanceExplained */
+        BalanceExplained: {
+            /** Accountid */
+            accountId: string;
+            /** Asof */
+            asOf: string | null;
+            /** Balance */
+            balance: number;
+            /** By */
+            by: string;
+            /**
+             * Grants
+             * @description spendable ones in drawdown order, then the rest
+             */
+            grants: components["schemas"]["GrantWhy"][];
+            /** Ledgerseq */
+            ledgerSeq: number;
+            /**
+             * Overage
+             * @description owed (>= 0)
+             */
+            overage: number;
+            /** Overagewhy */
+            overageWhy: string;
+            /**
+             * Recentconsumes
+             * @description the last 20, newest first
+             */
+            recentConsumes: components["schemas"]["ConsumeWhy"][];
+            /** Scheduled */
+            scheduled: number;
+            /**
+             * Unbucketed
+             * @description credit tied to no grant
+             */
+            unbucketed: number;
+        };
+        /** BalanceHistory */
+        BalanceHistory: {
+            /** Accountid */
+            accountId: string;
+            /**
+             * By
+             * @description the clock the days are on: always `occurred`
+             */
+            by: string;
+            /** Days */
+            days: components["schemas"]["DailyBalance"][];
+            /** Ledgerseq */
+            ledgerSeq: number;
+        };
+        /** BucketBalance */
+        BucketBalance: {
+            /** Amount */
+            amount: number;
+            /** Balance */
+            balance: number;
+            /**
+             * Kind
+             * @description subscription, purchased, gift, promotional, unbucketed, overage
+             */
+            kind: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * Check
+         * @example {
+         *       "allowed": true,
+         *       "available": 460,
+         *       "cost": 5,
+         *       "endpoint": "POST /v1/scanner/scan",
+         *       "ledgerSeq": 17,
+         *       "owed": 0
+         *     }
+         */
+        Check: {
+            /** Allowed */
+            allowed: boolean;
+            /**
+             * Available
+             * @description what the call could draw on now
+             */
+            available: number;
+            /** Cost */
+            cost: number;
+            /** Endpoint */
+            endpoint: string | null;
+            /**
+             * Ledgerseq
+             * @description the account's last ledger seq this answer reflects (also `X-Ledger-Seq`)
+             */
+            ledgerSeq: number;
+            /**
+             * Owed
+             * @description what the call would leave owed
+             */
+            owed: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * CommandAccepted
+         * @example {
+         *       "commandId": "5d1f2c9e-3b7a-4e0f-8a21-6c4d9b0e7f12"
+         *     }
+         */
+        CommandAccepted: {
+            /**
+             * Commandid
+             * @description follow it at GET /v1/admin/commands/{command_id}
+             */
+            commandId: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * CommandStatus
+         * @example {
+         *       "accountId": "acct_42",
+         *       "commandId": "5d1f2c9e-3b7a-4e0f-8a21-6c4d9b0e7f12",
+         *       "reason": "insufficient-credits: 40 available",
+         *       "status": "rejected"
+         *     }
+         */
+        CommandStatus: {
+            /** Accountid */
+            accountId: string | null;
+            /** Commandid */
+            commandId: string;
+            /** Reason */
+            reason: string | null;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pending" | "applied" | "rejected";
+        } & {
+            [key: string]: unknown;
+        };
+        /** ConsumeWhy */
+        ConsumeWhy: {
+            /**
+             * Credits
+             * @description the call's whole price: its draws plus what it owed
+             */
+            credits: number;
+            /** Draws */
+            draws: components["schemas"]["DrawWhy"][];
+            /** Endpoint */
+            endpoint: string | null;
+            /** Occurredat */
+            occurredAt: string | null;
+            /** Owed */
+            owed: number;
+            /** Refunded */
+            refunded: number;
+            /** Requestid */
+            requestId: string;
+        };
+        /** CreatedWebhook */
+        CreatedWebhook: {
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Description */
+            description: string;
+            /**
+             * Events
+             * @description alert types it receives; empty: every type
+             */
+            events: string[];
+            /** Id */
+            id: string;
+            /**
+             * Secret
+             * @description signs every delivery (Creditledger-Signature); shown once
+             */
+            secret: string;
+            /** Url */
+            url: string;
+        };
+        /** DailyBalance */
+        DailyBalance: {
+            /**
+             * Balance
+             * @description the balance when the day ended (today: now)
+             */
+            balance: number;
+            /**
+             * Change
+             * @description the sum of the day's entries
+             */
+            change: number;
+            /**
+             * Day
+             * @description a UTC day, YYYY-MM-DD
+             */
+            day: string;
+        };
+        /** DashboardSession */
+        DashboardSession: {
+            /**
+             * Expiresat
+             * Format: date-time
+             */
+            expiresAt: string;
+            /**
+             * Url
+             * @description the sign-in link; its token is in the fragment, single-use
+             */
+            url: string;
+        };
+        /** DeliveryPage */
+        DeliveryPage: {
+            /** Data */
+            data: components["schemas"]["WebhookDelivery"][];
+            /** Hasmore */
+            hasMore: boolean;
+            /** Nextcursor */
+            nextCursor: string | null;
+        };
+        /** DrawWhy */
+        DrawWhy: {
+            /** Amount */
+            amount: number;
+            /**
+             * Grantid
+             * @description null: credit tied to no grant
+             */
+            grantId: string | null;
+        };
+        /** EntryBucket */
+        EntryBucket: {
+            /** Grant Id */
+            grant_id: string;
+            /** Kind */
+            kind: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * EntryRequest
+         * @description `expand=request`: the usage event a consume charged.
+         */
+        EntryRequest: {
+            /** Endpoint */
+            endpoint: string | null;
+            /** First Seq */
+            first_seq: number | null;
+            /** Key Id */
+            key_id: string | null;
+            /** Occurred At */
+            occurred_at: string | null;
+            /** Recorded At */
+            recorded_at: string | null;
+            /** Request Id */
+            request_id: string;
+            /** Status Code */
+            status_code: number | null;
+        } & {
+            [key: string]: unknown;
+        };
         /** FieldError */
         FieldError: {
             /** Field */
@@ -627,10 +1441,428 @@ export interface components {
             /** Message */
             message: string;
         };
-        /** HTTPValidationError */
-        HTTPValidationError: {
-            /** Detail */
-            detail?: components["schemas"]["ValidationError"][];
+        /** Grant */
+        Grant: {
+            /** Amount */
+            amount: number;
+            /** Appliesto */
+            appliesTo: string[] | null;
+            /** Archived */
+            archived: boolean;
+            /**
+             * Balance
+             * @description with include_balance
+             */
+            balance?: number | null;
+            /**
+             * Bucket
+             * @description the bucket kind
+             */
+            bucket: string;
+            /** Closedseq */
+            closedSeq: number | null;
+            /** Grantedat */
+            grantedAt: string | null;
+            /** Grantedseq */
+            grantedSeq: number;
+            /** Id */
+            id: string;
+            /**
+             * Ledger
+             * @description with include_ledgers
+             */
+            ledger?: components["schemas"]["LedgerEntry"][] | null;
+            /**
+             * Ledgerhasmore
+             * @description with include_ledgers
+             */
+            ledgerHasMore?: boolean | null;
+            /** Metadata */
+            metadata: {
+                [key: string]: unknown;
+            };
+            /** Name */
+            name: string | null;
+            /** Priority */
+            priority: number | null;
+            /** Remaining */
+            remaining: number;
+            schedule: components["schemas"]["GrantSchedule"];
+            /** Source */
+            source: string;
+            /**
+             * State
+             * @description active, scheduled, expired or voided
+             */
+            state: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** GrantRead */
+        GrantRead: {
+            /** Amount */
+            amount: number;
+            /** Appliesto */
+            appliesTo: string[] | null;
+            /** Archived */
+            archived: boolean;
+            /**
+             * Balance
+             * @description with include_balance
+             */
+            balance?: number | null;
+            /**
+             * Bucket
+             * @description the bucket kind
+             */
+            bucket: string;
+            /** Closedseq */
+            closedSeq: number | null;
+            /** Grantedat */
+            grantedAt: string | null;
+            /** Grantedseq */
+            grantedSeq: number;
+            /** Id */
+            id: string;
+            /**
+             * Ledger
+             * @description with include_ledgers
+             */
+            ledger?: components["schemas"]["LedgerEntry"][] | null;
+            /**
+             * Ledgerhasmore
+             * @description with include_ledgers
+             */
+            ledgerHasMore?: boolean | null;
+            /**
+             * Ledgerseq
+             * @description the account's last ledger seq this answer reflects (also `X-Ledger-Seq`)
+             */
+            ledgerSeq: number;
+            /** Metadata */
+            metadata: {
+                [key: string]: unknown;
+            };
+            /** Name */
+            name: string | null;
+            /** Priority */
+            priority: number | null;
+            /** Remaining */
+            remaining: number;
+            schedule: components["schemas"]["GrantSchedule"];
+            /** Source */
+            source: string;
+            /**
+             * State
+             * @description active, scheduled, expired or voided
+             */
+            state: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** GrantSchedule */
+        GrantSchedule: {
+            /** Effectiveat */
+            effectiveAt: string | null;
+            /** Expiresat */
+            expiresAt: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** GrantWhy */
+        GrantWhy: {
+            /**
+             * Adjusted
+             * @description taken by negative adjustments
+             */
+            adjusted: number;
+            /**
+             * Amount
+             * @description the grant's whole amount
+             */
+            amount: number;
+            /** Appliesto */
+            appliesTo: string[] | null;
+            /** Consumed */
+            consumed: number;
+            /**
+             * Draworder
+             * @description 1 = drawn first; null: not spendable now
+             */
+            drawOrder: number | null;
+            /** Effectiveat */
+            effectiveAt: string | null;
+            /** Expired */
+            expired: number;
+            /** Expiresat */
+            expiresAt: string | null;
+            /** Grantid */
+            grantId: string;
+            /**
+             * Granted
+             * @description credit that became spendable in it
+             */
+            granted: number;
+            /** Grantedat */
+            grantedAt: string | null;
+            /** Kind */
+            kind: string;
+            /** Name */
+            name: string | null;
+            /**
+             * Paidoverage
+             * @description of `amount`, what paid off what was owed
+             */
+            paidOverage: number;
+            /** Priority */
+            priority: number;
+            /** Refunded */
+            refunded: number;
+            /**
+             * Remaining
+             * @description granted - consumed + refunded - expired - voided - adjusted
+             */
+            remaining: number;
+            /**
+             * Scheduled
+             * @description of `amount`, not yet effective
+             */
+            scheduled: number;
+            /**
+             * Status
+             * @description spendable, scheduled, not_yet_effective, spent, expired or voided
+             */
+            status: string;
+            /** Voided */
+            voided: number;
+            /** Why */
+            why: string;
+        };
+        /** GrantsPage */
+        GrantsPage: {
+            /** Data */
+            data: components["schemas"]["Grant"][];
+            /**
+             * Ledgerseq
+             * @description the account's last ledger seq this answer reflects (also `X-Ledger-Seq`)
+             */
+            ledgerSeq: number;
+            /** Limit */
+            limit: number;
+            /** Nextpage */
+            nextPage: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** Health */
+        Health: {
+            /**
+             * Status
+             * @constant
+             */
+            status: "ok";
+        } & {
+            [key: string]: unknown;
+        };
+        /** Key */
+        Key: {
+            /** Active */
+            active: boolean;
+            /** Createdat */
+            createdAt: string | null;
+            /** Expiresat */
+            expiresAt: string | null;
+            /** Keyid */
+            keyId: string;
+            /** Revokedat */
+            revokedAt: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** Keys */
+        Keys: {
+            /** Accountid */
+            accountId: string;
+            /** Keys */
+            keys: components["schemas"]["Key"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * LedgerEntry
+         * @description A ledger entry, named as the contract names it (snake_case, as on `credits.ledger.v1`).
+         * @example {
+         *       "account_id": "acct_42",
+         *       "balance_after": 480,
+         *       "bucket": {
+         *         "grant_id": "g_1",
+         *         "kind": "subscription"
+         *       },
+         *       "delta": -1,
+         *       "id": "0b7e3f1c-5d2a-4f8e-9c61-2a4b7d9e0f13",
+         *       "metadata": {
+         *         "endpoint": "POST /v1/scanner/scan",
+         *         "key_id": "key_7",
+         *         "status_code": 200
+         *       },
+         *       "occurred_at": "2026-11-21T10:00:00Z",
+         *       "reason": "consume",
+         *       "recorded_at": "2026-11-21T10:00:00.120Z",
+         *       "reserved_delta": 0,
+         *       "seq": 17,
+         *       "source": "request:5b0c"
+         *     }
+         */
+        LedgerEntry: {
+            /** Account Id */
+            account_id: string;
+            /** Balance After */
+            balance_after: number;
+            bucket: components["schemas"]["EntryBucket"] | null;
+            /** Delta */
+            delta: number;
+            /** Id */
+            id: string;
+            /** Metadata */
+            metadata: {
+                [key: string]: unknown;
+            } | null;
+            /** Occurred At */
+            occurred_at: string;
+            /**
+             * Reason
+             * @description grant, consume, refund, adjustment, expiry, void, hold, ...
+             */
+            reason: string;
+            /** Recorded At */
+            recorded_at: string;
+            request?: components["schemas"]["EntryRequest"] | null;
+            /** Reserved Delta */
+            reserved_delta: number;
+            /** Seq */
+            seq: number;
+            /** Source */
+            source: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** LedgerPage */
+        LedgerPage: {
+            /** Data */
+            data: components["schemas"]["LedgerEntry"][];
+            /** Hasmore */
+            hasMore: boolean;
+            /**
+             * Ledgerseq
+             * @description the account's last ledger seq this answer reflects (also `X-Ledger-Seq`)
+             */
+            ledgerSeq: number;
+            /** Limit */
+            limit: number;
+            /** Nextcursor */
+            nextCursor: string | null;
+            /** Page */
+            page: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** NewAdminToken */
+        NewAdminToken: {
+            /** Createdat */
+            createdAt: string | null;
+            /** Name */
+            name: string;
+            /** Scopes */
+            scopes: string[];
+            /**
+             * Secret
+             * @description shown once: only its SHA-256 is stored
+             */
+            secret: string;
+            /** Tokenid */
+            tokenId: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * NewKey
+         * @example {
+         *       "keyId": "key_7",
+         *       "secret": "cl_live_…"
+         *     }
+         */
+        NewKey: {
+            /** Expiresat */
+            expiresAt: string | null;
+            /** Keyid */
+            keyId: string;
+            /**
+             * Secret
+             * @description shown once: only its SHA-256 is stored
+             */
+            secret: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** PeriodUsage */
+        PeriodUsage: {
+            /** Creditsconsumed */
+            creditsConsumed: number;
+            /** Failedrequests */
+            failedRequests: number;
+            /**
+             * Period
+             * @enum {string}
+             */
+            period: "daily" | "monthly" | "yearly";
+            /** Periodend */
+            periodEnd: string;
+            /** Periodstart */
+            periodStart: string;
+            /** Requestsbyendpoint */
+            requestsByEndpoint: {
+                [key: string]: number;
+            };
+            /** Successfulrequests */
+            successfulRequests: number;
+            /** Totalrequests */
+            totalRequests: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** PriceBook */
+        PriceBook: {
+            current: components["schemas"]["PriceVersion"];
+            /** Versions */
+            versions: components["schemas"]["PriceVersion"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * PriceVersion
+         * @description A version of the price book, as the contract names it (snake_case).
+         */
+        PriceVersion: {
+            /** Builtin */
+            builtin: boolean;
+            /** Default Credits */
+            default_credits: number;
+            /** Effective At */
+            effective_at: string | null;
+            /**
+             * Prices
+             * @description endpoint → credits
+             */
+            prices: {
+                [key: string]: number;
+            };
+            /**
+             * Version
+             * @description 0: the built-in book, in force before any version
+             */
+            version: number;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * Problem
@@ -656,18 +1888,232 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
-        /** ValidationError */
-        ValidationError: {
-            /** Context */
-            ctx?: Record<string, never>;
-            /** Input */
-            input?: unknown;
-            /** Location */
-            loc: (string | number)[];
-            /** Message */
-            msg: string;
-            /** Error Type */
-            type: string;
+        /** Readiness */
+        Readiness: {
+            /**
+             * Checks
+             * @description check name → `ok`
+             */
+            checks: {
+                [key: string]: string;
+            };
+            /**
+             * Status
+             * @constant
+             */
+            status: "ready";
+        } & {
+            [key: string]: unknown;
+        };
+        /** RecentAlerts */
+        RecentAlerts: {
+            /** Accountid */
+            accountId: string;
+            /** Alerts */
+            alerts: components["schemas"]["Alert"][];
+            /**
+             * Basis
+             * @description how the alerts were found
+             */
+            basis: string;
+            /** Ledgerseq */
+            ledgerSeq: number;
+            /**
+             * Since
+             * Format: date-time
+             */
+            since: string;
+        };
+        /** RotatedKey */
+        RotatedKey: {
+            /**
+             * Expiresat
+             * @description the old key answers until then
+             */
+            expiresAt: string | null;
+            /** Keyid */
+            keyId: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * Rotation
+         * @example {
+         *       "keyId": "key_7",
+         *       "secret": "cl_live_…"
+         *     }
+         */
+        Rotation: {
+            /** Expiresat */
+            expiresAt: string | null;
+            /** Keyid */
+            keyId: string;
+            rotated: components["schemas"]["RotatedKey"];
+            /**
+             * Secret
+             * @description shown once: only its SHA-256 is stored
+             */
+            secret: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** SessionExchange */
+        SessionExchange: {
+            /**
+             * Token
+             * @description the link's `session` value
+             */
+            token: string;
+        };
+        /** SessionKey */
+        SessionKey: {
+            /** Accountid */
+            accountId: string;
+            /**
+             * Expiresat
+             * Format: date-time
+             */
+            expiresAt: string;
+            /** Keyid */
+            keyId: string;
+            /**
+             * Secret
+             * @description send as `Authorization: Bearer <secret>` until expiresAt
+             */
+            secret: string;
+        };
+        /** Subscription */
+        Subscription: {
+            /** Amount */
+            amount: number;
+            /** Balance */
+            balance: number;
+            /** Resetat */
+            resetAt: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** Summary */
+        Summary: {
+            /** Accountcreatedat */
+            accountCreatedAt: string | null;
+            /** Accountid */
+            accountId: string;
+            creditBalance: components["schemas"]["Balance"];
+            /**
+             * Ledgerseq
+             * @description the account's last ledger seq this answer reflects (also `X-Ledger-Seq`)
+             */
+            ledgerSeq: number;
+            /** Name */
+            name: string | null;
+            /** Overage */
+            overage: number;
+            subscription: components["schemas"]["Subscription"] | null;
+            /** Totalrequestsalltime */
+            totalRequestsAllTime: number;
+            usage: components["schemas"]["PeriodUsage"];
+        } & {
+            [key: string]: unknown;
+        };
+        /** Usage */
+        Usage: {
+            /** From */
+            from: string | null;
+            /**
+             * Groupby
+             * @enum {string}
+             */
+            groupBy: "endpoint" | "day" | "month";
+            /** Hasmore */
+            hasMore: boolean;
+            /**
+             * Ledgerseq
+             * @description the account's last ledger seq this answer reflects (also `X-Ledger-Seq`)
+             */
+            ledgerSeq: number;
+            /** Rows */
+            rows: components["schemas"]["UsageRow"][];
+            /** To */
+            to: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** UsageRow */
+        UsageRow: {
+            /** Credits */
+            credits: number;
+            /** Failedrequests */
+            failedRequests: number;
+            /**
+             * Key
+             * @description the endpoint, the day (YYYY-MM-DD) or the month (YYYY-MM)
+             */
+            key: string;
+            /** Latencymsavg */
+            latencyMsAvg: number | null;
+            /** Latencymsmax */
+            latencyMsMax: number | null;
+            /** Requests */
+            requests: number;
+            /** Successfulrequests */
+            successfulRequests: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** Webhook */
+        Webhook: {
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Description */
+            description: string;
+            /**
+             * Events
+             * @description alert types it receives; empty: every type
+             */
+            events: string[];
+            /** Id */
+            id: string;
+            /** Url */
+            url: string;
+        };
+        /** WebhookDelivery */
+        WebhookDelivery: {
+            /** Accountid */
+            accountId: string;
+            /** Attempts */
+            attempts: components["schemas"]["Attempt"][];
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /**
+             * Eventid
+             * @description the webhook's `id`, the same on every try
+             */
+            eventId: string;
+            /** Eventtype */
+            eventType: string;
+            /** Finishedat */
+            finishedAt: string | null;
+            /** Nexttryat */
+            nextTryAt: string | null;
+            /**
+             * Status
+             * @description pending, delivered, failed (gave up) or cancelled
+             */
+            status: string;
+            /** Tries */
+            tries: number;
+        };
+        /** WebhookList */
+        WebhookList: {
+            /** Data */
+            data: components["schemas"]["Webhook"][];
         };
     };
     responses: never;
@@ -678,7 +2124,7 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    asyncapi_asyncapi_json_get: {
+    getAsyncApi: {
         parameters: {
             query?: never;
             header?: never;
@@ -693,14 +2139,21 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["AsyncApiDocument"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    dashboard_page_dashboard_get: {
+    getDashboard: {
         parameters: {
             query?: never;
             header?: never;
@@ -715,12 +2168,85 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/html": unknown;
+                    "text/html": string;
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    dashboard_static_dashboard_static__name__get: {
+    exchangeDashboardSession: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SessionExchange"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionKey"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or unknown credential */
+            401: {
+                headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getDashboardAsset: {
         parameters: {
             query?: never;
             header?: never;
@@ -737,8 +2263,17 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/css; charset=utf-8": unknown;
-                    "text/javascript; charset=utf-8": unknown;
+                    "text/css; charset=utf-8": string;
+                    "text/javascript; charset=utf-8": string;
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Not found (or another account's object) */
@@ -750,18 +2285,18 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
             422: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["HTTPValidationError"];
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    healthz_healthz_get: {
+    getHealth: {
         parameters: {
             query?: never;
             header?: never;
@@ -776,14 +2311,21 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: string;
-                    };
+                    "application/json": components["schemas"]["Health"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    metrics_metrics_get: {
+    getMetrics: {
         parameters: {
             query?: never;
             header?: never;
@@ -798,12 +2340,99 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/plain; version=1.0.0; charset=utf-8": unknown;
+                    "text/plain; version=1.0.0; charset=utf-8": string;
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
         };
     };
-    readyz_readyz_get: {
+    listProblemTypes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description an HTML page */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getProblemType: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                slug: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description an HTML page */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getReadiness: {
         parameters: {
             query?: never;
             header?: never;
@@ -818,9 +2447,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Readiness"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description A dependency (Kafka, Postgres) is unavailable */
@@ -834,14 +2470,16 @@ export interface operations {
             };
         };
     };
-    get_summary_v1_account_summary_get: {
+    listRecentAlerts: {
         parameters: {
             query?: {
-                period?: "daily" | "monthly" | "yearly";
-                /** @description wait (bounded) until the answer reflects this seq */
-                min_seq?: number | null;
+                days?: number;
+                limit?: number;
             };
-            header?: never;
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -850,21 +2488,26 @@ export interface operations {
             /** @description Successful Response */
             200: {
                 headers: {
-                    /** @description the account's last ledger seq this answer reflects */
-                    "X-Ledger-Seq": number;
-                    /** @description `true` when `min_seq` was not reached within the bounded wait */
-                    "X-Ledger-Stale"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["RecentAlerts"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -873,6 +2516,15 @@ export interface operations {
             };
             /** @description Revoked or expired key, or a credential of the wrong scope */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -902,7 +2554,258 @@ export interface operations {
             };
         };
     };
-    create_account_v1_admin_accounts_post: {
+    getAccountSettings: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccountSettingsRead"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or unknown credential */
+            401: {
+                headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Revoked or expired key, or a credential of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getAccountSummary: {
+        parameters: {
+            query?: {
+                period?: "daily" | "monthly" | "yearly";
+                /** @description wait (bounded) until the answer reflects this seq */
+                min_seq?: number | null;
+            };
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    /** @description the account's last ledger seq this answer reflects */
+                    "X-Ledger-Seq": number;
+                    /** @description `true` when `min_seq` was not reached within the bounded wait */
+                    "X-Ledger-Stale"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Summary"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or unknown credential */
+            401: {
+                headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Revoked or expired key, or a credential of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listAccounts: {
+        parameters: {
+            query?: {
+                limit?: number;
+                next_page?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminAccountPage"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or unknown credential */
+            401: {
+                headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Revoked or expired key, or a credential of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createAccount: {
         parameters: {
             query?: never;
             header?: never;
@@ -926,7 +2829,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Account"];
                 };
             };
             /** @description Successful Response */
@@ -935,12 +2838,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Account"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -952,6 +2853,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1007,10 +2910,102 @@ export interface operations {
             };
         };
     };
-    adjust_v1_admin_accounts__account_id__adjustments_post: {
+    getAccount: {
         parameters: {
             query?: never;
             header?: never;
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminAccount"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or unknown credential */
+            401: {
+                headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Revoked or expired key, or a credential of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createAdjustment: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description makes a retry safe: the same key replays the first answer (and publishes once); the same key with another body answers 409 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -1043,13 +3038,15 @@ export interface operations {
             /** @description Successful Response */
             202: {
                 headers: {
+                    /** @description `true` when this is the stored answer to an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["CommandAccepted"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1061,6 +3058,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1134,10 +3133,93 @@ export interface operations {
             };
         };
     };
-    grant_v1_admin_accounts__account_id__grants_post: {
+    createDashboardSession: {
         parameters: {
             query?: never;
             header?: never;
+            path: {
+                account_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DashboardSession"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or unknown credential */
+            401: {
+                headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Revoked or expired key, or a credential of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createGrant: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description makes a retry safe: the same key replays the first answer (and publishes once); the same key with another body answers 409 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -1188,13 +3270,15 @@ export interface operations {
             /** @description Successful Response */
             202: {
                 headers: {
+                    /** @description `true` when this is the stored answer to an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["CommandAccepted"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1206,6 +3290,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1279,10 +3365,13 @@ export interface operations {
             };
         };
     };
-    void_grant_by_path_v1_admin_accounts__account_id__grants__grant_id__void_post: {
+    voidGrantById: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description makes a retry safe: the same key replays the first answer (and publishes once); the same key with another body answers 409 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
                 grant_id: string;
@@ -1304,13 +3393,15 @@ export interface operations {
             /** @description Successful Response */
             202: {
                 headers: {
+                    /** @description `true` when this is the stored answer to an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["CommandAccepted"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1322,6 +3413,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1395,10 +3488,13 @@ export interface operations {
             };
         };
     };
-    hold_v1_admin_accounts__account_id__holds_post: {
+    createHold: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description makes a retry safe: the same key replays the first answer (and publishes once); the same key with another body answers 409 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -1428,13 +3524,15 @@ export interface operations {
             /** @description Successful Response */
             202: {
                 headers: {
+                    /** @description `true` when this is the stored answer to an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["CommandAccepted"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1446,6 +3544,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1519,10 +3619,13 @@ export interface operations {
             };
         };
     };
-    capture_v1_admin_accounts__account_id__holds__hold_id__capture_post: {
+    captureHold: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description makes a retry safe: the same key replays the first answer (and publishes once); the same key with another body answers 409 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
                 hold_id: string;
@@ -1550,13 +3653,15 @@ export interface operations {
             /** @description Successful Response */
             202: {
                 headers: {
+                    /** @description `true` when this is the stored answer to an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["CommandAccepted"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1568,6 +3673,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1641,10 +3748,13 @@ export interface operations {
             };
         };
     };
-    release_v1_admin_accounts__account_id__holds__hold_id__release_post: {
+    releaseHold: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description makes a retry safe: the same key replays the first answer (and publishes once); the same key with another body answers 409 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
                 hold_id: string;
@@ -1666,13 +3776,15 @@ export interface operations {
             /** @description Successful Response */
             202: {
                 headers: {
+                    /** @description `true` when this is the stored answer to an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["CommandAccepted"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1684,6 +3796,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1757,7 +3871,7 @@ export interface operations {
             };
         };
     };
-    list_keys_v1_admin_accounts__account_id__keys_get: {
+    listKeys: {
         parameters: {
             query?: never;
             header?: never;
@@ -1774,12 +3888,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Keys"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1791,6 +3903,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1846,7 +3960,7 @@ export interface operations {
             };
         };
     };
-    create_key_v1_admin_accounts__account_id__keys_post: {
+    createKey: {
         parameters: {
             query?: never;
             header?: never;
@@ -1870,12 +3984,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["NewKey"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1887,6 +3999,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1942,7 +4056,7 @@ export interface operations {
             };
         };
     };
-    revoke_key_v1_admin_accounts__account_id__keys__key_id__delete: {
+    revokeKey: {
         parameters: {
             query?: never;
             header?: never;
@@ -1961,7 +4075,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1973,6 +4087,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2028,7 +4144,7 @@ export interface operations {
             };
         };
     };
-    rotate_key_v1_admin_accounts__account_id__keys__key_id__rotate_post: {
+    rotateKey: {
         parameters: {
             query?: never;
             header?: never;
@@ -2056,12 +4172,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Rotation"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2073,6 +4187,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2128,10 +4244,13 @@ export interface operations {
             };
         };
     };
-    refund_v1_admin_accounts__account_id__refunds_post: {
+    createRefund: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description makes a retry safe: the same key replays the first answer (and publishes once); the same key with another body answers 409 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -2161,13 +4280,15 @@ export interface operations {
             /** @description Successful Response */
             202: {
                 headers: {
+                    /** @description `true` when this is the stored answer to an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["CommandAccepted"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2179,6 +4300,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2252,10 +4375,13 @@ export interface operations {
             };
         };
     };
-    account_settings_v1_admin_accounts__account_id__settings_post: {
+    updateAccountSettings: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description makes a retry safe: the same key replays the first answer (and publishes once); the same key with another body answers 409 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -2274,6 +4400,8 @@ export interface operations {
                     } | null;
                     /** Credit Limit */
                     credit_limit?: number | null;
+                    /** Grant Expiring Notice S */
+                    grant_expiring_notice_s?: number | null;
                     /** Low Balance Threshold */
                     low_balance_threshold?: number | null;
                     /**
@@ -2288,13 +4416,15 @@ export interface operations {
             /** @description Successful Response */
             202: {
                 headers: {
+                    /** @description `true` when this is the stored answer to an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["CommandAccepted"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2306,6 +4436,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2379,10 +4511,13 @@ export interface operations {
             };
         };
     };
-    void_grant_v1_admin_accounts__account_id__void_post: {
+    voidGrant: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description makes a retry safe: the same key replays the first answer (and publishes once); the same key with another body answers 409 */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 account_id: string;
             };
@@ -2405,13 +4540,15 @@ export interface operations {
             /** @description Successful Response */
             202: {
                 headers: {
+                    /** @description `true` when this is the stored answer to an earlier request with the same Idempotency-Key */
+                    "Idempotent-Replayed"?: "true";
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["CommandAccepted"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2423,6 +4560,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2496,7 +4635,7 @@ export interface operations {
             };
         };
     };
-    command_status_v1_admin_commands__command_id__get: {
+    getCommand: {
         parameters: {
             query?: {
                 account_id?: string | null;
@@ -2515,12 +4654,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CommandStatus"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2532,6 +4669,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2596,7 +4735,7 @@ export interface operations {
             };
         };
     };
-    get_price_book_v1_admin_price_book_get: {
+    getPriceBook: {
         parameters: {
             query?: never;
             header?: never;
@@ -2611,12 +4750,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["PriceBook"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2628,6 +4765,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2674,7 +4813,7 @@ export interface operations {
             };
         };
     };
-    set_price_book_v1_admin_price_book_put: {
+    setPriceBook: {
         parameters: {
             query?: never;
             header?: never;
@@ -2705,12 +4844,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["PriceVersion"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2722,6 +4859,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2768,7 +4907,7 @@ export interface operations {
             };
         };
     };
-    list_admin_tokens_v1_admin_tokens_get: {
+    listAdminTokens: {
         parameters: {
             query?: never;
             header?: never;
@@ -2783,12 +4922,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["AdminTokens"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2800,6 +4937,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2846,7 +4985,7 @@ export interface operations {
             };
         };
     };
-    create_admin_token_v1_admin_tokens_post: {
+    createAdminToken: {
         parameters: {
             query?: never;
             header?: never;
@@ -2859,7 +4998,7 @@ export interface operations {
                     /** Name */
                     name: string;
                     /** Scopes */
-                    scopes: ("accounts:write" | "keys:write" | "commands:write" | "commands:read" | "events:write" | "admin")[];
+                    scopes: ("accounts:read" | "accounts:write" | "keys:write" | "commands:write" | "commands:read" | "credits:read" | "events:write" | "webhooks:write" | "webhooks:read" | "admin")[];
                 };
             };
         };
@@ -2870,12 +5009,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["NewAdminToken"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2887,6 +5024,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2933,7 +5072,7 @@ export interface operations {
             };
         };
     };
-    revoke_admin_token_v1_admin_tokens__token_id__delete: {
+    revokeAdminToken: {
         parameters: {
             query?: never;
             header?: never;
@@ -2951,7 +5090,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2963,6 +5102,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3018,7 +5159,359 @@ export interface operations {
             };
         };
     };
-    get_activity_v1_credits_activity_get: {
+    listWebhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookList"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or unknown credential */
+            401: {
+                headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Revoked or expired key, or a credential of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /**
+                     * Description
+                     * @default
+                     */
+                    description?: string;
+                    /**
+                     * Events
+                     * @description alert types to receive; empty or absent: every type
+                     */
+                    events?: ("low_balance" | "depleted" | "auto_reload_requested" | "grant_expired" | "credit_limit_exceeded" | "overage" | "grant_expiring")[];
+                    /** Url */
+                    url: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or unknown credential */
+            401: {
+                headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Revoked or expired key, or a credential of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or unknown credential */
+            401: {
+                headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Revoked or expired key, or a credential of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string | null;
+            };
+            header?: never;
+            path: {
+                webhook_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or unknown credential */
+            401: {
+                headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Revoked or expired key, or a credential of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getActivity: {
         parameters: {
             query?: {
                 from?: string | null;
@@ -3026,7 +5519,10 @@ export interface operations {
                 /** @description wait (bounded) until the answer reflects this seq */
                 min_seq?: number | null;
             };
-            header?: never;
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3042,14 +5538,23 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Activity"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3058,6 +5563,15 @@ export interface operations {
             };
             /** @description Revoked or expired key, or a credential of the wrong scope */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3087,13 +5601,20 @@ export interface operations {
             };
         };
     };
-    get_balance_v1_credits_balance_get: {
+    getBalance: {
         parameters: {
             query?: {
                 /** @description wait (bounded) until the answer reflects this seq */
                 min_seq?: number | null;
+                /** @description ISO-8601 instant with offset (or a UTC date): the balance as it stood then */
+                as_of?: string | null;
+                /** @description `recorded` (default): the ledger as recorded by `as_of` (a state it really was in; never changes); `occurred`: every entry that had happened by then */
+                by?: ("recorded" | "occurred") | null;
             };
-            header?: never;
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3111,14 +5632,23 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Balance"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3127,6 +5657,15 @@ export interface operations {
             };
             /** @description Revoked or expired key, or a credential of the wrong scope */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3156,7 +5695,182 @@ export interface operations {
             };
         };
     };
-    check_credits_v1_credits_check_get: {
+    getDailyBalance: {
+        parameters: {
+            query?: {
+                days?: number;
+            };
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BalanceHistory"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or unknown credential */
+            401: {
+                headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Revoked or expired key, or a credential of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    explainBalance: {
+        parameters: {
+            query?: {
+                /** @description ISO-8601 instant with offset (or a UTC date): the balance as it stood then */
+                as_of?: string | null;
+                /** @description `recorded` (default): the ledger as recorded by `as_of` (a state it really was in; never changes); `occurred`: every entry that had happened by then */
+                by?: ("recorded" | "occurred") | null;
+                /** @description wait (bounded) until the answer reflects this seq */
+                min_seq?: number | null;
+            };
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    /** @description the account's last ledger seq this answer reflects */
+                    "X-Ledger-Seq": number;
+                    /** @description `true` when `min_seq` was not reached within the bounded wait */
+                    "X-Ledger-Stale"?: "true";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BalanceExplained"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or unknown credential */
+            401: {
+                headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Revoked or expired key, or a credential of the wrong scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request; `errors` names the field(s) at fault when known */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Rate limited; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    /** @description whole seconds to wait */
+                    "Retry-After": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    checkCredits: {
         parameters: {
             query: {
                 cost: number;
@@ -3164,7 +5878,10 @@ export interface operations {
                 /** @description wait (bounded) until the answer reflects this seq */
                 min_seq?: number | null;
             };
-            header?: never;
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3182,14 +5899,23 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Check"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3214,6 +5940,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Not found (or another account's object) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Invalid request; `errors` names the field(s) at fault when known */
             422: {
                 headers: {
@@ -3236,7 +5971,7 @@ export interface operations {
             };
         };
     };
-    list_grants_v1_credits_grants_get: {
+    listGrants: {
         parameters: {
             query?: {
                 covering_date?: string | null;
@@ -3250,7 +5985,10 @@ export interface operations {
                 /** @description wait (bounded) until the answer reflects this seq */
                 min_seq?: number | null;
             };
-            header?: never;
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3266,12 +6004,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["GrantsPage"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3283,6 +6019,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3291,6 +6029,15 @@ export interface operations {
             };
             /** @description Revoked or expired key, or a credential of the wrong scope */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3320,7 +6067,7 @@ export interface operations {
             };
         };
     };
-    get_grant_v1_credits_grants__grant_id__get: {
+    getGrant: {
         parameters: {
             query?: {
                 include_ledgers?: boolean;
@@ -3328,7 +6075,10 @@ export interface operations {
                 /** @description wait (bounded) until the answer reflects this seq */
                 min_seq?: number | null;
             };
-            header?: never;
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
             path: {
                 grant_id: string;
             };
@@ -3346,14 +6096,23 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["GrantRead"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3400,7 +6159,7 @@ export interface operations {
             };
         };
     };
-    get_ledger_v1_credits_ledger_get: {
+    listLedgerEntries: {
         parameters: {
             query?: {
                 from?: string | null;
@@ -3414,7 +6173,10 @@ export interface operations {
                 /** @description wait (bounded) until the answer reflects this seq */
                 min_seq?: number | null;
             };
-            header?: never;
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3430,12 +6192,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["LedgerPage"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3447,6 +6207,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3455,6 +6217,15 @@ export interface operations {
             };
             /** @description Revoked or expired key, or a credential of the wrong scope */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3484,10 +6255,13 @@ export interface operations {
             };
         };
     };
-    get_ledger_entry_v1_credits_ledger__entry_id__get: {
+    getLedgerEntry: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
             path: {
                 entry_id: string;
             };
@@ -3505,14 +6279,23 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["LedgerEntry"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3559,7 +6342,7 @@ export interface operations {
             };
         };
     };
-    ingest_v1_events_post: {
+    ingestEvents: {
         parameters: {
             query?: never;
             header?: never;
@@ -3620,12 +6403,10 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: number;
-                    };
+                    "application/json": components["schemas"]["Accepted"];
                 };
             };
-            /** @description Malformed request (bad JSON, bad cursor, conflicting parameters) */
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3637,6 +6418,8 @@ export interface operations {
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3692,7 +6475,7 @@ export interface operations {
             };
         };
     };
-    get_usage_v1_usage_get: {
+    getUsage: {
         parameters: {
             query?: {
                 group_by?: "endpoint" | "day" | "month";
@@ -3701,7 +6484,10 @@ export interface operations {
                 /** @description wait (bounded) until the answer reflects this seq */
                 min_seq?: number | null;
             };
-            header?: never;
+            header?: {
+                /** @description With a service token: the account to read (required). With a customer key: optional, and then its own account (another answers 404). */
+                "Creditledger-Account"?: string | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -3717,14 +6503,23 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Usage"];
+                };
+            };
+            /** @description Malformed request (an unknown or repeated query parameter, bad JSON, bad cursor, conflicting parameters) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing or unknown credential */
             401: {
                 headers: {
+                    /** @description the challenge: `Bearer realm="creditledger"` */
+                    "WWW-Authenticate": string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3733,6 +6528,15 @@ export interface operations {
             };
             /** @description Revoked or expired key, or a credential of the wrong scope */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found (or another account's object) */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
