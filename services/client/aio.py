@@ -572,6 +572,15 @@ class AsyncCreditLedgerClient:
             self._calls.webhook_deliveries(webhook_id, limit=limit, cursor=cursor)
         )
 
+    async def iter_webhook_deliveries(
+        self, webhook_id: str, *, limit: int | None = None
+    ) -> AsyncIterator[models.Json]:
+        """Every delivery of an endpoint (newest first), page after page by `nextCursor`."""
+        call = self._calls.webhook_deliveries(webhook_id, limit=limit)
+        async for page in self.pages(call):
+            for item in page.get("data", []):
+                yield item
+
     async def send_events(self, events: Sequence[Mapping[str, Any]]) -> models.Json:
         return await self.send(self._calls.send_events(events))
 

@@ -561,6 +561,14 @@ class CreditLedgerClient:
     ) -> models.DeliveryPage:
         return self.send(self._calls.webhook_deliveries(webhook_id, limit=limit, cursor=cursor))
 
+    def iter_webhook_deliveries(
+        self, webhook_id: str, *, limit: int | None = None
+    ) -> Iterator[models.Json]:
+        """Every delivery of an endpoint (newest first), page after page by `nextCursor`."""
+        call = self._calls.webhook_deliveries(webhook_id, limit=limit)
+        for page in self.pages(call):
+            yield from page.get("data", [])
+
     def send_events(self, events: Sequence[Mapping[str, Any]]) -> models.Json:
         return self.send(self._calls.send_events(events))
 

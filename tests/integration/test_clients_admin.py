@@ -150,7 +150,7 @@ def sync_service_token(api: LiveApi, admin: CreditLedgerClient, accounts: Accoun
         admin.revoke_admin_token(token["tokenId"])
         with pytest.raises(ProblemError) as revoked:
             svc.balance(account=accounts.other)
-        assert revoked.value.status == 403
+        assert (revoked.value.status, revoked.value.slug) == (403, "token-revoked")
     with (
         CreditLedgerClient(api.url, admin_token=token["secret"]) as nameless,
         pytest.raises(ClientConfigError),
@@ -169,6 +169,9 @@ def sync_webhook_deliveries(
     assert (delivery["eventType"], delivery["accountId"]) == ("low_balance", account)
     assert delivery["attempts"][0]["statusCode"] == 200
     assert any(delivery["eventId"].encode() in body for body in api.hooks.bodies)
+    assert [d["eventId"] for d in admin.iter_webhook_deliveries(hook_id, limit=1)] == [
+        delivery["eventId"]
+    ]
     admin.delete_webhook(hook_id)
     assert hook_id not in {w["id"] for w in admin.webhooks()["data"]}
     with pytest.raises(ProblemError) as gone:
