@@ -118,23 +118,48 @@ class AsyncCreditLedgerClient:
     ) -> None:
         await self.aclose()
 
-    # --- customer reads -----------------------------------------------------------------------
+    # --- customer reads (`account`: the account a service token reads) ----------------------
 
     async def balance(
-        self, *, as_of: Instant | None = None, by: By | None = None, min_seq: int | None = None
+        self,
+        *,
+        as_of: Instant | None = None,
+        by: By | None = None,
+        min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.Balance:
-        return await self.send(self._calls.balance(as_of=as_of, by=by, min_seq=min_seq))
+        """Spendable credit now; with `as_of` (and `by`: occurred or recorded) as it stood then."""
+        call = self._calls.balance(as_of=as_of, by=by, min_seq=min_seq, account=account)
+        return await self.send(call)
 
     async def balance_explain(
-        self, *, as_of: Instant | None = None, by: By | None = None
-    ) -> models.Json:
-        return await self.send(self._calls.balance_explain(as_of=as_of, by=by))
+        self,
+        *,
+        as_of: Instant | None = None,
+        by: By | None = None,
+        min_seq: int | None = None,
+        account: str | None = None,
+    ) -> models.BalanceExplained:
+        """Why the balance is what it is: each grant's part, the recent consumes' draws."""
+        call = self._calls.balance_explain(as_of=as_of, by=by, min_seq=min_seq, account=account)
+        return await self.send(call)
+
+    async def daily_balance(
+        self, *, days: int | None = None, account: str | None = None
+    ) -> models.BalanceHistory:
+        """The balance at the end of each of the last `days` UTC days, by event time."""
+        return await self.send(self._calls.daily_balance(days=days, account=account))
 
     async def check(
-        self, cost: int, endpoint: str | None = None, *, min_seq: int | None = None
+        self,
+        cost: int,
+        endpoint: str | None = None,
+        *,
+        min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.Check:
         """`allowed` and `available`; a 402 is an answer here (allowed False), not an error."""
-        return await self.send(self._calls.check(cost, endpoint, min_seq=min_seq))
+        return await self.send(self._calls.check(cost, endpoint, min_seq=min_seq, account=account))
 
     async def activity(
         self,
@@ -142,8 +167,10 @@ class AsyncCreditLedgerClient:
         from_: Instant | None = None,
         to: Instant | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.Json:
-        return await self.send(self._calls.activity(from_=from_, to=to, min_seq=min_seq))
+        call = self._calls.activity(from_=from_, to=to, min_seq=min_seq, account=account)
+        return await self.send(call)
 
     async def ledger(
         self,
@@ -157,11 +184,12 @@ class AsyncCreditLedgerClient:
         cursor: str | None = None,
         expand: str | Sequence[str] | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.LedgerPage:
         return await self.send(
             self._calls.ledger(
                 from_=from_, to=to, reason=reason, limit=limit, page=page, offset=offset,
-                cursor=cursor, expand=expand, min_seq=min_seq,
+                cursor=cursor, expand=expand, min_seq=min_seq, account=account,
             )
         )  # fmt: skip
 
@@ -173,15 +201,20 @@ class AsyncCreditLedgerClient:
         reason: str | Sequence[str] | None = None,
         limit: int | None = None,
         expand: str | Sequence[str] | None = None,
+        account: str | None = None,
     ) -> AsyncIterator[models.LedgerEntry]:
         """Every entry (newest first), page after page by `nextCursor`."""
-        call = self._calls.ledger(from_=from_, to=to, reason=reason, limit=limit, expand=expand)
+        call = self._calls.ledger(
+            from_=from_, to=to, reason=reason, limit=limit, expand=expand, account=account
+        )
         async for page in self.pages(call):
             for item in page.get("data", []):
                 yield item
 
-    async def ledger_entry(self, entry_id: str) -> models.LedgerEntry:
-        return await self.send(self._calls.ledger_entry(entry_id))
+    async def ledger_entry(
+        self, entry_id: str, *, account: str | None = None
+    ) -> models.LedgerEntry:
+        return await self.send(self._calls.ledger_entry(entry_id, account=account))
 
     async def grants(
         self,
@@ -195,13 +228,14 @@ class AsyncCreditLedgerClient:
         limit: int | None = None,
         next_page: str | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.GrantsPage:
         return await self.send(
             self._calls.grants(
                 covering_date=covering_date, starting_at=starting_at,
                 effective_before=effective_before, include_ledgers=include_ledgers,
                 include_balance=include_balance, include_archived=include_archived,
-                limit=limit, next_page=next_page, min_seq=min_seq,
+                limit=limit, next_page=next_page, min_seq=min_seq, account=account,
             )
         )  # fmt: skip
 
@@ -214,12 +248,13 @@ class AsyncCreditLedgerClient:
         include_balance: bool | None = None,
         include_archived: bool | None = None,
         limit: int | None = None,
+        account: str | None = None,
     ) -> AsyncIterator[models.Json]:
         """Every grant matching the filters, page after page by `nextPage`."""
         call = self._calls.grants(
             covering_date=covering_date, starting_at=starting_at,
             effective_before=effective_before, include_balance=include_balance,
-            include_archived=include_archived, limit=limit,
+            include_archived=include_archived, limit=limit, account=account,
         )  # fmt: skip
         async for page in self.pages(call):
             for item in page.get("data", []):
@@ -232,15 +267,14 @@ class AsyncCreditLedgerClient:
         include_ledgers: bool | None = None,
         include_balance: bool | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.Json:
         return await self.send(
             self._calls.get_grant(
-                grant_id,
-                include_ledgers=include_ledgers,
-                include_balance=include_balance,
-                min_seq=min_seq,
+                grant_id, include_ledgers=include_ledgers, include_balance=include_balance,
+                min_seq=min_seq, account=account,
             )
-        )
+        )  # fmt: skip
 
     async def usage(
         self,
@@ -249,15 +283,31 @@ class AsyncCreditLedgerClient:
         from_: Instant | None = None,
         to: Instant | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.Json:
-        return await self.send(
-            self._calls.usage(group_by=group_by, from_=from_, to=to, min_seq=min_seq)
+        call = self._calls.usage(
+            group_by=group_by, from_=from_, to=to, min_seq=min_seq, account=account
         )
+        return await self.send(call)
 
     async def summary(
-        self, *, period: Period | None = None, min_seq: int | None = None
+        self,
+        *,
+        period: Period | None = None,
+        min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.Json:
-        return await self.send(self._calls.summary(period=period, min_seq=min_seq))
+        return await self.send(self._calls.summary(period=period, min_seq=min_seq, account=account))
+
+    async def account_settings(self, *, account: str | None = None) -> models.AccountSettings:
+        """Alert thresholds, auto-reload and credit limit, as the writer applies them."""
+        return await self.send(self._calls.account_settings(account=account))
+
+    async def alerts(
+        self, *, days: int | None = None, limit: int | None = None, account: str | None = None
+    ) -> models.RecentAlerts:
+        """Recent alerts (low balance, depleted, overage, …), newest first."""
+        return await self.send(self._calls.alerts(days=days, limit=limit, account=account))
 
     # --- admin: accounts and keys -------------------------------------------------------------
 
@@ -266,15 +316,17 @@ class AsyncCreditLedgerClient:
 
     async def accounts(
         self, *, limit: int | None = None, next_page: str | None = None
-    ) -> models.Json:
+    ) -> models.AccountsPage:
         return await self.send(self._calls.accounts(limit=limit, next_page=next_page))
 
-    async def iter_accounts(self, *, limit: int | None = None) -> AsyncIterator[models.Json]:
+    async def iter_accounts(
+        self, *, limit: int | None = None
+    ) -> AsyncIterator[models.AdminAccount]:
         async for page in self.pages(self._calls.accounts(limit=limit)):
             for item in page.get("data", []):
                 yield item
 
-    async def account(self, account_id: str | None = None) -> models.Json:
+    async def account(self, account_id: str | None = None) -> models.AdminAccount:
         return await self.send(self._calls.account(account_id))
 
     async def create_key(
@@ -297,6 +349,10 @@ class AsyncCreditLedgerClient:
 
     async def dashboard_session(self, account_id: str | None = None) -> models.DashboardSession:
         return await self.send(self._calls.dashboard_session(account_id))
+
+    async def exchange_dashboard_session(self, token: str) -> models.SessionKey:
+        """Trade a dashboard link's token (its fragment's `session=`) once for a key."""
+        return await self.send(self._calls.exchange_dashboard_session(token))
 
     # --- admin: commands ----------------------------------------------------------------------
 
@@ -431,6 +487,8 @@ class AsyncCreditLedgerClient:
         low_balance_threshold: int | Unset | None = UNSET,
         auto_reload: Mapping[str, int] | Unset | None = UNSET,
         credit_limit: int | Unset | None = UNSET,
+        grant_expiring_notice_s: int | Unset | None = UNSET,
+        occurred_at: Instant | None = None,
         idempotency_key: str | None = None,
         **more: Any,
     ) -> models.Accepted:
@@ -438,6 +496,7 @@ class AsyncCreditLedgerClient:
             self._calls.settings(
                 account_id=account_id, low_balance_threshold=low_balance_threshold,
                 auto_reload=auto_reload, credit_limit=credit_limit,
+                grant_expiring_notice_s=grant_expiring_notice_s, occurred_at=occurred_at,
                 idempotency_key=idempotency_key, **more,
             )
         )  # fmt: skip
@@ -475,7 +534,7 @@ class AsyncCreditLedgerClient:
         effective_at: Instant,
         prices: Mapping[str, int],
         *,
-        default_credits: int | None = None,
+        default_credits: int,
     ) -> models.Json:
         return await self.send(
             self._calls.set_price_book(effective_at, prices, default_credits=default_credits)
@@ -491,11 +550,16 @@ class AsyncCreditLedgerClient:
         await self.send(self._calls.revoke_admin_token(token_id))
 
     async def create_webhook(
-        self, url: str, events: Sequence[str], *, description: str | None = None
+        self,
+        url: str,
+        events: Sequence[str] | None = None,
+        *,
+        description: str | None = None,
     ) -> models.NewWebhook:
+        """`events`: alert types it receives (None: every type); `secret` is answered once."""
         return await self.send(self._calls.create_webhook(url, events, description=description))
 
-    async def webhooks(self) -> models.Json:
+    async def webhooks(self) -> models.WebhookList:
         return await self.send(self._calls.webhooks())
 
     async def delete_webhook(self, webhook_id: str) -> None:
@@ -503,10 +567,19 @@ class AsyncCreditLedgerClient:
 
     async def webhook_deliveries(
         self, webhook_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> models.Json:
+    ) -> models.DeliveryPage:
         return await self.send(
             self._calls.webhook_deliveries(webhook_id, limit=limit, cursor=cursor)
         )
+
+    async def iter_webhook_deliveries(
+        self, webhook_id: str, *, limit: int | None = None
+    ) -> AsyncIterator[models.Json]:
+        """Every delivery of an endpoint (newest first), page after page by `nextCursor`."""
+        call = self._calls.webhook_deliveries(webhook_id, limit=limit)
+        async for page in self.pages(call):
+            for item in page.get("data", []):
+                yield item
 
     async def send_events(self, events: Sequence[Mapping[str, Any]]) -> models.Json:
         return await self.send(self._calls.send_events(events))

@@ -61,6 +61,7 @@ class Call(Generic[T]):
     headers: Mapping[str, str] = field(default_factory=dict)
     retry_safe: bool = True
     ok_statuses: frozenset[int] = frozenset()  # non-2xx statuses that are answers, not errors
+    account: str | None = None  # a customer read's account, over the client's (service tokens)
 
 
 @dataclass(frozen=True)
@@ -125,14 +126,18 @@ class Session:
             raise ClientConfigError("no account_id given and the client has no `account`")
         return account
 
-    def auth_headers(self, auth: Auth) -> dict[str, str]:
+    def auth_headers(self, auth: Auth, account: str | None = None) -> dict[str, str]:
+        """`account`: the one a customer read names (else the client's `account`)."""
         if auth == "none":
             return {}
         if auth == "customer":
             if self.api_key:
-                return {"Authorization": f"Bearer {self.api_key}"}
-            if self.admin_token and self.account:  # a service token reading one account
-                return {"Authorization": f"Bearer {self.admin_token}", ACCOUNT_HEADER: self.account}
+                # A key reads its own account; naming another one answers 404, as it should.
+                named = {ACCOUNT_HEADER: account} if account else {}
+                return {"Authorization": f"Bearer {self.api_key}", **named}
+            account = account or self.account
+            if self.admin_token and account:  # a service token reading one account
+                return {"Authorization": f"Bearer {self.admin_token}", ACCOUNT_HEADER: account}
             raise ClientConfigError(
                 "a customer read needs api_key=, or admin_token= (scope credits:read) and account="
             )
@@ -151,7 +156,8 @@ class Session:
         (answer: None); returns the parsed result or raises `ProblemError`."""
         request = Send(
             call.method, call.path, dict(call.params),
-            {"User-Agent": USER_AGENT, **self.auth_headers(call.auth), **call.headers},
+            {"User-Agent": USER_AGENT, **self.auth_headers(call.auth, call.account),
+             **call.headers},
             call.body,
         )  # fmt: skip
         attempt = 0

@@ -55,12 +55,12 @@ def _nothing(_: Answer) -> None:
 
 
 def _check(answer: Answer) -> models.Check:
-    """200 and 402 both answer the question; 402's problem body still says `available`."""
+    """200 and 402 both answer the question; 402's problem body still says `available` (and
+    `cost`, `owed`, …): its members are kept, its problem fields but `detail` dropped."""
     parsed = answer.json() or {}
-    result: models.Check = {"allowed": answer.status == 200, "available": parsed["available"]}
-    if answer.status != 200 and "detail" in parsed:
-        result["detail"] = parsed["detail"]
-    return result
+    result = {k: v for k, v in parsed.items() if k not in ("type", "title", "status", "instance")}
+    result["allowed"] = answer.status == 200
+    return cast(models.Check, result)
 
 
 def _status_or_none(answer: Answer) -> models.CommandStatus | None:
@@ -71,33 +71,60 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def _read(path: str, parse: Any, params: dict[str, Any], account: str | None) -> Call[Any]:
+    return Call("GET", path, "customer", parse, params, account=account)
+
+
 class Endpoints:
     """The calls, with the session's default account and credentials in mind."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    # --- customer reads (an API key, or a service token with `account=`) ---------------------
+    # --- customer reads (an API key, or a service token naming the account) -----------------
+    # `account`: the account a service token reads (`Creditledger-Account`), else the client's.
 
     def balance(
-        self, *, as_of: Instant | None = None, by: By | None = None, min_seq: int | None = None
+        self,
+        *,
+        as_of: Instant | None = None,
+        by: By | None = None,
+        min_seq: int | None = None,
+        account: str | None = None,
     ) -> Call[models.Balance]:
         params = query(as_of=as_of, by=by, min_seq=min_seq)
-        return Call("GET", "/v1/credits/balance", "customer", _as(models.Balance), params)
+        return _read("/v1/credits/balance", _as(models.Balance), params, account)
 
     def balance_explain(
-        self, *, as_of: Instant | None = None, by: By | None = None
-    ) -> Call[models.Json]:
-        params = query(as_of=as_of, by=by)
-        return Call("GET", "/v1/credits/balance/explain", "customer", _json, params)
+        self,
+        *,
+        as_of: Instant | None = None,
+        by: By | None = None,
+        min_seq: int | None = None,
+        account: str | None = None,
+    ) -> Call[models.BalanceExplained]:
+        params = query(as_of=as_of, by=by, min_seq=min_seq)
+        return _read("/v1/credits/balance/explain", _as(models.BalanceExplained), params, account)
+
+    def daily_balance(
+        self, *, days: int | None = None, account: str | None = None
+    ) -> Call[models.BalanceHistory]:
+        params = query(days=days)
+        return _read("/v1/credits/balance/daily", _as(models.BalanceHistory), params, account)
 
     def check(
-        self, cost: int, endpoint: str | None = None, *, min_seq: int | None = None
+        self,
+        cost: int,
+        endpoint: str | None = None,
+        *,
+        min_seq: int | None = None,
+        account: str | None = None,
     ) -> Call[models.Check]:
         params = query(cost=cost, endpoint=endpoint, min_seq=min_seq)
         return Call(
-            "GET", "/v1/credits/check", "customer", _check, params, ok_statuses=frozenset({402})
-        )
+            "GET", "/v1/credits/check", "customer", _check, params, ok_statuses=frozenset({402}),
+            account=account,
+        )  # fmt: skip
 
     def activity(
         self,
@@ -105,9 +132,10 @@ class Endpoints:
         from_: Instant | None = None,
         to: Instant | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> Call[models.Json]:
         params = query(from_=from_, to=to, min_seq=min_seq)
-        return Call("GET", "/v1/credits/activity", "customer", _json, params)
+        return _read("/v1/credits/activity", _json, params, account)
 
     def ledger(
         self,
@@ -121,16 +149,19 @@ class Endpoints:
         cursor: str | None = None,
         expand: str | Sequence[str] | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> Call[models.LedgerPage]:
         params = query(
             from_=from_, to=to, reason=reason, limit=limit, page=page, offset=offset,
             cursor=cursor, expand=expand, min_seq=min_seq,
         )  # fmt: skip
-        return Call("GET", "/v1/credits/ledger", "customer", _as(models.LedgerPage), params)
+        return _read("/v1/credits/ledger", _as(models.LedgerPage), params, account)
 
-    def ledger_entry(self, entry_id: str) -> Call[models.LedgerEntry]:
+    def ledger_entry(
+        self, entry_id: str, *, account: str | None = None
+    ) -> Call[models.LedgerEntry]:
         path = f"/v1/credits/ledger/{_segment(entry_id)}"
-        return Call("GET", path, "customer", _as(models.LedgerEntry))
+        return _read(path, _as(models.LedgerEntry), {}, account)
 
     def grants(
         self,
@@ -144,6 +175,7 @@ class Endpoints:
         limit: int | None = None,
         next_page: str | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> Call[models.GrantsPage]:
         params = query(
             covering_date=covering_date, starting_at=starting_at,
@@ -151,7 +183,7 @@ class Endpoints:
             include_balance=include_balance, include_archived=include_archived, limit=limit,
             next_page=next_page, min_seq=min_seq,
         )  # fmt: skip
-        return Call("GET", "/v1/credits/grants", "customer", _as(models.GrantsPage), params)
+        return _read("/v1/credits/grants", _as(models.GrantsPage), params, account)
 
     def get_grant(
         self,
@@ -160,11 +192,12 @@ class Endpoints:
         include_ledgers: bool | None = None,
         include_balance: bool | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> Call[models.Json]:
         params = query(
             include_ledgers=include_ledgers, include_balance=include_balance, min_seq=min_seq
         )
-        return Call("GET", f"/v1/credits/grants/{_segment(grant_id)}", "customer", _json, params)
+        return _read(f"/v1/credits/grants/{_segment(grant_id)}", _json, params, account)
 
     def usage(
         self,
@@ -173,15 +206,29 @@ class Endpoints:
         from_: Instant | None = None,
         to: Instant | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> Call[models.Json]:
         params = query(group_by=group_by, from_=from_, to=to, min_seq=min_seq)
-        return Call("GET", "/v1/usage", "customer", _json, params)
+        return _read("/v1/usage", _json, params, account)
 
     def summary(
-        self, *, period: Period | None = None, min_seq: int | None = None
+        self,
+        *,
+        period: Period | None = None,
+        min_seq: int | None = None,
+        account: str | None = None,
     ) -> Call[models.Json]:
         params = query(period=period, min_seq=min_seq)
-        return Call("GET", "/v1/account/summary", "customer", _json, params)
+        return _read("/v1/account/summary", _json, params, account)
+
+    def account_settings(self, *, account: str | None = None) -> Call[models.AccountSettings]:
+        return _read("/v1/account/settings", _as(models.AccountSettings), {}, account)
+
+    def alerts(
+        self, *, days: int | None = None, limit: int | None = None, account: str | None = None
+    ) -> Call[models.RecentAlerts]:
+        params = query(days=days, limit=limit)
+        return _read("/v1/account/alerts", _as(models.RecentAlerts), params, account)
 
     # --- paging ------------------------------------------------------------------------------
 
@@ -208,13 +255,13 @@ class Endpoints:
 
     def accounts(
         self, *, limit: int | None = None, next_page: str | None = None
-    ) -> Call[models.Json]:
+    ) -> Call[models.AccountsPage]:
         params = query(limit=limit, next_page=next_page)
-        return Call("GET", "/v1/admin/accounts", "admin", _json, params)
+        return Call("GET", "/v1/admin/accounts", "admin", _as(models.AccountsPage), params)
 
-    def account(self, account_id: str | None = None) -> Call[models.Json]:
+    def account(self, account_id: str | None = None) -> Call[models.AdminAccount]:
         path = f"/v1/admin/accounts/{self._account(account_id)}"
-        return Call("GET", path, "admin", _json)
+        return Call("GET", path, "admin", _as(models.AdminAccount))
 
     def create_key(
         self, account_id: str | None = None, *, expires_at: Instant | None = None
@@ -241,6 +288,13 @@ class Endpoints:
     def dashboard_session(self, account_id: str | None = None) -> Call[models.DashboardSession]:
         path = f"/v1/admin/accounts/{self._account(account_id)}/dashboard-sessions"
         return Call("POST", path, "admin", _as(models.DashboardSession), retry_safe=False)
+
+    def exchange_dashboard_session(self, token: str) -> Call[models.SessionKey]:
+        """The dashboard page's trade of a sign-in link's token (the `session=` value of its
+        fragment) for a customer key; no credential (the token is one), single-use."""
+        payload = {"token": token}
+        path = "/dashboard/session-exchange"
+        return Call("POST", path, "none", _as(models.SessionKey), body=payload, retry_safe=False)
 
     # --- admin: commands (202 {commandId}; outcome via `command`) ------------------------------
 
@@ -361,6 +415,8 @@ class Endpoints:
         low_balance_threshold: int | Unset | None = UNSET,
         auto_reload: Mapping[str, int] | Unset | None = UNSET,
         credit_limit: int | Unset | None = UNSET,
+        grant_expiring_notice_s: int | Unset | None = UNSET,
+        occurred_at: Instant | None = None,
         idempotency_key: str | None = None,
         **more: Any,
     ) -> Call[models.Accepted]:
@@ -368,9 +424,11 @@ class Endpoints:
         `more`: settings this client does not name yet (sent as given)."""
         given = {
             "low_balance_threshold": low_balance_threshold, "auto_reload": auto_reload,
-            "credit_limit": credit_limit, **more,
+            "credit_limit": credit_limit, "grant_expiring_notice_s": grant_expiring_notice_s,
+            **more,
         }  # fmt: skip
         payload = {name: value for name, value in given.items() if not isinstance(value, Unset)}
+        payload.update(body(occurred_at=occurred_at))
         return self._command(account_id, "settings", payload, idempotency_key)
 
     def command(
@@ -399,12 +457,14 @@ class Endpoints:
         effective_at: Instant,
         prices: Mapping[str, int],
         *,
-        default_credits: int | None = None,
+        default_credits: int,
     ) -> Call[models.Json]:
         # Each PUT appends a version: not retried after a 5xx (a second identical version).
-        payload = body(
-            effective_at=instant(effective_at), prices=dict(prices), default_credits=default_credits
-        )
+        # `default_credits`: what an endpoint missing from `prices` costs (the API requires it).
+        payload = {
+            "effective_at": instant(effective_at), "prices": dict(prices),
+            "default_credits": default_credits,
+        }  # fmt: skip
         return Call("PUT", "/v1/admin/price-book", "admin", _json, body=payload, retry_safe=False)
 
     def create_admin_token(self, name: str, scopes: Sequence[str]) -> Call[models.Json]:
@@ -418,25 +478,32 @@ class Endpoints:
         return Call("DELETE", f"/v1/admin/tokens/{_segment(token_id)}", "admin", _nothing)
 
     def create_webhook(
-        self, url: str, events: Sequence[str], *, description: str | None = None
+        self,
+        url: str,
+        events: Sequence[str] | None = None,
+        *,
+        description: str | None = None,
     ) -> Call[models.NewWebhook]:
-        payload = body(url=url, events=list(events), description=description)
-        return Call(
-            "POST", "/v1/admin/webhooks", "admin", _as(models.NewWebhook), body=payload,
-            headers=idempotency(None), retry_safe=False,
-        )  # fmt: skip
+        """`events`: the alert types it receives; None or empty: every type. The API does not
+        dedupe registrations: not retried after a 5xx (it could register two)."""
+        payload = body(
+            url=url, events=list(events) if events is not None else None, description=description
+        )
+        path = "/v1/admin/webhooks"
+        return Call("POST", path, "admin", _as(models.NewWebhook), body=payload, retry_safe=False)
 
-    def webhooks(self) -> Call[models.Json]:
-        return Call("GET", "/v1/admin/webhooks", "admin", _json)
+    def webhooks(self) -> Call[models.WebhookList]:
+        return Call("GET", "/v1/admin/webhooks", "admin", _as(models.WebhookList))
 
     def delete_webhook(self, webhook_id: str) -> Call[None]:
         return Call("DELETE", f"/v1/admin/webhooks/{_segment(webhook_id)}", "admin", _nothing)
 
     def webhook_deliveries(
         self, webhook_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> Call[models.Json]:
+    ) -> Call[models.DeliveryPage]:
         path = f"/v1/admin/webhooks/{_segment(webhook_id)}/deliveries"
-        return Call("GET", path, "admin", _json, query(limit=limit, cursor=cursor))
+        parse = _as(models.DeliveryPage)
+        return Call("GET", path, "admin", parse, query(limit=limit, cursor=cursor))
 
     def send_events(self, events: Sequence[Mapping[str, Any]]) -> Call[models.Json]:
         """HTTP ingest: usage events are idempotent by request_id, so retries are safe."""

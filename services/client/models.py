@@ -33,11 +33,80 @@ class Balance(TypedDict, total=False):
 
 
 class Check(TypedDict, total=False):
-    """`allowed` false is the API's 402 (the problem's `available` and `detail` kept)."""
+    """`allowed` false is the API's 402 (the problem's `available`, `detail`, … kept)."""
 
     allowed: bool
     available: int
+    cost: int
+    endpoint: str | None
+    owed: int
+    ledgerSeq: int
     detail: str
+
+
+class GrantWhy(TypedDict, total=False):
+    grantId: str
+    kind: str
+    granted: int
+    consumed: int
+    refunded: int
+    expired: int
+    voided: int
+    remaining: int
+    drawOrder: int
+    why: str
+
+
+class BalanceExplained(TypedDict, total=False):
+    """Why the balance is what it is (`GET /v1/credits/balance/explain`)."""
+
+    accountId: str
+    asOf: str | None
+    by: str
+    balance: int
+    overage: int
+    overageWhy: str
+    unbucketed: int
+    scheduled: int
+    grants: list[GrantWhy]
+    recentConsumes: list[Json]
+    ledgerSeq: int
+
+
+class DailyBalance(TypedDict):
+    day: str
+    balance: int
+    change: int
+
+
+class BalanceHistory(TypedDict, total=False):
+    accountId: str
+    by: str
+    days: list[DailyBalance]
+    ledgerSeq: int
+
+
+class AccountSettings(TypedDict, total=False):
+    accountId: str
+    lowBalanceThreshold: int | None
+    autoReload: Json | None  # {threshold, amount, maxPerDay}
+    creditLimit: int
+    ledgerSeq: int
+
+
+class Alert(TypedDict, total=False):
+    type: str
+    at: str
+    seq: int
+    data: Json
+
+
+class RecentAlerts(TypedDict, total=False):
+    accountId: str
+    since: str
+    alerts: list[Alert]
+    basis: str
+    ledgerSeq: int
 
 
 class LedgerEntry(TypedDict, total=False):
@@ -91,11 +160,56 @@ class NewKey(TypedDict, total=False):
     expiresAt: str | None
 
 
-class NewWebhook(TypedDict, total=False):
+class AdminAccount(TypedDict, total=False):
+    accountId: str
+    name: str | None
+    registered: bool
+    createdAt: str | None
+    balance: int
+    available: int
+    overage: int
+    reserved: int
+    scheduled: int
+    ledgerSeq: int
+    lastActivityAt: str | None
+
+
+class AccountsPage(TypedDict, total=False):
+    data: list[AdminAccount]
+    limit: int
+    hasMore: bool
+    nextPage: str | None
+
+
+class Webhook(TypedDict, total=False):
     id: str
-    secret: str
+    url: str
+    events: list[str]
+    description: str
+    createdAt: str
+
+
+class NewWebhook(Webhook, total=False):
+    secret: str  # shown in this answer only
+
+
+class WebhookList(TypedDict):
+    data: list[Webhook]
+
+
+class DeliveryPage(TypedDict, total=False):
+    data: list[Json]  # {eventId, eventType, accountId, status, tries, …, attempts}
+    hasMore: bool
+    nextCursor: str | None
 
 
 class DashboardSession(TypedDict, total=False):
-    url: str
+    url: str  # <origin>/dashboard#session=<token>
+    expiresAt: str
+
+
+class SessionKey(TypedDict, total=False):
+    accountId: str
+    keyId: str
+    secret: str
     expiresAt: str

@@ -118,21 +118,48 @@ class CreditLedgerClient:
     ) -> None:
         self.close()
 
-    # --- customer reads -----------------------------------------------------------------------
+    # --- customer reads (`account`: the account a service token reads) ----------------------
 
     def balance(
-        self, *, as_of: Instant | None = None, by: By | None = None, min_seq: int | None = None
+        self,
+        *,
+        as_of: Instant | None = None,
+        by: By | None = None,
+        min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.Balance:
-        return self.send(self._calls.balance(as_of=as_of, by=by, min_seq=min_seq))
+        """Spendable credit now; with `as_of` (and `by`: occurred or recorded) as it stood then."""
+        call = self._calls.balance(as_of=as_of, by=by, min_seq=min_seq, account=account)
+        return self.send(call)
 
-    def balance_explain(self, *, as_of: Instant | None = None, by: By | None = None) -> models.Json:
-        return self.send(self._calls.balance_explain(as_of=as_of, by=by))
+    def balance_explain(
+        self,
+        *,
+        as_of: Instant | None = None,
+        by: By | None = None,
+        min_seq: int | None = None,
+        account: str | None = None,
+    ) -> models.BalanceExplained:
+        """Why the balance is what it is: each grant's part, the recent consumes' draws."""
+        call = self._calls.balance_explain(as_of=as_of, by=by, min_seq=min_seq, account=account)
+        return self.send(call)
+
+    def daily_balance(
+        self, *, days: int | None = None, account: str | None = None
+    ) -> models.BalanceHistory:
+        """The balance at the end of each of the last `days` UTC days, by event time."""
+        return self.send(self._calls.daily_balance(days=days, account=account))
 
     def check(
-        self, cost: int, endpoint: str | None = None, *, min_seq: int | None = None
+        self,
+        cost: int,
+        endpoint: str | None = None,
+        *,
+        min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.Check:
         """`allowed` and `available`; a 402 is an answer here (allowed False), not an error."""
-        return self.send(self._calls.check(cost, endpoint, min_seq=min_seq))
+        return self.send(self._calls.check(cost, endpoint, min_seq=min_seq, account=account))
 
     def activity(
         self,
@@ -140,8 +167,10 @@ class CreditLedgerClient:
         from_: Instant | None = None,
         to: Instant | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.Json:
-        return self.send(self._calls.activity(from_=from_, to=to, min_seq=min_seq))
+        call = self._calls.activity(from_=from_, to=to, min_seq=min_seq, account=account)
+        return self.send(call)
 
     def ledger(
         self,
@@ -155,11 +184,12 @@ class CreditLedgerClient:
         cursor: str | None = None,
         expand: str | Sequence[str] | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.LedgerPage:
         return self.send(
             self._calls.ledger(
                 from_=from_, to=to, reason=reason, limit=limit, page=page, offset=offset,
-                cursor=cursor, expand=expand, min_seq=min_seq,
+                cursor=cursor, expand=expand, min_seq=min_seq, account=account,
             )
         )  # fmt: skip
 
@@ -171,14 +201,17 @@ class CreditLedgerClient:
         reason: str | Sequence[str] | None = None,
         limit: int | None = None,
         expand: str | Sequence[str] | None = None,
+        account: str | None = None,
     ) -> Iterator[models.LedgerEntry]:
         """Every entry (newest first), page after page by `nextCursor`."""
-        call = self._calls.ledger(from_=from_, to=to, reason=reason, limit=limit, expand=expand)
+        call = self._calls.ledger(
+            from_=from_, to=to, reason=reason, limit=limit, expand=expand, account=account
+        )
         for page in self.pages(call):
             yield from page.get("data", [])
 
-    def ledger_entry(self, entry_id: str) -> models.LedgerEntry:
-        return self.send(self._calls.ledger_entry(entry_id))
+    def ledger_entry(self, entry_id: str, *, account: str | None = None) -> models.LedgerEntry:
+        return self.send(self._calls.ledger_entry(entry_id, account=account))
 
     def grants(
         self,
@@ -192,13 +225,14 @@ class CreditLedgerClient:
         limit: int | None = None,
         next_page: str | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.GrantsPage:
         return self.send(
             self._calls.grants(
                 covering_date=covering_date, starting_at=starting_at,
                 effective_before=effective_before, include_ledgers=include_ledgers,
                 include_balance=include_balance, include_archived=include_archived,
-                limit=limit, next_page=next_page, min_seq=min_seq,
+                limit=limit, next_page=next_page, min_seq=min_seq, account=account,
             )
         )  # fmt: skip
 
@@ -211,12 +245,13 @@ class CreditLedgerClient:
         include_balance: bool | None = None,
         include_archived: bool | None = None,
         limit: int | None = None,
+        account: str | None = None,
     ) -> Iterator[models.Json]:
         """Every grant matching the filters, page after page by `nextPage`."""
         call = self._calls.grants(
             covering_date=covering_date, starting_at=starting_at,
             effective_before=effective_before, include_balance=include_balance,
-            include_archived=include_archived, limit=limit,
+            include_archived=include_archived, limit=limit, account=account,
         )  # fmt: skip
         for page in self.pages(call):
             yield from page.get("data", [])
@@ -228,15 +263,14 @@ class CreditLedgerClient:
         include_ledgers: bool | None = None,
         include_balance: bool | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.Json:
         return self.send(
             self._calls.get_grant(
-                grant_id,
-                include_ledgers=include_ledgers,
-                include_balance=include_balance,
-                min_seq=min_seq,
+                grant_id, include_ledgers=include_ledgers, include_balance=include_balance,
+                min_seq=min_seq, account=account,
             )
-        )
+        )  # fmt: skip
 
     def usage(
         self,
@@ -245,25 +279,47 @@ class CreditLedgerClient:
         from_: Instant | None = None,
         to: Instant | None = None,
         min_seq: int | None = None,
+        account: str | None = None,
     ) -> models.Json:
-        return self.send(self._calls.usage(group_by=group_by, from_=from_, to=to, min_seq=min_seq))
+        call = self._calls.usage(
+            group_by=group_by, from_=from_, to=to, min_seq=min_seq, account=account
+        )
+        return self.send(call)
 
-    def summary(self, *, period: Period | None = None, min_seq: int | None = None) -> models.Json:
-        return self.send(self._calls.summary(period=period, min_seq=min_seq))
+    def summary(
+        self,
+        *,
+        period: Period | None = None,
+        min_seq: int | None = None,
+        account: str | None = None,
+    ) -> models.Json:
+        return self.send(self._calls.summary(period=period, min_seq=min_seq, account=account))
+
+    def account_settings(self, *, account: str | None = None) -> models.AccountSettings:
+        """Alert thresholds, auto-reload and credit limit, as the writer applies them."""
+        return self.send(self._calls.account_settings(account=account))
+
+    def alerts(
+        self, *, days: int | None = None, limit: int | None = None, account: str | None = None
+    ) -> models.RecentAlerts:
+        """Recent alerts (low balance, depleted, overage, …), newest first."""
+        return self.send(self._calls.alerts(days=days, limit=limit, account=account))
 
     # --- admin: accounts and keys -------------------------------------------------------------
 
     def create_account(self, account_id: str, name: str) -> models.Json:
         return self.send(self._calls.create_account(account_id, name))
 
-    def accounts(self, *, limit: int | None = None, next_page: str | None = None) -> models.Json:
+    def accounts(
+        self, *, limit: int | None = None, next_page: str | None = None
+    ) -> models.AccountsPage:
         return self.send(self._calls.accounts(limit=limit, next_page=next_page))
 
-    def iter_accounts(self, *, limit: int | None = None) -> Iterator[models.Json]:
+    def iter_accounts(self, *, limit: int | None = None) -> Iterator[models.AdminAccount]:
         for page in self.pages(self._calls.accounts(limit=limit)):
             yield from page.get("data", [])
 
-    def account(self, account_id: str | None = None) -> models.Json:
+    def account(self, account_id: str | None = None) -> models.AdminAccount:
         return self.send(self._calls.account(account_id))
 
     def create_key(
@@ -286,6 +342,10 @@ class CreditLedgerClient:
 
     def dashboard_session(self, account_id: str | None = None) -> models.DashboardSession:
         return self.send(self._calls.dashboard_session(account_id))
+
+    def exchange_dashboard_session(self, token: str) -> models.SessionKey:
+        """Trade a dashboard link's token (its fragment's `session=`) once for a key."""
+        return self.send(self._calls.exchange_dashboard_session(token))
 
     # --- admin: commands ----------------------------------------------------------------------
 
@@ -420,6 +480,8 @@ class CreditLedgerClient:
         low_balance_threshold: int | Unset | None = UNSET,
         auto_reload: Mapping[str, int] | Unset | None = UNSET,
         credit_limit: int | Unset | None = UNSET,
+        grant_expiring_notice_s: int | Unset | None = UNSET,
+        occurred_at: Instant | None = None,
         idempotency_key: str | None = None,
         **more: Any,
     ) -> models.Accepted:
@@ -427,6 +489,7 @@ class CreditLedgerClient:
             self._calls.settings(
                 account_id=account_id, low_balance_threshold=low_balance_threshold,
                 auto_reload=auto_reload, credit_limit=credit_limit,
+                grant_expiring_notice_s=grant_expiring_notice_s, occurred_at=occurred_at,
                 idempotency_key=idempotency_key, **more,
             )
         )  # fmt: skip
@@ -462,7 +525,7 @@ class CreditLedgerClient:
         effective_at: Instant,
         prices: Mapping[str, int],
         *,
-        default_credits: int | None = None,
+        default_credits: int,
     ) -> models.Json:
         return self.send(
             self._calls.set_price_book(effective_at, prices, default_credits=default_credits)
@@ -478,11 +541,16 @@ class CreditLedgerClient:
         self.send(self._calls.revoke_admin_token(token_id))
 
     def create_webhook(
-        self, url: str, events: Sequence[str], *, description: str | None = None
+        self,
+        url: str,
+        events: Sequence[str] | None = None,
+        *,
+        description: str | None = None,
     ) -> models.NewWebhook:
+        """`events`: alert types it receives (None: every type); `secret` is answered once."""
         return self.send(self._calls.create_webhook(url, events, description=description))
 
-    def webhooks(self) -> models.Json:
+    def webhooks(self) -> models.WebhookList:
         return self.send(self._calls.webhooks())
 
     def delete_webhook(self, webhook_id: str) -> None:
@@ -490,8 +558,16 @@ class CreditLedgerClient:
 
     def webhook_deliveries(
         self, webhook_id: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> models.Json:
+    ) -> models.DeliveryPage:
         return self.send(self._calls.webhook_deliveries(webhook_id, limit=limit, cursor=cursor))
+
+    def iter_webhook_deliveries(
+        self, webhook_id: str, *, limit: int | None = None
+    ) -> Iterator[models.Json]:
+        """Every delivery of an endpoint (newest first), page after page by `nextCursor`."""
+        call = self._calls.webhook_deliveries(webhook_id, limit=limit)
+        for page in self.pages(call):
+            yield from page.get("data", [])
 
     def send_events(self, events: Sequence[Mapping[str, Any]]) -> models.Json:
         return self.send(self._calls.send_events(events))

@@ -1,11 +1,12 @@
 """The client libraries against a live API: services/client (sync and async) and the TypeScript
 SDK in sdk/typescript (built, then its `node --test` suite run against this API).
 
-Writer and projector run in this process; the API is served by uvicorn on a free port in this
-loop. The blocking client therefore runs in a worker thread (it would stop the loop serving it).
-Each client makes its own account: key, grants through the admin API, usage over HTTP ingest, and
-then checks the balance, the ledger paged by cursor and `credits_remaining` against the
-arithmetic of what it sent.
+Writer, projector and the webhook worker run in this process; the API is served by uvicorn on a
+free port in this loop. The blocking client therefore runs in a worker thread (it would stop the
+loop serving it). Each client makes its own account: key, grants through the admin API, usage
+over HTTP ingest, and then checks the balance, the ledger paged by cursor and
+`credits_remaining` against the arithmetic of what it sent. The admin endpoints (service tokens,
+accounts, webhooks, dashboard sessions, explain, the account reads): test_clients_admin.py.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,16 +60,46 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
+@dataclass
+class HookReceiver:
+    """A webhook receiver on 127.0.0.1 answering 200 to every POST; `bodies` what came."""
+
+    bodies: list[bytes] = field(default_factory=list)
+    server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/hooks"
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+                length = re.search(r"content-length:\s*(\d+)", head)
+                self.bodies.append(await reader.readexactly(int(length[1]) if length else 0))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        writer.close()
+
+
 @dataclass(frozen=True)
 class LiveApi:
     url: str
     admin_token: str
+    hooks: HookReceiver  # a receiver the tests may register as a webhook endpoint
 
 
 @pytest.fixture
 async def live_api(namespace: Settings) -> AsyncIterator[LiveApi]:
-    settings = namespace.model_copy(update={"api_port": free_port()})  # the runtime's ops port
-    async with running(settings, ("writer", "projector")) as handle:
+    """The API on a free port, with writer, projector and the webhook worker running; webhook
+    URLs on 127.0.0.1 allowed (the receiver is local)."""
+    settings = namespace.model_copy(
+        update={"api_port": free_port(), "webhooks_allow_private": True}  # api_port: ops port
+    )
+    hooks = HookReceiver()
+    hooks.server = await asyncio.start_server(hooks.serve, "127.0.0.1", 0)
+    async with running(settings, ("writer", "projector", "webhooks")) as handle:
         app = create_app(settings, handle.pool, handle.producer)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="off"
@@ -84,10 +115,11 @@ async def live_api(namespace: Settings) -> AsyncIterator[LiveApi]:
         await wait_until(started, "the API server to start", SERVER_START_S)
         assert settings.admin_token is not None
         try:
-            yield LiveApi(f"http://127.0.0.1:{config.port}", settings.admin_token)
+            yield LiveApi(f"http://127.0.0.1:{config.port}", settings.admin_token, hooks)
         finally:
             server.should_exit = True
             await asyncio.wait_for(serving, SERVER_START_S)
+            hooks.server.close()
 
 
 def scan(account_id: str, credits: int) -> dict[str, object]:
@@ -203,7 +235,8 @@ async def test_the_typescript_sdk_against_the_live_api(live_api: LiveApi, tmp_pa
         "Node.js 20+ and npm are needed: `make test-deps` installs them"
     )
     env = {**os.environ, "CREDITLEDGER_API_URL": live_api.url,
-           "CREDITLEDGER_ADMIN_TOKEN": live_api.admin_token, "NO_COLOR": "1"}  # fmt: skip
+           "CREDITLEDGER_ADMIN_TOKEN": live_api.admin_token,
+           "CREDITLEDGER_HOOK_URL": live_api.hooks.url, "NO_COLOR": "1"}  # fmt: skip
     if not (SDK / "node_modules" / ".bin" / "tsc").exists():
         code, output = await run([npm, "ci", "--no-audit", "--no-fund"], env, NPM_INSTALL_S)
         assert code == 0, output[-4000:]

@@ -92,6 +92,29 @@ def test_a_402_check_is_an_answer_and_still_updates_credits_remaining() -> None:
     assert dict(script.requests[1].url.params) == {"cost": "5"}
 
 
+def test_a_refused_check_keeps_the_problems_members_but_its_type() -> None:
+    body = {**json.loads(problem(402, "insufficient-credits").content),
+            "allowed": False, "available": 2, "cost": 5, "owed": 0, "ledgerSeq": 9}  # fmt: skip
+    headers = {"content-type": "application/problem+json"}
+    script = Script(httpx.Response(402, json=body, headers=headers))
+    with client(script, admin_token="svc", account="a") as api:
+        refused = api.check(5, min_seq=9, account="b")
+    assert refused == {"allowed": False, "available": 2, "cost": 5, "owed": 0, "ledgerSeq": 9,
+                       "detail": "insufficient-credits here"}  # fmt: skip
+    sent = script.requests[0]
+    assert sent.headers["creditledger-account"] == "b"
+    assert dict(sent.url.params) == {"cost": "5", "min_seq": "9"}
+
+
+def test_the_dashboard_exchange_sends_no_credential_and_is_not_retried() -> None:
+    script = Script(problem(503, "unavailable"), ok({"keyId": "dsn_1"}, 201))
+    with client(script, admin_token="adm") as api, pytest.raises(ProblemError):
+        api.exchange_dashboard_session("cl_dsl_t")
+    (sent,) = script.requests
+    assert "authorization" not in sent.headers
+    assert json.loads(sent.content) == {"token": "cl_dsl_t"}
+
+
 def test_a_service_token_names_the_account_it_reads() -> None:
     script = Script(ok({"balance": 1}))
     with client(script, admin_token="cl_adm_t", account="acct_9") as api:

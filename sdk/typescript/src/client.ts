@@ -104,6 +104,14 @@ export class CreditLedgerClient {
     this.fetcher = options.fetch ?? globalThis.fetch;
   }
 
+  /**
+   * The same client reading another account: for a service token (an admin token with
+   * `credits:read`), customer reads name `account` in `Creditledger-Account`.
+   */
+  forAccount(account: string): CreditLedgerClient {
+    return new CreditLedgerClient(this.baseUrl, { ...this.options, account });
+  }
+
   // --- customer reads ---------------------------------------------------------------------
 
   /** Spendable credit now; with `as_of` (and `by`), as it stood then. */
@@ -111,6 +119,25 @@ export class CreditLedgerClient {
     query?: T.QueryOf<"/v1/credits/balance", "get", T.AsOfQuery> & T.AsOfQuery,
   ): Promise<T.AnswerOf<"/v1/credits/balance", "get", T.Balance>> {
     return this.send({ method: "GET", path: "/v1/credits/balance", auth: "customer", query });
+  }
+
+  /** The balance at the end of each of the last `days` UTC days, by event time. */
+  dailyBalance(
+    query?: T.QueryOf<"/v1/credits/balance/daily", "get", { days?: number }>,
+  ): Promise<T.AnswerOf<"/v1/credits/balance/daily", "get", T.AnyJson>> {
+    return this.send({ method: "GET", path: "/v1/credits/balance/daily", auth: "customer", query });
+  }
+
+  /** Alert thresholds, auto-reload and credit limit, as the writer applies them. */
+  accountSettings(): Promise<T.AnswerOf<"/v1/account/settings", "get", T.AnyJson>> {
+    return this.send({ method: "GET", path: "/v1/account/settings", auth: "customer" });
+  }
+
+  /** Recent alerts (low balance, depleted, overage, …), newest first. */
+  alerts(
+    query?: T.QueryOf<"/v1/account/alerts", "get", { days?: number; limit?: number }>,
+  ): Promise<T.AnswerOf<"/v1/account/alerts", "get", T.AnyJson>> {
+    return this.send({ method: "GET", path: "/v1/account/alerts", auth: "customer", query });
   }
 
   /** Why the balance is what it is: each grant's part, the recent consumes' draws. */
@@ -125,20 +152,25 @@ export class CreditLedgerClient {
     });
   }
 
-  /** Whether a call of `cost` credits on `endpoint` is covered now; a 402 answers allowed false. */
-  async check(cost: number, endpoint?: string): Promise<T.CheckAnswer> {
+  /**
+   * Whether a call of `cost` credits on `endpoint` is covered now; a 402 answers allowed false
+   * (the problem's members kept: `available`, `cost`, `owed`, `detail`, …).
+   */
+  async check(
+    cost: number,
+    endpoint?: string,
+    options: { min_seq?: number } = {},
+  ): Promise<T.CheckAnswer> {
     const answer = await this.send<Record<string, unknown>>({
       method: "GET",
       path: "/v1/credits/check",
       auth: "customer",
-      query: { cost, endpoint },
+      query: { cost, endpoint, min_seq: options.min_seq },
       okStatuses: [402],
-      headers: {},
     });
-    const allowed = answer["type"] === undefined && answer["allowed"] !== false;
-    const result: T.CheckAnswer = { allowed, available: answer["available"] as number };
-    if (!allowed && typeof answer["detail"] === "string") result.detail = answer["detail"];
-    return result;
+    const { type, title, status: _status, instance: _instance, ...members } = answer;
+    const allowed = type === undefined && title === undefined && answer["allowed"] !== false;
+    return { ...members, allowed, available: answer["available"] as number } as T.CheckAnswer;
   }
 
   activity(
@@ -288,6 +320,22 @@ export class CreditLedgerClient {
       method: "DELETE",
       path: `/v1/admin/accounts/${seg(accountId)}/keys/${seg(keyId)}`,
       auth: "admin",
+    });
+  }
+
+  /**
+   * The dashboard page's trade of a sign-in link's token (the `session=` value of its fragment)
+   * for a customer key of the account; no credential (the token is one), single-use.
+   */
+  exchangeDashboardSession(
+    token: string,
+  ): Promise<T.AnswerOf<"/dashboard/session-exchange", "post", T.AnyJson>> {
+    return this.send({
+      method: "POST",
+      path: "/dashboard/session-exchange",
+      auth: "none",
+      body: { token },
+      retrySafe: false,
     });
   }
 
@@ -450,7 +498,7 @@ export class CreditLedgerClient {
   createAdminToken(body: {
     name: string;
     scopes: string[];
-  }): Promise<T.AnswerOf<"/v1/admin/tokens", "post", T.AnyJson>> {
+  }): Promise<T.AnswerOf<"/v1/admin/tokens", "post", T.NewAdminToken>> {
     return this.send({
       method: "POST",
       path: "/v1/admin/tokens",
@@ -468,7 +516,10 @@ export class CreditLedgerClient {
     await this.send({ method: "DELETE", path: `/v1/admin/tokens/${seg(tokenId)}`, auth: "admin" });
   }
 
-  /** Registers an endpoint; the signing `secret` is shown in this answer only. */
+  /**
+   * Registers an endpoint (`events` empty or absent: every alert type); the signing `secret` is
+   * shown in this answer only. Not deduplicated by the API: not retried after a 5xx.
+   */
   createWebhook(
     body: T.BodyOf<"/v1/admin/webhooks", "post", T.WebhookBody>,
   ): Promise<T.AnswerOf<"/v1/admin/webhooks", "post", T.NewWebhook>> {
@@ -477,7 +528,6 @@ export class CreditLedgerClient {
       path: "/v1/admin/webhooks",
       auth: "admin",
       body,
-      headers: { "Idempotency-Key": randomUUID() },
       retrySafe: false,
     });
   }
@@ -496,8 +546,8 @@ export class CreditLedgerClient {
 
   webhookDeliveries(
     webhookId: string,
-    query?: T.PageQuery,
-  ): Promise<T.AnswerOf<"/v1/admin/webhooks/{id}/deliveries", "get", T.AnyJson>> {
+    query?: T.QueryOf<"/v1/admin/webhooks/{webhook_id}/deliveries", "get", T.PageQuery>,
+  ): Promise<T.AnswerOf<"/v1/admin/webhooks/{webhook_id}/deliveries", "get", T.AnyJson>> {
     return this.send({
       method: "GET",
       path: `/v1/admin/webhooks/${seg(webhookId)}/deliveries`,

@@ -75,9 +75,14 @@ export interface Balance {
 }
 
 export interface CheckAnswer {
-  /** false is the API's 402 (the problem's `available` kept): an answer, not an error */
+  /** false is the API's 402 (the problem's `available`, … kept): an answer, not an error */
   allowed: boolean;
   available: number;
+  cost?: number;
+  endpoint?: string | null;
+  owed?: number;
+  ledgerSeq?: number;
+  /** why not (a refusal only) */
   detail?: string;
 }
 
@@ -171,6 +176,15 @@ export interface NewKey {
   expiresAt: string | null;
 }
 
+export interface NewAdminToken {
+  tokenId: string;
+  name: string;
+  /** shown in this answer only */
+  secret: string;
+  scopes: string[];
+  createdAt: string | null;
+}
+
 export interface AccountsPage {
   data: Json[];
   limit: number;
@@ -222,7 +236,7 @@ export interface GrantBody {
 
 export interface WebhookBody {
   url: string;
-  events: string[];
+  events?: string[];
   description?: string;
 }
 

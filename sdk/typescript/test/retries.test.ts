@@ -26,7 +26,7 @@ function answers(...replies: Reply[]): void {
 
 const problem = (status: number, slug: string): Reply => ({
   status,
-  body: { type: `https://creditledger.dev/problems/${slug}`, title: slug, status, detail: slug },
+  body: { type: `/problems/${slug}`, title: slug, status, detail: slug },
   headers: { "content-type": "application/problem+json" },
 });
 

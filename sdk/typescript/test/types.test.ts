@@ -19,6 +19,13 @@ const explain: Equal<AnswerOf<"/v1/not/in/the/document", "get", { x: 1 }>, { x: 
 type BalanceAnswer = AnswerOf<"/v1/credits/balance", "get", Balance>;
 const balance: Equal<BalanceAnswer["available"], number> = true;
 
+// the newer reads: the generated answers
+type Daily = AnswerOf<"/v1/credits/balance/daily", "get", never>;
+const dailyBalance: Equal<Daily["days"][number]["balance"], number> = true;
+type Deliveries = AnswerOf<"/v1/admin/webhooks/{webhook_id}/deliveries", "get", never>;
+const deliveries: Equal<Deliveries["nextCursor"], string | null> = true;
+
 it("types resolve to the generated or the contract's shapes", () => {
-  assert.deepEqual([grantAmount, ledgerLimit, explain, balance], [true, true, true, true]);
+  const all = [grantAmount, ledgerLimit, explain, balance, dailyBalance, deliveries];
+  assert.deepEqual(all, [true, true, true, true, true, true]);
 });
