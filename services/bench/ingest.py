@@ -102,6 +102,9 @@ class MemorySampler:
             self.at_end = rss
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), MEMORY_SAMPLE_S)
+        if not self.at_half:
+            # Ingest ended between two samples (a small N): the half sample is the last one.
+            self.at_half = self.at_end
 
     def figures(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

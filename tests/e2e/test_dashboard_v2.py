@@ -250,7 +250,7 @@ class Answers:
     balance: dict[str, Any]
     daily: list[dict[str, Any]]
     grants: list[dict[str, Any]]
-    order: dict[str, int]
+    order: dict[str, int | None]  # explain's drawOrder: null for a grant not drawn now
     settings: dict[str, Any]
     alerts: list[dict[str, Any]]
     ledger: list[dict[str, Any]]
@@ -270,10 +270,10 @@ async def api_answers(url: str, secret: str) -> Answers:
 
         grants = (await get("/v1/credits/grants"))["data"]
         explain = await http.get("/v1/credits/balance/explain")
-        order = (
+        order: dict[str, int | None] = (
             {g["grantId"]: g["drawOrder"] for g in explain.json()["grants"]}
             if explain.status_code == 200
-            else rule_order(grants)
+            else dict(rule_order(grants))
         )
         return Answers(
             balance=await get("/v1/credits/balance"),
@@ -374,7 +374,7 @@ def check_panels(browser: WebDriver, answers: Answers, runs_out: str, width: int
     assert sorted(r[0] for r in rows) == sorted(by_id)
     for grant_id, order, remaining, amount, expires in rows:
         api = by_id[grant_id]
-        assert order == str(answers.order.get(grant_id, "")), (grant_id, order)
+        assert order == str(answers.order.get(grant_id) or ""), (grant_id, order)  # null: not drawn
         assert (remaining, amount) == (str(api["remaining"]), str(api["amount"]))
         assert expires == (api["schedule"]["expiresAt"] or "")
     ordered = [int(r[1]) for r in rows if r[1]]
