@@ -221,7 +221,10 @@ class WebhookWorker:
             except Exception:
                 # Whatever it was, it is this delivery's alone: the lane goes on with the next
                 # one, and the poller resumes this one once its lease lapses.
-                log.exception("webhook %s to %s failed", delivery.event_id, delivery.endpoint.url)
+                # (The endpoint by id: its URL may carry a receiver's token.)
+                log.exception(
+                    "webhook %s to %s failed", delivery.event_id, delivery.endpoint.endpoint_id
+                )
             finally:
                 lane.trying = False
                 self.in_flight.pop(delivery.key, None)

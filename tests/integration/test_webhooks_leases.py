@@ -244,3 +244,27 @@ async def test_the_retry_window_counts_from_when_the_alert_was_raised(
     assert gave_up["status"] == "failed" and gave_up["next_try_at"] is None
     assert retried["status"] == "pending" and retried["next_try_at"] is not None
     assert len(receiver.requests) == 2
+
+
+async def busy() -> None:
+    await asyncio.Event().wait()
+
+
+async def test_claimed_again_by_the_same_worker_the_queued_copy_tries_under_the_new_lease(
+    namespace: Settings, pool: asyncpg.Pool
+) -> None:
+    receiver = Counting(200)
+    worker = new_worker(namespace, pool, receiver)
+    endpoint = await new_endpoint(pool, "we_5e1f")
+    lane = worker.lanes["we_5e1f"] = worker_module.Lane(namespace.webhook_queue_max)
+    lane.task = asyncio.create_task(busy())  # a busy sender: the copy waits in the queue
+    try:
+        worker._offer(await new_delivery(pool, endpoint, "s1", worker.lease_s))
+        await lapse(pool, "s1")  # it waited in the queue past its lease ...
+        [claimed] = await claim_due(pool, worker.lease_s, 10, [])  # ... and our poller took it
+        worker._offer(worker_module._delivery(claimed, endpoint))
+        [queued] = worker_module._drained(lane.queue)
+        await worker._try(worker._leased(queued))
+        assert len(receiver.requests) == 1 and (await state(pool, "s1"))["status"] == "delivered"
+    finally:
+        lane.task.cancel()
