@@ -151,6 +151,10 @@ async def create_webhook(request: Request) -> CreatedWebhook:
         await check_registration(body.url, settings.webhooks_allow_private)
     except RefusedUrl as refused:
         raise _invalid("body.url", str(refused)) from refused
+    except UnicodeError as error:
+        # A name no resolver can encode: check_registration refuses those first; this keeps
+        # any it missed a 422 rather than a 500.
+        raise _invalid("body.url", f"the URL's host is not valid: {error}") from error
     endpoint_id, secret = "we_" + secrets.token_hex(8), new_secret()
     events = sorted(set(body.events))
     pool: asyncpg.Pool = request.app.state.pool

@@ -18,5 +18,6 @@ def retry_delay_s(tries: int, settings: Settings, rng: random.Random) -> float:
 
 
 def gives_up(age_s: float, delay_s: float, settings: Settings) -> bool:
-    """No next try once it would fall beyond `webhook_retry_window_s` after the delivery began."""
+    """No next try once it would fall beyond `webhook_retry_window_s` after the alert (`age_s`
+    counts from the alert's occurred_at, not from when the delivery was recorded)."""
     return age_s + delay_s > settings.webhook_retry_window_s

@@ -44,8 +44,10 @@ async def send(
     started = time.monotonic()
     try:
         status_code = await _post(client, delivery, allow_private, timeout_s)
-    except RefusedUrl as refused:
-        return Answer(None, f"refused: {refused}", _ms_since(started))
+    except (RefusedUrl, httpx.InvalidURL, UnicodeError) as refused:
+        # InvalidURL, UnicodeError: a host no client or resolver can encode (registered before
+        # registration checked that): a refused try like any other, retried until it gives up.
+        return Answer(None, _text(f"refused: {refused}"), _ms_since(started))
     except (TimeoutError, httpx.TimeoutException):
         return Answer(None, f"no answer within {timeout_s:g} s", _ms_since(started))
     except httpx.HTTPError as error:

@@ -8,18 +8,26 @@ endpoint (a bounded queue and one sender), so a slow or dead endpoint holds up o
 2. The poller claims due pending deliveries (retries, ones a full queue left behind, ones a
    restart left leased) for lanes with room.
 3. Each lane's sender renews the delivery's lease, tries it once, and records the try and the
-   delivery's next state in one transaction.
+   delivery's next state in one transaction. Each step needs the lease this worker was given
+   (its token, unexpired): a delivery whose lease lapsed while queued here may have been
+   claimed and sent by another worker, so it is dropped without being sent.
+4. Nothing one delivery does stops its lane: an unexpected error in a try is recorded as that
+   try's error, one anywhere else is logged (the lease lapses and the poller resumes it), and a
+   lane whose task ended anyway is started again when it is next offered a delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import asyncpg
 import httpx
@@ -34,7 +42,7 @@ from services.platform.settings import Settings
 from services.webhooks import metrics
 from services.webhooks.backoff import gives_up, retry_delay_s
 from services.webhooks.payload import event_body
-from services.webhooks.sender import new_client, send
+from services.webhooks.sender import Answer, new_client, send
 from services.webhooks.store import (
     Delivery,
     Endpoint,
@@ -75,7 +83,9 @@ class WebhookWorker:
         self.settings = settings
         self.pool = pool
         self.lanes: dict[str, Lane] = {}
-        self.in_flight: set[Key] = set()  # queued or being tried by this process
+        # Queued or being tried by this process, with the newest lease it was given (claimed
+        # again while queued: the queued copy tries under the new lease).
+        self.in_flight: dict[Key, UUID | None] = {}
         self.rng = random.Random()
         self.lease_s = settings.webhook_timeout_s + LEASE_MARGIN_S
         self.client: httpx.AsyncClient | None = None
@@ -126,7 +136,7 @@ class WebhookWorker:
                     lane.task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         lanes = self.lanes.values()
-        queued = [d.key for lane in lanes for d in _drained(lane.queue)]
+        queued = [self._leased(d) for lane in lanes for d in _drained(lane.queue)]
         with contextlib.suppress(*TRANSIENT_ERRORS):
             await release(self.pool, queued)
 
@@ -177,54 +187,87 @@ class WebhookWorker:
     def _offer(self, delivery: Delivery) -> None:
         """Queue it in its endpoint's lane; a full lane leaves it pending (the poller's)."""
         if delivery.key in self.in_flight:
+            self.in_flight[delivery.key] = delivery.lease_token
             return
         lane = self.lanes.get(delivery.endpoint.endpoint_id)
         if lane is None:
             lane = self.lanes[delivery.endpoint.endpoint_id] = Lane(self.settings.webhook_queue_max)
-        if lane.task is None:
+        if lane.task is None or lane.task.done():
+            if lane.task is not None and not lane.task.cancelled() and lane.task.exception():
+                log.error(
+                    "webhook lane %s had stopped; restarting it", delivery.endpoint.endpoint_id
+                )
             lane.task = asyncio.create_task(self._drain(lane))
         if lane.queue.full():
             metrics.QUEUED_LATER.inc()
             return
-        self.in_flight.add(delivery.key)
+        self.in_flight[delivery.key] = delivery.lease_token
         lane.queue.put_nowait(delivery)
+
+    def _leased(self, delivery: Delivery) -> Delivery:
+        """The delivery under the newest lease this worker was given for it."""
+        token = self.in_flight.get(delivery.key, delivery.lease_token)
+        return dataclasses.replace(delivery, lease_token=token)
 
     async def _drain(self, lane: Lane) -> None:
         while not lane.closing:
             delivery = await lane.queue.get()
             lane.trying = True
             try:
-                await self._try(delivery)
+                await self._try(self._leased(delivery))
             except TRANSIENT_ERRORS as error:
                 # Still pending and leased in Postgres: the poller resumes it after the lease.
                 log.warning("webhook %s: Postgres failed (%s)", delivery.event_id, error)
+            except Exception:
+                # Whatever it was, it is this delivery's alone: the lane goes on with the next
+                # one, and the poller resumes this one once its lease lapses.
+                # (The endpoint by id: its URL may carry a receiver's token.)
+                log.exception(
+                    "webhook %s to %s failed", delivery.event_id, delivery.endpoint.endpoint_id
+                )
             finally:
                 lane.trying = False
-                self.in_flight.discard(delivery.key)
+                self.in_flight.pop(delivery.key, None)
 
     async def _try(self, delivery: Delivery) -> None:
         leased = await renew_lease(self.pool, delivery, self.lease_s)
         if leased is None:
-            return  # cancelled (endpoint deleted) or finished by another worker
-        assert self.client is not None
+            # Cancelled (endpoint deleted), finished, or our lease lapsed and another worker
+            # may hold it now: sending could deliver it twice.
+            return
         try_number = leased["tries"] + 1
-        answer = await send(
-            self.client, delivery, self.settings.webhooks_allow_private,
-            self.settings.webhook_timeout_s,
-        )  # fmt: skip
+        answer = await self._send(delivery)
         now = datetime.now(UTC)
         state, next_try_at = "delivered", None
         if not answer.delivered:
             delay_s = retry_delay_s(try_number, self.settings, self.rng)
-            age_s = (now - leased["created_at"]).total_seconds()
+            age_s = (now - leased["window_from"]).total_seconds()  # since the alert
             state = "failed" if gives_up(age_s, delay_s, self.settings) else "pending"
             next_try_at = now + timedelta(seconds=delay_s) if state == "pending" else None
         outcome = Outcome(
             try_number, answer.status_code, answer.latency_ms, answer.error, now, state,
             next_try_at,
         )  # fmt: skip
-        await retry_transient(lambda: record_outcome(self.pool, delivery, outcome), "try")
+        recorded = await retry_transient(
+            lambda: record_outcome(self.pool, delivery, outcome), "try"
+        )
+        if not recorded:
+            log.warning("webhook %s: lease lost during the try; not recorded", delivery.event_id)
         _count(answer.status_code, answer.delivered, answer.latency_ms, state)
+
+    async def _send(self, delivery: Delivery) -> Answer:
+        """One try; an error `send` does not expect is this try's error, recorded like one."""
+        assert self.client is not None
+        started = time.monotonic()
+        try:
+            return await send(
+                self.client, delivery, self.settings.webhooks_allow_private,
+                self.settings.webhook_timeout_s,
+            )  # fmt: skip
+        except Exception as error:
+            log.exception("webhook %s: the try failed unexpectedly", delivery.event_id)
+            latency_ms = round((time.monotonic() - started) * 1000)
+            return Answer(None, f"error: {type(error).__name__}: {error}"[:500], latency_ms)
 
 
 def _deliveries(
@@ -235,12 +278,22 @@ def _deliveries(
         if alert is None:
             continue
         body = event_body(alert)
+        raised_at = _raised_at(record)
         for endpoint in endpoints:
             registered_ms = endpoint.created_at.timestamp() * 1000 - REGISTERED_MARGIN_MS
             if endpoint.wants(alert.type) and record.timestamp >= registered_ms:
                 yield NewDelivery(
-                    alert.account_id, alert.alert_id, endpoint.endpoint_id, alert.type, body
-                )
+                    alert.account_id, alert.alert_id, endpoint.endpoint_id, alert.type, body,
+                    raised_at,
+                )  # fmt: skip
+
+
+def _raised_at(record: ConsumerRecord[bytes, bytes]) -> datetime:
+    """When the writer raised the alert: its record's time on the alerts topic. Not the alert's
+    `occurred_at`, which is event time (a late usage event's can be days old) and would spend
+    the retry window before the first try. (A record without a time, -1, is older than every
+    endpoint and delivered to none.)"""
+    return datetime.fromtimestamp(record.timestamp / 1000, UTC)
 
 
 def _alert(record: ConsumerRecord[bytes, bytes]) -> AlertMessage | None:
@@ -276,7 +329,9 @@ def _drained(queue: asyncio.Queue[Delivery]) -> list[Delivery]:
 
 
 def _delivery(row: asyncpg.Record, endpoint: Endpoint) -> Delivery:
-    return Delivery(row["account_id"], row["event_id"], endpoint, bytes(row["body"]))
+    return Delivery(
+        row["account_id"], row["event_id"], endpoint, bytes(row["body"]), row["lease_token"]
+    )
 
 
 def _key(row: asyncpg.Record) -> Key:

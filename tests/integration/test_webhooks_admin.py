@@ -53,6 +53,14 @@ def assert_invalid_url(answer: httpx.Response, why: str) -> None:
         ("http://[::ffff:127.0.0.1]/hooks", "private, loopback or link-local"),
         ("http://100.64.0.1/hooks", "private, loopback or link-local"),
         ("http://0.0.0.0/hooks", "private, loopback or link-local"),
+        ("http://[64:ff9b::7f00:1]/hooks", "private, loopback or link-local"),  # NAT64
+        ("http://[64:ff9b:1::a00:1]/hooks", "private, loopback or link-local"),
+        ("http://[2002:a9fe:a9fe::]/hooks", "private, loopback or link-local"),  # 6to4
+        ("http://[::127.0.0.1]/hooks", "private, loopback or link-local"),
+        ("http://[::ffff:0:7f00:1]/hooks", "private, loopback or link-local"),
+        ("http://[fec0::1]/hooks", "private, loopback or link-local"),
+        ("https://\u00adfoo.com/hooks", "host is not valid"),  # no client can parse it
+        ("https://" + "a" * 64 + ".example.com/hooks", "host is not valid"),  # was a 500
         ("http://localhost:8080/hooks", "loopback name"),
         ("ftp://93.184.215.14/hooks", "only http and https"),
         ("file:///etc/passwd", "only http and https"),
