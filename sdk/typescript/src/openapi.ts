@@ -864,6 +864,11 @@ export interface components {
             autoReload: components["schemas"]["AutoReloadSettings"] | null;
             /** Creditlimit */
             creditLimit: number;
+            /**
+             * Grantexpiringnotices
+             * @description how long before a grant expires its grant_expiring webhook is sent, in s
+             */
+            grantExpiringNoticeS: number;
             /** Ledgerseq */
             ledgerSeq: number;
             /** Lowbalancethreshold */
