@@ -271,7 +271,11 @@ async def api_answers(url: str, secret: str) -> Answers:
         grants = (await get("/v1/credits/grants"))["data"]
         explain = await http.get("/v1/credits/balance/explain")
         order = (
-            {g["grantId"]: g["drawOrder"] for g in explain.json()["grants"]}
+            {  # a grant not spendable now has no place in the order (drawOrder null)
+                g["grantId"]: g["drawOrder"]
+                for g in explain.json()["grants"]
+                if g["drawOrder"] is not None
+            }
             if explain.status_code == 200
             else rule_order(grants)
         )
