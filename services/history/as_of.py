@@ -27,7 +27,8 @@ hold's expiry): an expired hold counts in `reserved` until its release entry.
 The chosen entries, and the due ones, fold with the balance read model's own rules
 (projections/balance/apply.py: `fold_any`), so the figures (`scheduled`, `overage`,
 `unbucketed`, the buckets that add up to the balance) are the read model's, as of then. The
-entries stream through a cursor: memory is a page of entries whatever the account's size.
+entries stream through a cursor: memory is a page of entries, and a record per grant for the
+due rules, whatever the account's size.
 """
 
 from __future__ import annotations

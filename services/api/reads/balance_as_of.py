@@ -29,7 +29,8 @@ AsOfParam = Annotated[
     str | None,
     Query(
         max_length=64,
-        description="ISO-8601 instant with offset (or a UTC date): the balance as it stood then",
+        description="ISO-8601 instant with offset (or a UTC date): what the balance would have "
+        "answered then (what was due then, expiries and activations, applied); default now",
     ),
 ]
 ByParam = Annotated[
