@@ -1,4 +1,5 @@
-"""`GET /v1/account/settings`: the account's alert thresholds, auto-reload and credit limit.
+"""`GET /v1/account/settings`: the account's alert thresholds, auto-reload, credit limit and
+grant-expiring notice.
 
 They are set by the `account_settings` command (admin `POST .../settings`) and live in the
 writer's account state; this read answers them as the writer will apply them, from the same
@@ -35,6 +36,10 @@ class AccountSettingsRead(BaseModel):
     low_balance_threshold: int | None = Field(alias="lowBalanceThreshold")
     auto_reload: AutoReloadSettings | None = Field(alias="autoReload")
     credit_limit: int = Field(alias="creditLimit")
+    grant_expiring_notice_s: int = Field(
+        alias="grantExpiringNoticeS",
+        description="how long before a grant expires its grant_expiring webhook is sent, in s",
+    )
     ledger_seq: int = Field(alias="ledgerSeq")
     model_config = ConfigDict(populate_by_name=True)
 

@@ -295,15 +295,21 @@ class ExplainFold:
         )
         return AccountState(self.account_id, seq=self.seq, balance=self.balance, buckets=buckets)
 
+    def due(self, at: datetime) -> tuple[AccountState, list[LedgerEntry]]:
+        """What event time has made due at `at`, by the core's rules (expiry.expire_due, as
+        spend.due_state applies them for `/check` and the balance): the state after, and the
+        entries the writer would write for it. The fold is unchanged; the point-in-time balance
+        (services/history/as_of.py) folds these entries too, so it and explain agree."""
+        tape = Tape(self.state(), at)
+        expire_due(tape, at)
+        return tape.state, [e for e in tape.events if isinstance(e, LedgerEntry)]
+
     def finish(self, at: datetime) -> Explanation:
         """Apply what is due at `at`, then explain. Call once: the due entries join the fold."""
         ledger_seq = self.seq
-        tape = Tape(self.state(), at)
-        expire_due(tape, at)
-        due = [e for e in tape.events if isinstance(e, LedgerEntry)]
+        now, due = self.due(at)
         for entry in due:
             self.add(entry)
-        now = tape.state
         by_id = {b.grant_id: b for b in now.buckets}
         for grant in self._grants:  # an empty bucket past its expiry may have been dropped
             bucket = by_id.get(grant.terms.grant_id) if grant.closed is None else None

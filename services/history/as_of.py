@@ -1,9 +1,10 @@
-"""Point-in-time balances: what an account's ledger said at an instant.
+"""Point-in-time balances: what the balance would have answered at an instant T, given what the
+ledger held by T on a clock.
 
-Two time axes (see README.md):
+Two clocks choose the entries (see README.md):
 - `by="recorded"` (default), ledger time: the prefix of the account's ledger, seq 1..S, where S is
-  the highest seq with `recorded_at <= as_of`. Always a state the ledger really was in
-  (`balance` equals entry S's `balance_after`), and the answer for a past instant never changes.
+  the highest seq with `recorded_at <= as_of`. A state the ledger really was in, and the answer
+  for a past instant never changes.
 - `by="occurred"`, event time: every entry that had happened by `as_of`, whatever its seq. What
   the account held at that instant as far as the ledger knows *now*: a late event moves it, and
   the set need not be a prefix, so it can be a balance no entry ever showed. An entry happens at
@@ -13,10 +14,21 @@ Two time axes (see README.md):
   follows it; a scheduled grant's opening entry happens at its issue (from then it is
   `scheduled`), its activation (and that one's payment) at `effective_at`, its `occurred_at`.
 
-Both fold the chosen entries with the balance read model's own rules (projections/balance/
-apply.py: `fold_any`), so the figures (`scheduled`, `overage`, `unbucketed`, the buckets that
-add up to the balance) are the read model's, as of then. The entries stream through a cursor:
-memory is a page of entries whatever the account's size.
+Then, on both clocks, what event time has made due at T and the chosen entries do not yet say
+happens, by the core's own rules (services/core/explain.py `ExplainFold.due`: expiry.expire_due,
+what spend.due_state applies for the live balance and `/check`, and what explain applies): a
+grant expired at T has left, a scheduled grant effective at T is spendable. The writer records
+those entries a little later (or, on a quiet account, only at its next command); the balance
+answered meanwhile already applied them, so the as-of answer does too. So `balance?as_of=T`,
+`explain?as_of=T` and (T = now) the live balance agree; on ledger time the answer is entry S's
+`balance_after` only when nothing was due. Holds are not rebuilt (the ledger does not carry a
+hold's expiry): an expired hold counts in `reserved` until its release entry.
+
+The chosen entries, and the due ones, fold with the balance read model's own rules
+(projections/balance/apply.py: `fold_any`), so the figures (`scheduled`, `overage`,
+`unbucketed`, the buckets that add up to the balance) are the read model's, as of then. The
+entries stream through a cursor: memory is a page of entries, and a record per grant for the
+due rules, whatever the account's size.
 """
 
 from __future__ import annotations
@@ -32,10 +44,13 @@ from projections.balance.apply import BalanceView, buckets_by_kind, fold_any, re
 from projections.grant_entries import PAYS_OVERAGE, is_activation, whole
 from projections.ledger_rows import entry_from_row
 from schemas.ledger import LedgerEntryMessage
+from services.core.explain import ExplainFold
+from services.history.core_entries import CoreEntries, to_message
 from services.platform.postgres import DbConnection
 
 TimeAxis = Literal["recorded", "occurred"]
 PAGE_ROWS = 5000
+EVERY_ENTRY = datetime.max.replace(tzinfo=UTC)
 
 # Ledger time. The newest entry recorded by `as_of` is found walking the primary key
 # (account_id, seq) backwards from the end, so the search costs the entries recorded after
@@ -128,6 +143,15 @@ class AsOfBalance:
 def iso_utc(moment: datetime) -> str:
     """ISO-8601 in UTC with a `Z`, as the API writes times."""
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def cut_at(as_of: datetime | None, by: TimeAxis, now: datetime) -> datetime:
+    """The instant that chooses the entries: `as_of`; without one (as of now), by ledger time
+    every entry (the ledger as it stands: no clock of ours cuts off one just recorded), by event
+    time what had happened by `now`."""
+    if as_of is not None:
+        return as_of
+    return EVERY_ENTRY if by == "recorded" else now
 
 
 def _require_aware(as_of: datetime) -> None:
@@ -234,17 +258,21 @@ def select_entries(
 
 
 class _Fold:
-    """The chosen entries, in seq order, folded a page at a time into the balance view."""
+    """The chosen entries, in seq order, folded a page at a time into the balance view; at the
+    end, what is due at `at` (the instant answered) folds in too."""
 
-    def __init__(self, account_id: str, as_of: datetime, by: TimeAxis) -> None:
-        self.account_id, self.as_of, self.by = account_id, as_of, by
+    def __init__(self, account_id: str, at: datetime, by: TimeAxis) -> None:
+        self.account_id, self.at, self.by = account_id, at, by
         self.view = BalanceView(account_id)
         self.entries = 0
         self.last_recorded_at: datetime | None = None
         self._page: list[LedgerEntryMessage] = []
+        # The core's account state, for its due rules; no consume is kept for explaining.
+        self._core, self._state = CoreEntries(), ExplainFold(account_id, recent=0)
 
     def add(self, entry: LedgerEntryMessage) -> None:
         self._page.append(entry)
+        self._state.add(self._core.of(entry))
         self.entries += 1
         if self.last_recorded_at is None or entry.recorded_at > self.last_recorded_at:
             self.last_recorded_at = entry.recorded_at
@@ -259,19 +287,20 @@ class _Fold:
         self._flush()
         if self.entries == 0 or self.last_recorded_at is None:
             return None
-        view = self.view
+        ledger_seq = self.view.last_seq
+        _, due = self._state.due(self.at)
+        view = fold_any(self.view, [to_message(entry) for entry in due])
         buckets = tuple(
             BucketKindBalance(str(b["kind"]), int(b["amount"]), int(b["balance"]))
             for b in buckets_by_kind(view)
         )
         assert sum(b.balance for b in buckets) == view.balance, "buckets add up to the balance"
         return AsOfBalance(
-            account_id=self.account_id, as_of=self.as_of, by=self.by, seq=view.last_seq,
+            account_id=self.account_id, as_of=self.at, by=self.by, seq=ledger_seq,
             entries=self.entries, balance=view.balance, reserved=view.reserved,
             granted_total=view.granted_total, consumed_total=view.consumed_total,
             buckets=buckets, last_recorded_at=self.last_recorded_at, scheduled=view.scheduled,
-            overage=view.overage, unbucketed=view.unbucketed,
-            reset_at=reset_at(view, self.as_of),
+            overage=view.overage, unbucketed=view.unbucketed, reset_at=reset_at(view, self.at),
         )  # fmt: skip
 
 
@@ -281,22 +310,43 @@ async def balance_as_of(
     as_of: datetime,
     by: TimeAxis = "recorded",
 ) -> AsOfBalance | None:
-    """The account's balance at `as_of` (inclusive) on the `by` time axis; None when no entry of
-    the account falls by then. Ledger time refuses a prefix with a gap or whose deltas do not sum
-    to its last `balance_after` (`LedgerInconsistentError`)."""
+    """What the balance would have answered at `as_of` (inclusive), given the entries the ledger
+    held by then on the `by` clock, with what was due at `as_of` applied; None when no entry of
+    the account falls by then. Ledger time refuses a prefix with a gap or whose deltas do not
+    sum to its last `balance_after` (`LedgerInconsistentError`)."""
     _require_aware(as_of)
     _require_axis(by)
+    return await _on_connection(conn_or_pool, account_id, as_of, as_of, by)
+
+
+async def balance_now(
+    conn_or_pool: asyncpg.Pool | DbConnection, account_id: str, by: TimeAxis, now: datetime
+) -> AsOfBalance | None:
+    """`balance_as_of` without an `as_of`: the balance now, from the entries `cut_at` chooses
+    (by ledger time every one), with what is due at `now` applied: the live balance's answer."""
+    _require_aware(now)
+    _require_axis(by)
+    return await _on_connection(conn_or_pool, account_id, cut_at(None, by, now), now, by)
+
+
+async def _on_connection(
+    conn_or_pool: asyncpg.Pool | DbConnection,
+    account_id: str,
+    cut: datetime,
+    at: datetime,
+    by: TimeAxis,
+) -> AsOfBalance | None:
     if isinstance(conn_or_pool, asyncpg.Pool):
         async with conn_or_pool.acquire() as conn:
-            return await _balance_as_of(conn, account_id, as_of, by)
-    return await _balance_as_of(conn_or_pool, account_id, as_of, by)
+            return await _balance_as_of(conn, account_id, cut, at, by)
+    return await _balance_as_of(conn_or_pool, account_id, cut, at, by)
 
 
 async def _balance_as_of(
-    conn: DbConnection, account_id: str, as_of: datetime, by: TimeAxis
+    conn: DbConnection, account_id: str, cut: datetime, at: datetime, by: TimeAxis
 ) -> AsOfBalance | None:
-    fold = _Fold(account_id, as_of, by)
-    async for entry in entries_as_of(conn, account_id, as_of, by):
+    fold = _Fold(account_id, at, by)
+    async for entry in entries_as_of(conn, account_id, cut, by):
         fold.add(entry)
     return fold.result()
 
@@ -306,8 +356,10 @@ def fold_entries(
     entries: Iterable[Mapping[str, Any]],
     as_of: datetime,
     by: TimeAxis = "occurred",
+    cut: datetime | None = None,
 ) -> AsOfBalance | None:
-    """The same answer as `balance_as_of`, over one account's entries in memory. Pure.
+    """The same answer as `balance_as_of`, over one account's entries in memory. Pure. `cut`,
+    when given, chooses the entries instead of `as_of` (`balance_now`'s `EVERY_ENTRY`).
 
     Entries are `ledger_entries` rows (`entry_id`, `bucket_grant_id`, `bucket_kind`,
     `bucket_expires_at`, `bucket_terms`) or the contract's shape (`id`, `bucket` {`grant_id`,
@@ -316,7 +368,8 @@ def fold_entries(
     `metadata`, `source` and `balance_after` default to nothing. No ledger checks.
     """
     fold = _Fold(account_id, as_of, by)
-    for message in select_entries(account_id, _messages(account_id, entries), as_of, by):
+    chosen = as_of if cut is None else cut
+    for message in select_entries(account_id, _messages(account_id, entries), chosen, by):
         fold.add(message)
     return fold.result()
 

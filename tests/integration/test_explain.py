@@ -8,7 +8,10 @@ grant whose activation pays what was owed before the next call draws it. Then:
 - explain's figures are the balance endpoint's, and each grant's are the ones worked out here;
 - `balance?as_of=T&by=B` answers what `creditledger balance ACCOUNT --as-of T --by B` prints
   (the function the CLI calls), on both clocks, at every instant the ledger knows and before any
-  activity; explain at those instants (event time) agrees with it;
+  activity; explain at those instants, on both clocks, agrees with it;
+- where something is due that the writer has not written yet (an expiry, an activation), the
+  live balance, the balance as of now and as of an instant in the gap, the CLI and explain, on
+  both clocks, all apply it;
 - bad `as_of` and `by` answer 422 problem+json; the fast-read middleware leaves these requests
   to the route.
 """
@@ -16,7 +19,7 @@ grant whose activation pays what was owed before the next call draws it. Then:
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -75,8 +78,13 @@ async def get(
     return body
 
 
-async def story(stack: Stack) -> Customer:
-    """The history of the module docstring, in phases so the writer applies it in this order."""
+Probe = Callable[[Customer, datetime], Awaitable[None]]
+
+
+async def story(stack: Stack, probe: Probe | None = None) -> Customer:
+    """The history of the module docstring, in phases so the writer applies it in this order.
+    `probe(who, instant)` runs where something is due that the writer has not yet written (the
+    scheduler is quiet): the gift's expiry at(30), the scheduled grant's activation at(60)."""
     driver = stack.driver
     who = await new_customer(stack.http, stack.settings, ACCOUNT)
     await driver.commands(
@@ -90,6 +98,8 @@ async def story(stack: Stack) -> Customer:
         usage(ACCOUNT, "r2", credits=70, occurred_at=at(5)),  # sub 60, gift 10
     )
     await driver.settled()
+    if probe is not None:
+        await probe(who, T0 + timedelta(minutes=35))
     # At(40): the gift expired at(30) with 20 left; the adjustment is credit tied to no grant.
     await driver.commands(command("adjustment", ACCOUNT, "adj", amount=5, occurred_at=at(40)))
     await driver.settled()
@@ -102,6 +112,8 @@ async def story(stack: Stack) -> Customer:
         grant(ACCOUNT, 50, "later", occurred_at=at(50), effective_at=at(60))  # scheduled
     )
     await driver.settled()
+    if probe is not None:
+        await probe(who, T0 + timedelta(minutes=65))
     # At(70) the activation at(60) is written first: it pays the 25 owed, 25 left; r5 draws 5.
     await driver.usage(usage(ACCOUNT, "r5", credits=5, occurred_at=at(70)))
     await driver.settled()
@@ -191,6 +203,54 @@ async def test_explain_equals_the_balance_and_says_why(stack: Stack) -> None:
     assert (empty["balance"], empty["grants"], empty["recentConsumes"]) == (0, [], [])
 
 
+def figures_of(body: dict[str, Any]) -> tuple[int, int, int, int]:
+    return (body["balance"], body["overage"], body["unbucketed"], body["scheduled"])
+
+
+LIVE_FIELDS = ("balance", "reserved", "available", "overage", "scheduled", "grantedTotal",
+               "consumedTotal", "buckets", "resetAt", "ledgerSeq")  # fmt: skip
+
+
+async def test_in_the_due_gap_every_read_agrees(stack: Stack) -> None:
+    """Something is due that the writer has not written yet (the gift expired at(30) with 20
+    left; the scheduled grant effective at(60)): the live balance, `/check`, the balance as of
+    now (`by` alone, and `as_of`) on both clocks, the balance as of an instant in the gap and
+    explain there all apply it, as the writer will."""
+    seen: list[datetime] = []
+
+    async def probe(who: Customer, gap: datetime) -> None:
+        seen.append(gap)
+        path = "/v1/credits/balance"
+        live = await get(stack, who, path)
+        # Not ledgerSeq: the live balance counts the due entries' seqs the writer has yet to
+        # write (services/api/reads/balance.py: `figures.seq`); the others say the ledger's.
+        money = [k for k in LIVE_FIELDS if k != "ledgerSeq"]
+        expected = {k: live[k] for k in money}
+        for by in ("recorded", "occurred"):
+            now = await get(stack, who, path, by=by)  # `by` alone: as of now
+            assert {k: now[k] for k in money} == expected, (gap, by, now)
+            explained = await get(stack, who, f"{path}/explain", by=by)
+            assert figures_of(explained) == figures_of(now), (gap, by)
+        axes: tuple[TimeAxis, ...] = ("recorded", "occurred")
+        for moment in (gap, datetime.now(UTC)):
+            for by in axes:
+                then = await get(stack, who, path, as_of=z(moment), by=by)
+                why = await get(stack, who, f"{path}/explain", as_of=z(moment), by=by)
+                adds_up(why)
+                assert figures_of(then) == figures_of(why), (gap, moment, by, then, why)
+                cli = await cli_answer(stack, moment, by)  # None: no entry yet (ledger time)
+                assert cli == then or (cli is None and then["ledgerSeq"] == 0), (gap, moment, by)
+        if gap == T0 + timedelta(minutes=35):  # the gift's 20 left: 150 - 40 - 70 - 20 = 20
+            assert (live["balance"], live["scheduled"]) == (20, 0)
+            kinds = {b["kind"]: b["balance"] for b in live["buckets"]}
+            assert kinds == {"promotional": 20, "subscription": 0}
+        else:  # the 50 are spendable and pay the 25 owed: 20 promo + 25
+            assert (live["balance"], live["overage"], live["scheduled"]) == (45, 0, 0)
+
+    await story(stack, probe)
+    assert seen == [T0 + timedelta(minutes=m) for m in (35, 65)]
+
+
 async def cli_answer(stack: Stack, moment: datetime, by: TimeAxis) -> dict[str, Any] | None:
     """What `creditledger balance ACCOUNT --as-of T --by B` prints (services/cli.py `_balance`:
     the same function, its JSON)."""
@@ -219,12 +279,13 @@ async def test_balance_as_of_answers_what_the_cli_answers(stack: Stack) -> None:
                 continue
             assert api == expected, (by, moment)
             assert sum(b["balance"] for b in api["buckets"]) == api["balance"]
-            if by == "occurred":  # explain at the same instant tells of the same entries
-                why = await get(stack, who, "/v1/credits/balance/explain", as_of=z(moment), by=by)
-                adds_up(why)
-                shown = (why["balance"], why["overage"], why["unbucketed"], why["scheduled"])
-                assert shown == (api["balance"], api["overage"], api["unbucketed"],
-                                 api["scheduled"]), (moment, why)  # fmt: skip
+            # Explain at the same instant tells of the same entries, with the same due rules:
+            # on ledger time, every recorded instant here is after the gift's expiry and the
+            # scheduled grant's effective_at (event time is in the past), so a prefix without
+            # their entries still has them due.
+            why = await get(stack, who, "/v1/credits/balance/explain", as_of=z(moment), by=by)
+            adds_up(why)
+            assert figures_of(why) == figures_of(api), (by, moment, why)
 
     # Before any activity, on either clock: the empty balance (the CLI: "no ledger entry").
     for by in axes:
@@ -237,9 +298,7 @@ async def test_balance_as_of_answers_what_the_cli_answers(stack: Stack) -> None:
     now = await get(stack, who, "/v1/credits/balance", by="recorded")
     live = await get(stack, who, "/v1/credits/balance")
     assert "asOf" in now and "asOf" not in live  # the middleware left `by` to the route
-    same = ("balance", "reserved", "available", "overage", "scheduled", "grantedTotal",
-            "consumedTotal", "buckets", "resetAt", "ledgerSeq")  # fmt: skip
-    assert {k: now[k] for k in same} == {k: live[k] for k in same}
+    assert {k: now[k] for k in LIVE_FIELDS} == {k: live[k] for k in LIVE_FIELDS}
 
 
 async def test_as_of_and_by_are_checked(stack: Stack) -> None:

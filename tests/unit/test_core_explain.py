@@ -54,7 +54,7 @@ from services.core.model import (
     LedgerEntry,
 )
 from services.core.spend import figures
-from services.history.as_of import fold_entries, select_entries
+from services.history.as_of import EVERY_ENTRY, AsOfBalance, fold_entries, select_entries
 from services.writer.wire import entry_to_message
 from tests.ledger_shapes import legacy, story
 from tests.unit.money_model import MoneyModel
@@ -155,21 +155,47 @@ def check_recent(
         assert c.refunded == sum(e.delta for e in refunds if e.request_id == c.request_id)
 
 
-def check_read_back(explained: Explanation, entries: Sequence[LedgerEntry], at: datetime) -> None:
-    """From the ledger's published shape, as the explain read gets it, the same explanation; by
-    event time, the point-in-time balance of the same entries (when nothing more was due)."""
+def as_of_figures(as_of: AsOfBalance | None) -> tuple[int, int, int, int, dict[str, int]]:
+    """The point-in-time balance's figures explain also shows (none before the first entry)."""
+    if as_of is None:
+        return (0, 0, 0, 0, {})
+    kinds = {b.kind: b.balance for b in as_of.buckets if b.kind not in ("unbucketed", "overage")}
+    return (as_of.balance, as_of.overage, as_of.unbucketed, as_of.scheduled, kinds)
+
+
+def explained_figures(explained: Explanation) -> tuple[int, int, int, int, dict[str, int]]:
+    kinds: dict[str, int] = {}
+    for g in explained.grants:
+        if g.status in (SPENDABLE, SPENT, NOT_YET_EFFECTIVE):
+            kinds[g.kind.value] = kinds.get(g.kind.value, 0) + g.remaining
+    return (explained.balance, explained.overage, explained.unbucketed, explained.scheduled, kinds)
+
+
+def check_read_back(
+    explained: Explanation, entries: Sequence[LedgerEntry], state: AccountState, at: datetime
+) -> None:
+    """From the ledger's published shape, as the explain read gets it, the same explanation; on
+    both clocks, explain and the point-in-time balance of the same entries agree, what was due at
+    `at` applied by both; and with every entry, the point-in-time balance is the live one."""
     messages = [entry_to_message(e) for e in entries]
     core = CoreEntries()
     assert explain(ACCOUNT, [core.of(m) for m in messages], at) == explained
-    chosen = select_entries(ACCOUNT, messages, at, "occurred")
-    core = CoreEntries()
-    by_event_time = explain(ACCOUNT, [core.of(m) for m in chosen], at)
-    check_sums(by_event_time)
-    as_of = fold_entries(ACCOUNT, [m.model_dump() for m in messages], at, by="occurred")
-    if by_event_time.due_entries == 0:
-        balance = as_of.balance if as_of is not None else 0
-        overage = as_of.overage if as_of is not None else 0
-        assert (by_event_time.balance, by_event_time.overage) == (balance, overage)
+    rows = [m.model_dump() for m in messages]
+    for by in ("recorded", "occurred"):
+        chosen = select_entries(ACCOUNT, messages, at, by)
+        core = CoreEntries()
+        on_clock = explain(ACCOUNT, [core.of(m) for m in chosen], at)
+        check_sums(on_clock)
+        as_of = fold_entries(ACCOUNT, rows, at, by=by)
+        assert explained_figures(on_clock) == as_of_figures(as_of), (by, at)
+    live, now = figures(state, at), fold_entries(ACCOUNT, rows, at, "recorded", cut=EVERY_ENTRY)
+    assert now is not None  # the ledger as it stands, at `at`: what the live balance answers
+    assert (now.balance, now.overage, now.unbucketed, now.scheduled, now.reset_at) == (
+        live.balance, live.overage, live.unbucketed, live.scheduled, live.reset_at,
+    )  # fmt: skip
+    assert [(b.kind, b.amount, b.balance) for b in now.buckets] == [
+        (k.kind, k.amount, k.balance) for k in live.buckets
+    ]
 
 
 def check_all(
@@ -202,7 +228,7 @@ def test_explain_adds_up_to_the_balance_and_the_owed_amount(
     explained = check_all(entries, state, model, at)
     check_recent(explained, entries)
     check_recent(explain(ACCOUNT, entries, at, recent=3), entries, recent=3)
-    check_read_back(explained, entries, at)
+    check_read_back(explained, entries, state, at)
 
 
 def test_why_names_priority_expiry_and_age() -> None:
@@ -258,19 +284,7 @@ def test_hand_built_ledgers_explain_as_the_point_in_time_balance_folds_them() ->
                 core = CoreEntries()
                 explained = explain(book.account_id, [core.of(m) for m in chosen], at)
                 check_sums(explained, whole_grants=False)
-                if explained.due_entries:
-                    continue
                 rows = [m.model_dump() for m in book.entries]
-                as_of = fold_entries(book.account_id, rows, at, by=by)
-                expected = (0, 0, 0, 0, {}) if as_of is None else (
-                    as_of.balance, as_of.overage, as_of.unbucketed, as_of.scheduled,
-                    {b.kind: b.balance for b in as_of.buckets
-                     if b.kind not in ("unbucketed", "overage")},
-                )  # fmt: skip
-                kinds: dict[str, int] = {}
-                for g in explained.grants:
-                    if g.status in (SPENDABLE, SPENT, NOT_YET_EFFECTIVE):
-                        kinds[g.kind.value] = kinds.get(g.kind.value, 0) + g.remaining
-                shown = (explained.balance, explained.overage, explained.unbucketed,
-                         explained.scheduled, kinds)  # fmt: skip
+                expected = as_of_figures(fold_entries(book.account_id, rows, at, by=by))
+                shown = explained_figures(explained)
                 assert shown == expected, (book.account_id, at, by)

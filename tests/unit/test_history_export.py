@@ -12,7 +12,7 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
-from services.history.as_of import AsOfBalance, BucketKindBalance, fold_entries
+from services.history.as_of import AsOfBalance, BucketKindBalance, TimeAxis, fold_entries
 from services.history.export import (
     CSV_COLUMNS,
     csv_row,
@@ -21,6 +21,7 @@ from services.history.export import (
     export_ledger,
     jsonl_line,
 )
+from tests.ledger_shapes import Ledger
 
 T0 = datetime(2026, 11, 21, 10, 0, tzinfo=UTC)
 CET = timezone(timedelta(hours=1))
@@ -251,3 +252,58 @@ def test_as_of_json_uses_the_balance_endpoints_names() -> None:
         "unbucketed": 7, "ledgerSeq": 8, "entries": 8, "lastUpdated": "2026-11-21T11:47:00Z",
         "resetAt": None,
     }  # fmt: skip
+
+
+# --- what was due at the instant: the due gap ---------------------------------------------
+
+EXPIRES = datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def in_the_gap(kind: str) -> tuple[list[dict[str, Any]], datetime]:
+    """A grant's expiry (or a scheduled grant's activation) due at EXPIRES, written by the writer
+    4 s later: the ledger's rows and an instant 2 s after EXPIRES, inside the gap."""
+    book = Ledger("gap", recorded_base=EXPIRES - timedelta(days=30))
+    issued = EXPIRES - timedelta(days=30)
+    if kind == "expiry":
+        book.grant("g", 100, "purchased", issued, expires_at=EXPIRES)
+        book.add(
+            "expiry", -100, "expiry:g", EXPIRES, "g", recorded_at=EXPIRES + timedelta(seconds=4)
+        )
+    else:
+        book.grant("g", 100, "purchased", issued, effective_at=EXPIRES)
+        book.add(
+            "grant", 100, "grant:g", EXPIRES, "g", {"activated": 100},
+            recorded_at=EXPIRES + timedelta(seconds=4),
+        )  # fmt: skip
+    return [book.row(e) for e in book.entries], EXPIRES + timedelta(seconds=2)
+
+
+@pytest.mark.parametrize("by", ["recorded", "occurred"])
+def test_an_expiry_due_but_not_yet_written_has_left_at_the_instant(by: TimeAxis) -> None:
+    """As the live balance and explain have it: the grant expired at 00:00:00Z has nothing to
+    spend at 00:00:02Z, though the writer records its expiry entry only at 00:00:04Z."""
+    rows, gap = in_the_gap("expiry")
+    before_written = [r for r in rows if r["reason"] != "expiry"]
+    for ledger in (rows, before_written):
+        result = fold_entries("gap", ledger, gap, by=by)
+        assert result is not None
+        assert (result.balance, result.available, result.buckets) == (0, 0, ()), by
+    before = fold_entries("gap", rows, EXPIRES - timedelta(seconds=1), by=by)
+    assert before is not None and before.balance == 100
+
+
+@pytest.mark.parametrize("by", ["recorded", "occurred"])
+def test_a_scheduled_grant_due_but_not_yet_activated_is_spendable_at_the_instant(
+    by: TimeAxis,
+) -> None:
+    rows, gap = in_the_gap("activation")
+    before_written = [r for r in rows if "activated" not in (r["metadata"] or {})]
+    for ledger in (rows, before_written):
+        result = fold_entries("gap", ledger, gap, by=by)
+        assert result is not None
+        assert (result.balance, result.scheduled) == (100, 0), by
+        assert result.buckets == (BucketKindBalance("purchased", 100, 100),)
+        if by == "recorded":
+            assert result.seq == 1  # the ledger's seq, not the due entry's
+    before = fold_entries("gap", rows, EXPIRES - timedelta(seconds=1), by=by)
+    assert before is not None and (before.balance, before.scheduled) == (0, 100)

@@ -230,7 +230,12 @@ def as_of(book: Ledger, moment: datetime, by: TimeAxis) -> AsOfBalance:
 
 
 def test_as_of_recorded_is_the_balance_view_of_the_prefix() -> None:
+    """When nothing is due at the instant: here every entry is recorded a day before T0, so
+    before any grant's effective_at or expiry (services/history/as_of.py)."""
     book = story()
+    early = T0 - timedelta(days=1)
+    book.entries = [e.model_copy(update={"recorded_at": early + timedelta(seconds=e.seq)})
+                    for e in book.entries]  # fmt: skip
     for entry in book.entries:
         result = as_of(book, entry.recorded_at, "recorded")
         view = view_after(book, entry.seq)
@@ -242,6 +247,18 @@ def test_as_of_recorded_is_the_balance_view_of_the_prefix() -> None:
         ]
         assert result.unbucketed == view.unbucketed
         assert result.balance == entry.balance_after
+
+
+def test_as_of_recorded_applies_what_was_due_that_the_prefix_does_not_hold() -> None:
+    """Recorded after the scheduled grant's effective_at (hour 24) but before its activation
+    entry: the balance then already answered it spendable, so the as-of balance does."""
+    book = story()
+    opened = book.entries[1]  # `next`, scheduled, effective from hour 24
+    assert opened.bucket is not None and opened.bucket.grant_id == "next"
+    assert opened.recorded_at > hours(24)
+    result = as_of(book, opened.recorded_at, "recorded")
+    assert (result.seq, result.balance, result.scheduled, result.overage) == (2, 150, 0, 0)
+    assert opened.balance_after == 100  # what the prefix alone says
 
 
 def test_as_of_occurred_counts_a_scheduled_grant_from_its_effective_at() -> None:

@@ -864,6 +864,11 @@ export interface components {
             autoReload: components["schemas"]["AutoReloadSettings"] | null;
             /** Creditlimit */
             creditLimit: number;
+            /**
+             * Grantexpiringnotices
+             * @description how long before a grant expires its grant_expiring webhook is sent, in s
+             */
+            grantExpiringNoticeS: number;
             /** Ledgerseq */
             ledgerSeq: number;
             /** Lowbalancethreshold */
@@ -5606,7 +5611,7 @@ export interface operations {
             query?: {
                 /** @description wait (bounded) until the answer reflects this seq */
                 min_seq?: number | null;
-                /** @description ISO-8601 instant with offset (or a UTC date): the balance as it stood then */
+                /** @description ISO-8601 instant with offset (or a UTC date): what the balance would have answered then (what was due then, expiries and activations, applied); default now */
                 as_of?: string | null;
                 /** @description `recorded` (default): the ledger as recorded by `as_of` (a state it really was in; never changes); `occurred`: every entry that had happened by then */
                 by?: ("recorded" | "occurred") | null;
@@ -5781,7 +5786,7 @@ export interface operations {
     explainBalance: {
         parameters: {
             query?: {
-                /** @description ISO-8601 instant with offset (or a UTC date): the balance as it stood then */
+                /** @description ISO-8601 instant with offset (or a UTC date): what the balance would have answered then (what was due then, expiries and activations, applied); default now */
                 as_of?: string | null;
                 /** @description `recorded` (default): the ledger as recorded by `as_of` (a state it really was in; never changes); `occurred`: every entry that had happened by then */
                 by?: ("recorded" | "occurred") | null;

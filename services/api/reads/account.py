@@ -9,9 +9,10 @@ Alerts: the writer publishes them to `credits.alerts.v1` and nothing stores them
 `recent_alerts` re-derives them from the ledger with the core's crossing rules
 (services/core/alerts.py): once per crossing below the low-balance or auto-reload threshold
 (re-armed when `available` comes back to it), at zero (`depleted`), into debt (`overage`), and
-one per `expiry` entry (`grant_expired`). Limits, said in the answer (`basis`): thresholds are
-the account's current ones (a threshold changed within the window is applied to all of it),
-and `credit_limit_exceeded` is not derived.
+one per `expiry` entry that took credit (`grant_expired`; the core also closes a fully spent
+grant with a 0-credit expiry entry, and raises no alert for it: services/core/expiry.py).
+Limits, said in the answer (`basis`): thresholds are the account's current ones (a threshold
+changed within the window is applied to all of it), and `credit_limit_exceeded` is not derived.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ GROUP BY 1
 # The entries from the first one whose event time is in the window, in ledger order, and the
 # running balance and reserve just before it.
 WINDOW_ENTRIES = """
-SELECT e.seq, e.balance_after, e.reserved_delta, e.reason, e.bucket_grant_id, e.bucket_kind,
-       e.occurred_at
+SELECT e.seq, e.delta, e.balance_after, e.reserved_delta, e.reason, e.bucket_grant_id,
+       e.bucket_kind, e.occurred_at
 FROM ledger_entries e
 WHERE e.account_id = $1
   AND e.seq >= (SELECT coalesce(min(f.seq), 0) FROM ledger_entries f
@@ -68,6 +69,7 @@ def settings_json(account_id: str, settings: AccountSettings, seq: int) -> dict[
         "lowBalanceThreshold": settings.low_balance_threshold,
         "autoReload": _reload_json(reload),
         "creditLimit": settings.credit_limit,
+        "grantExpiringNoticeS": settings.grant_expiring_notice_s,
         "ledgerSeq": seq,
     }
 
@@ -117,7 +119,7 @@ def recent_alerts(
     for entry in entries:
         balance = entry["balance_after"]
         reserved += entry["reserved_delta"]
-        if entry["reason"] == "expiry":
+        if entry["reason"] == "expiry" and entry["delta"] < 0:  # as the core raises it
             alerts.append(_alert("grant_expired", entry, {"grantId": entry["bucket_grant_id"]}))
         alerts.extend(_crossings(fired, settings, entry, balance, balance - reserved))
     return alerts

@@ -6,7 +6,11 @@ ledger: the balance endpoint's fields (`balance`, `reserved`, `available`, `sche
 `overage`, `grantedTotal`, `consumedTotal`, `buckets`, `resetAt`, `lastUpdated`, `ledgerSeq`)
 and what pins the answer down (`asOf`, `by`, `unbucketed`, `entries`). An instant before the
 account's first entry answers the empty balance (the CLI says "no ledger entry" instead).
-`by` without `as_of` is as of now.
+
+What event time had made due at T (a grant expired, a scheduled grant effective) counts even
+before the writer recorded it, as the live balance, `/check` and explain count it: the answer is
+what the balance would have answered at T. `by` without `as_of` is as of now (by ledger time:
+every entry recorded, as explain reads it), so it answers the live balance's figures.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from fastapi import Query, Request, Response
 
 from services.api.reads.common import iso, parse_instant
 from services.api.reads.freshness import LEDGER, fresh_read
-from services.history.as_of import TimeAxis, balance_as_of
+from services.history.as_of import TimeAxis, balance_as_of, balance_now
 
 AsOfParam = Annotated[
     str | None,
     Query(
         max_length=64,
-        description="ISO-8601 instant with offset (or a UTC date): the balance as it stood then",
+        description="ISO-8601 instant with offset (or a UTC date): what the balance would have "
+        "answered then (what was due then, expiries and activations, applied); default now",
     ),
 ]
 ByParam = Annotated[
@@ -62,7 +67,10 @@ async def balance_as_of_response(
 ) -> Response:
     at, axis = instant(raw_as_of, now), by or "recorded"
     async with fresh_read(request, LEDGER, account_id, min_seq) as (conn, fresh):
-        result = await balance_as_of(conn, account_id, at, by=axis)
+        if raw_as_of is None:
+            result = await balance_now(conn, account_id, axis, now)
+        else:
+            result = await balance_as_of(conn, account_id, at, by=axis)
     body = result.to_json() if result is not None else empty_answer(account_id, at, axis)
     headers = {**fresh.headers, "X-Credits-Remaining": str(body["available"])}
     return Response(orjson.dumps(body), media_type="application/json", headers=headers)
