@@ -39,7 +39,6 @@ commands are the writer's counters.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from collections.abc import Iterable
@@ -60,6 +59,7 @@ from projections.lag import projection_lag
 from services.api.request_id import request_id_from
 from services.platform import metrics as process_metrics
 from services.platform.kafka import new_reader
+from services.platform.logs import access_line
 from services.platform.settings import Settings
 
 SCRAPE_STATEMENT_TIMEOUT_MS = 3000
@@ -101,9 +101,6 @@ def new_http_metrics() -> HttpMetrics:
     )  # fmt: skip
 
 
-access_log = logging.getLogger("creditledger.access")
-
-
 class MetricsMiddleware:
     """Pure ASGI (no body buffering): counts and times every HTTP request by route template,
     gives it a request id (answered as `X-Request-Id`, bound in the log context) and writes
@@ -142,7 +139,7 @@ class MetricsMiddleware:
                 self._count(method, route, status).inc()
                 self._time(method, route).observe(elapsed_s)
                 if self.access:
-                    _log_access(scope, method, route, status, elapsed_s)
+                    _log_access(scope, rid, method, route, status, elapsed_s)
 
     def _count(self, method: str, route: str, status: int) -> Counter:
         found = self._counted.get((method, route, status))
@@ -158,15 +155,15 @@ class MetricsMiddleware:
         return found
 
 
-def _log_access(scope: Scope, method: str, route: str, status: int, elapsed_s: float) -> None:
+def _log_access(
+    scope: Scope, rid: str, method: str, route: str, status: int, elapsed_s: float
+) -> None:
     client = scope.get("client")
-    access_log.info(
-        "request",
-        extra={
-            "method": method, "path": scope.get("path", ""), "route": route, "status": status,
-            "duration_ms": round(elapsed_s * 1000, 3), "client": client[0] if client else None,
-        },
-    )  # fmt: skip
+    access_line({
+        "method": method, "path": scope.get("path", ""), "route": route, "status": status,
+        "duration_ms": round(elapsed_s * 1000, 3), "client": client[0] if client else None,
+        "request_id": rid,
+    })  # fmt: skip
 
 
 def install_metrics(app: FastAPI) -> None:

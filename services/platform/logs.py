@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import nullcontext
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -78,12 +80,46 @@ def resolved_format(settings: Settings, stream: TextIO) -> str:
     return "console" if stream.isatty() else "json"
 
 
+ACCESS_LOGGER = "creditledger.access"
+# The JSON handler configure_logging installed, which `access_line` writes to directly.
+_json_handler: logging.StreamHandler[TextIO] | None = None
+
+
+def access_line(fields: dict[str, Any]) -> None:
+    """One access-log line (`event` "request", logger `creditledger.access`) with `fields`.
+
+    In JSON format it is written straight to the root handler's stream, in the shape the
+    formatter gives every line (timestamp, level, logger, event, then the fields): a request
+    answered in ~100 µs spent ~50 µs more on a LogRecord and structlog's processor chain
+    (the read API's balance reads fell from 9,100 to 6,200/s with the access log on). In
+    console format, or once another configuration replaced that handler, it goes through
+    `logging` like any other line."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _json_handler
+    if handler is None or handler not in logging.getLogger().handlers:
+        logger.info("request", extra=fields)
+        return
+    line = {
+        "event": "request", "level": "info", "logger": ACCESS_LOGGER,
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), **fields,
+    }  # fmt: skip
+    text = orjson.dumps(line, default=str).decode() + "\n"
+    with handler.lock or nullcontext():  # as StreamHandler.emit: one line at a time
+        handler.stream.write(text)
+        handler.stream.flush()
+
+
 def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     """Route every logger of the process through one structlog formatter on `stream`
     (stderr by default). Idempotent: a second call replaces the first's handler."""
+    global _json_handler
     out = stream if stream is not None else sys.stderr
     handler = logging.StreamHandler(out)
-    handler.setFormatter(_formatter(resolved_format(settings, out)))
+    log_format = resolved_format(settings, out)
+    handler.setFormatter(_formatter(log_format))
+    _json_handler = handler if log_format == "json" else None
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_creditledger", False)]:
         root.removeHandler(old)

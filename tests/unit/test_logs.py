@@ -10,7 +10,7 @@ from datetime import datetime
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from services.platform.logs import resolved_format
+from services.platform.logs import ACCESS_LOGGER, access_line, resolved_format
 from services.platform.settings import Settings
 from tests.log_capture import captured_logs, captured_text
 
@@ -84,3 +84,25 @@ def test_unset_format_is_json_unless_a_terminal() -> None:
     assert resolved_format(unset, io.StringIO()) == "json"
     assert resolved_format(unset, Terminal()) == "console"
     assert resolved_format(Settings(log_format="json"), Terminal()) == "json"
+
+
+def test_the_access_line_has_the_shape_of_a_line_through_the_formatter() -> None:
+    fields = {"method": "GET", "path": "/v1/x", "status": 200, "duration_ms": 0.5, "client": None}
+    with captured_logs() as lines:
+        access_line(fields)  # straight to the handler's stream
+        logging.getLogger(ACCESS_LOGGER).info("request", extra=fields)  # the formatter's chain
+    fast, formatted = lines()
+    # (`message`: pytest's own log capture formats the record first, which sets it)
+    assert fast.keys() == formatted.keys() - {"message"}
+    for key in fast.keys() - {"timestamp"}:
+        assert fast[key] == formatted[key], key
+    assert fast["timestamp"].endswith("Z") and datetime.fromisoformat(fast["timestamp"])
+
+
+def test_the_access_line_follows_the_level_and_the_format() -> None:
+    with captured_logs(log_level="WARNING") as lines:
+        access_line({"status": 200})
+    assert lines() == []
+    with captured_text(log_format="console") as text:  # through logging, as text
+        access_line({"status": 204})
+    assert "request" in text() and "204" in text()
