@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from projections.runner import Projector
 from services.api.app import create_app, freeze_startup_heap
-from services.api.workers import serve_workers
+from services.api.workers import http_config, serve_workers
 from services.platform import stack
 from services.platform.kafka import ensure_topics, start_producer
 from services.platform.postgres import create_pool, migrate
@@ -180,20 +180,7 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 async def _serve_http(app: FastAPI, settings: Settings, stop: asyncio.Event) -> None:
-    config = uvicorn.Config(
-        app,
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level="warning",
-        log_config=None,  # uvicorn's records go through services/platform/logs.py
-        access_log=False,  # the API's middleware writes the access log (with the request id)
-        lifespan="off",
-        # The client address is the socket's: uvicorn would otherwise take X-Forwarded-For from
-        # local peers as given, and a forged one per request would escape the per-address limit
-        # on failed authentications (services/api/ratelimit.py).
-        proxy_headers=False,
-        server_header=False,  # no `server: uvicorn`: the stack is nobody's business
-    )
+    config = http_config(app, settings)  # as each worker of `creditledger api` runs it
     server = _EmbeddedServer(config)
     freeze_startup_heap()
     api_task = asyncio.create_task(server.serve())

@@ -14,8 +14,6 @@ from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from schemas.price_book import (
     PriceBookBody,
@@ -25,9 +23,8 @@ from schemas.price_book import (
     load_versions,
     version_json,
 )
-from services.api import instants
+from services.api.admin_common import invalid, parse_body
 from services.api.auth import admin, require
-from services.api.instants import misshapen_instants
 from services.api.models.admin import PriceBook, PriceVersion
 from services.api.problems import problem_responses
 from services.api.ratelimit import bounded_body, json_body
@@ -63,7 +60,7 @@ async def set_price_book(request: Request) -> dict[str, Any]:
         try:
             version = await add_version(conn, body, settings.max_future_skew_s)
         except StartsTooSoon as too_soon:
-            raise _invalid("body.effective_at", str(too_soon)) from too_soon
+            raise invalid(("body.effective_at", str(too_soon))) from too_soon
     return {"version": version.version, **version_json(version)}
 
 
@@ -85,19 +82,5 @@ async def get_price_book(request: Request) -> dict[str, Any]:
 
 def _parse(data: Any) -> PriceBookBody:
     if not isinstance(data, dict):
-        raise _invalid("body", "must be a JSON object")
-    for name in misshapen_instants(PriceBookBody, data):
-        raise _invalid(f"body.{name}", instants.MESSAGE)
-    try:
-        return PriceBookBody.model_validate(data)
-    except ValidationError as error:
-        raise RequestValidationError(
-            [{"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]}
-             for e in error.errors()]
-        ) from error  # fmt: skip
-
-
-def _invalid(field: str, message: str) -> RequestValidationError:
-    return RequestValidationError(
-        [{"loc": tuple(field.split(".", 1)), "msg": message, "type": "value_error"}]
-    )
+        raise invalid(("body", "must be a JSON object"))
+    return parse_body(PriceBookBody, data)  # instants as ISO-8601 text, 422 naming each field

@@ -19,11 +19,11 @@ from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from schemas.ledger import AlertTypeName
+from services.api.admin_common import invalid, parse_body
 from services.api.auth import admin, require
 from services.api.problems import Problem, problem_responses
 from services.api.ratelimit import bounded_body, json_body
@@ -150,11 +150,11 @@ async def create_webhook(request: Request) -> CreatedWebhook:
     try:
         await check_registration(body.url, settings.webhooks_allow_private)
     except RefusedUrl as refused:
-        raise _invalid("body.url", str(refused)) from refused
+        raise invalid(("body.url", str(refused))) from refused
     except UnicodeError as error:
         # A name no resolver can encode: check_registration refuses those first; this keeps
         # any it missed a 422 rather than a 500.
-        raise _invalid("body.url", f"the URL's host is not valid: {error}") from error
+        raise invalid(("body.url", f"the URL's host is not valid: {error}")) from error
     endpoint_id, secret = "we_" + secrets.token_hex(8), new_secret()
     events = sorted(set(body.events))
     pool: asyncpg.Pool = request.app.state.pool
@@ -270,17 +270,5 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime | None, str | None, str
 
 def _parse(data: Any) -> NewWebhook:
     if not isinstance(data, dict):
-        raise _invalid("body", "must be a JSON object")
-    try:
-        return NewWebhook.model_validate(data)
-    except ValidationError as error:
-        raise RequestValidationError(
-            [{"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]}
-             for e in error.errors()]
-        ) from error  # fmt: skip
-
-
-def _invalid(field: str, message: str) -> RequestValidationError:
-    return RequestValidationError(
-        [{"loc": tuple(field.split(".", 1)), "msg": message, "type": "value_error"}]
-    )
+        raise invalid(("body", "must be a JSON object"))
+    return parse_body(NewWebhook, data)  # instants as ISO-8601 text, 422 naming each field

@@ -191,7 +191,8 @@ async def _worker(settings: Settings, fd: int, parent: int) -> None:
 
 
 def http_config(app: object, settings: Settings) -> uvicorn.Config:
-    """uvicorn as the in-process API runs it (services/runtime.py)."""
+    """uvicorn as every API process runs it: in `serve` (services/runtime.py) and in each
+    worker of `creditledger api`."""
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=settings.api_host,
@@ -200,8 +201,11 @@ def http_config(app: object, settings: Settings) -> uvicorn.Config:
         log_config=None,  # uvicorn's records go through services/platform/logs.py
         access_log=False,  # the API's middleware writes the access log (with the request id)
         lifespan="off",
+        # The client address is the socket's: uvicorn would otherwise take X-Forwarded-For from
+        # local peers as given, and a forged one per request would escape the per-address limit
+        # on failed authentications (services/api/ratelimit.py).
         proxy_headers=False,
-        server_header=False,
+        server_header=False,  # no `server: uvicorn`: the stack is nobody's business
     )
 
 

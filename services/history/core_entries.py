@@ -68,8 +68,9 @@ class CoreEntries:
 
 
 def to_message(entry: LedgerEntry) -> LedgerEntryMessage:
-    """A core entry (one the due rules added) in the ledger's shape, as the writer publishes it
-    (services/writer/wire.py `entry_to_message`, which the reads may not import)."""
+    """A core entry in the contract's ledger shape: the entries the due rules add here, and
+    the model of the bytes the writer publishes (services/writer/wire.py `entry_to_json_bytes`,
+    held equal to this by tests/unit/test_writer_wire.py)."""
     bucket = None
     if entry.bucket_grant_id is not None and entry.bucket_kind is not None:
         bucket = EntryBucket(grant_id=entry.bucket_grant_id, kind=entry.bucket_kind.value)

@@ -6,36 +6,15 @@ from typing import Any
 
 import orjson
 
-from schemas.ledger import AlertMessage, EntryBucket, LedgerEntryMessage
+from schemas.ledger import AlertMessage
 from services.core.model import AlertRaised, Bucket, LedgerEntry
 
 
-def entry_to_message(entry: LedgerEntry) -> LedgerEntryMessage:
-    bucket = None
-    if entry.bucket_grant_id is not None and entry.bucket_kind is not None:
-        bucket = EntryBucket(grant_id=entry.bucket_grant_id, kind=entry.bucket_kind.value)
-        if (grant := entry.grant) is not None:
-            bucket = bucket.model_copy(update=grant_terms(grant))
-    return LedgerEntryMessage(
-        id=entry.entry_id,
-        account_id=entry.account_id,
-        seq=entry.seq,
-        delta=entry.delta,
-        balance_after=entry.balance_after,
-        reason=entry.reason.value,
-        source=entry.source,
-        bucket=bucket,
-        metadata=dict(entry.metadata),
-        reserved_delta=entry.reserved_delta,
-        occurred_at=entry.occurred_at,
-        recorded_at=entry.recorded_at,
-    )
-
-
 def entry_to_json_bytes(entry: LedgerEntry, entry_id: str | None = None) -> bytes:
-    """The bytes `entry_to_message(entry).model_dump_json()` writes (tests/unit/test_writer_wire.py
-    holds them equal), built without a pydantic model: one is written per entry, and building and
-    validating the model cost more than the rest of the entry's write."""
+    """The bytes the contract model of an entry writes (services/history/core_entries.py
+    `to_message(entry).model_dump_json()`; tests/unit/test_writer_wire.py holds them equal),
+    built without a pydantic model: one is written per entry, and building and validating the
+    model cost more than the rest of the entry's write."""
     return orjson.dumps(_entry_json(entry, entry_id), option=orjson.OPT_UTC_Z)
 
 

@@ -33,7 +33,8 @@ from services.core.model import (
     ReleaseHold,
     VoidGrant,
 )
-from services.writer.wire import entry_to_json_bytes, entry_to_message
+from services.history.core_entries import to_message as entry_to_message
+from services.writer.wire import entry_to_json_bytes
 
 ACCOUNT = "acct_42"
 SCAN = "POST /v1/scanner/scan"

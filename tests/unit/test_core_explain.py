@@ -55,7 +55,7 @@ from services.core.model import (
 )
 from services.core.spend import figures
 from services.history.as_of import EVERY_ENTRY, AsOfBalance, fold_entries, select_entries
-from services.writer.wire import entry_to_message
+from services.history.core_entries import to_message as entry_to_message
 from tests.ledger_shapes import legacy, story
 from tests.unit.money_model import MoneyModel
 from tests.unit.test_core_invariants import BOUNDED

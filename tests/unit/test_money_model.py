@@ -68,8 +68,8 @@ from services.core.model import (
 )
 from services.core.run import decide_run
 from services.core.spend import BalanceFigures, figures, quote
+from services.history.core_entries import to_message as entry_to_message
 from services.writer.plan import Traffic, TrafficKey
-from services.writer.wire import entry_to_message
 from tests.unit.money_model import MFigures, MoneyModel, Plan
 from tests.unit.test_core_invariants import BOUNDED
 

@@ -16,7 +16,8 @@ from services.core.model import (
     LedgerEntry,
     entry_id_of,
 )
-from services.writer.wire import entry_to_json_bytes, entry_to_message
+from services.history.core_entries import to_message as entry_to_message
+from services.writer.wire import entry_to_json_bytes
 from tests.unit.test_core_properties import BOUNDED, fold, histories
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
