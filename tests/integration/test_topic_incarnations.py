@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 
+import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
 from aiokafka.partitioner import DefaultPartitioner
@@ -140,13 +141,20 @@ async def test_a_stored_offset_beyond_the_log_end_resumes_at_the_end(
         driver = Driver(namespace, handle.pool, handle.producer, handle.tasks)
         await driver.commands(grant("acct", 10, "g1"), grant("acct", 10, "g2"))
         await wait_for_consumed(handle.pool, namespace, 2, handle.tasks)
-        # The database says 50, the log holds 2 (a database restored from later than the log).
-        partition = await handle.pool.fetchval(
+    # The database says 50, the log holds 2 (a database restored from later than the log). Set
+    # once the first writer has stopped: a rebalance in a writer still running would resolve
+    # the 50 itself (CI saw it), and the writer under test would find 2 and have nothing to say.
+    assert namespace.database_url is not None
+    conn = await asyncpg.connect(namespace.database_url)
+    try:
+        partition = await conn.fetchval(
             "UPDATE kafka_offsets SET next_offset = 50 WHERE consumer = $1 AND topic = $2"
             " AND next_offset = 2 RETURNING kafka_partition",
             group,
             topic,
         )
+    finally:
+        await conn.close()
     assert partition is not None
     async with running(namespace, ("writer",)) as handle:
         assert handle.writer is not None
