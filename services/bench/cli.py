@@ -15,8 +15,8 @@ from services.runtime import resolve_settings
 def add_parser(sub: Any) -> None:
     bench = sub.add_parser(
         "bench", help="measure ingest, freshness, reads and rebuild",
-        description="The benchmark (about 20 minutes at the defaults) on a namespace of its "
-        "own: ingest, the machine's limits, a naive baseline, reads, 10x accounts, rebuild.",
+        description="The benchmark (about 5 minutes at the defaults on 2 cores) on a namespace "
+        "of its own: ingest, the machine's limits, a naive baseline, reads, 10x accounts, rebuild.",
         epilog="examples:\n  creditledger bench\n  creditledger bench --events 20000 "
         "--accounts 1000 --rebuild-entries 100000 --json small.json",
     )  # fmt: skip
