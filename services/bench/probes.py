@@ -1,5 +1,7 @@
-"""A steady load at a fixed rate, and freshness under it: per sampled event, produce → the
-balance model reflecting it."""
+"""A steady load at a fixed rate, and freshness under it: per sampled event, produce → visible
+where `/v1/credits/balance` and `/check` read it (the writer's committed account state,
+`writer_accounts`: one statement of the API's reads/balance.py), and, as a second figure, →
+the projector's balance model (`balance_view`, a hop further: relay, ledger topic, projector)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,12 @@ POLL_S = 0.005
 SAMPLES_PER_S = 100  # events per second whose visibility we time
 ACK_WINDOW = 10_000  # sends whose acks we collect before waiting for them: bounds memory
 SEQS = "SELECT account_id, seq FROM writer_accounts"
-VISIBLE = "SELECT account_id, last_seq FROM balance_view WHERE account_id = ANY($1)"
+# Where each figure's samples become visible: the row the API's balance and check read, and
+# the projector's model of the same account.
+VISIBLE = {
+    "api": "SELECT account_id, seq AS last_seq FROM writer_accounts WHERE account_id = ANY($1)",
+    "projection": "SELECT account_id, last_seq FROM balance_view WHERE account_id = ANY($1)",
+}
 
 
 @dataclass(frozen=True)
@@ -30,19 +37,23 @@ class Freshness:
     achieved_per_s: float
     sent: int
     samples: int
-    unseen: int  # sampled events not visible by the deadline
+    unseen: int  # sampled events not visible to the API by the deadline
     p50_ms: float
     p99_ms: float
     max_ms: float
+    projection_unseen: int  # ... not yet in balance_view by the deadline
+    projection_p50_ms: float
+    projection_p99_ms: float
 
 
 class SteadyLoad:
     """Produces `rate` events/s until `stop` is set (or `max_seconds`); for the first
-    `sample_seconds`, every k-th event's account is polled on balance_view (every 5 ms) until
-    its last_seq reaches the event's seq: latency = visible − send. `sampled` is set when that
-    window is over and its samples are seen (or the settle deadline passed), so the caller can
-    measure something else under the same load without that work delaying the samples still
-    outstanding (on two cores, reads' CPU would otherwise show up as freshness)."""
+    `sample_seconds`, every k-th event's account is polled (every 5 ms) on what the API reads
+    and on balance_view until each reaches the event's seq: latency = visible − send.
+    `sampled` is set when that window is over and its samples are seen (or the settle deadline
+    passed), so the caller can measure something else under the same load without that work
+    delaying the samples still outstanding (on two cores, reads' CPU would otherwise show up as
+    freshness)."""
 
     def __init__(
         self,
@@ -65,8 +76,10 @@ class SteadyLoad:
         self.request_prefix = request_prefix
         self.sampled = asyncio.Event()
         self.stop = asyncio.Event()
-        self.outstanding: dict[str, deque[tuple[int, float]]] = {}
-        self.latencies: list[float] = []
+        self.outstanding: dict[str, dict[str, deque[tuple[int, float]]]] = {
+            where: {} for where in VISIBLE
+        }
+        self.latencies: dict[str, list[float]] = {where: [] for where in VISIBLE}
         self.sampling = True
 
     async def run(self) -> Freshness:
@@ -91,8 +104,9 @@ class SteadyLoad:
                     seqs[account] = seq = seqs.get(account, 0) + 1
                     self.tally.used[account] += 1
                     if self.sampling and sent % every == 0:
-                        queue = self.outstanding.setdefault(account, deque())
-                        queue.append((seq, time.monotonic()))
+                        sent_at = time.monotonic()
+                        for outstanding in self.outstanding.values():
+                            outstanding.setdefault(account, deque()).append((seq, sent_at))
                     sent += 1
                 if len(acks) >= ACK_WINDOW:
                     await asyncio.gather(*acks)
@@ -105,16 +119,19 @@ class SteadyLoad:
             self.sampling = False
             self.sampled.set()
             await asyncio.wait_for(poller, self.settle_deadline_s + 5)
-        latencies = self.latencies
+        latencies, projected = self.latencies["api"], self.latencies["projection"]
         return Freshness(
             target_per_s=self.rate,
             achieved_per_s=sent / elapsed,
             sent=sent,
             samples=len(latencies),
-            unseen=sum(len(q) for q in self.outstanding.values()),
+            unseen=sum(len(q) for q in self.outstanding["api"].values()),
             p50_ms=statistics.median(latencies) if latencies else 0.0,
             p99_ms=percentile(latencies, 0.99),
             max_ms=max(latencies, default=0.0),
+            projection_unseen=sum(len(q) for q in self.outstanding["projection"].values()),
+            projection_p50_ms=statistics.median(projected) if projected else 0.0,
+            projection_p99_ms=percentile(projected, 0.99),
         )
 
     async def _poll(self) -> None:
@@ -126,18 +143,24 @@ class SteadyLoad:
 
     async def _poll_samples(self) -> None:
         deadline = float("inf")
-        while self.sampling or self.outstanding:
+        while self.sampling or any(self.outstanding.values()):
             if not self.sampling and deadline == float("inf"):
                 deadline = time.monotonic() + self.settle_deadline_s
             if time.monotonic() > deadline:
                 return
-            if self.outstanding:
-                rows = await self.pool.fetch(VISIBLE, list(self.outstanding))
-                now = time.monotonic()
-                for row in rows:
-                    queue = self.outstanding.get(row["account_id"])
-                    while queue and queue[0][0] <= row["last_seq"]:
-                        self.latencies.append((now - queue.popleft()[1]) * 1000)
-                    if queue is not None and not queue:
-                        del self.outstanding[row["account_id"]]
+            for where, outstanding in self.outstanding.items():
+                if outstanding:
+                    await self._poll_once(where, outstanding)
             await asyncio.sleep(POLL_S)
+
+    async def _poll_once(
+        self, where: str, outstanding: dict[str, deque[tuple[int, float]]]
+    ) -> None:
+        rows = await self.pool.fetch(VISIBLE[where], list(outstanding))
+        now = time.monotonic()
+        for row in rows:
+            queue = outstanding.get(row["account_id"])
+            while queue and queue[0][0] <= row["last_seq"]:
+                self.latencies[where].append((now - queue.popleft()[1]) * 1000)
+            if queue is not None and not queue:
+                del outstanding[row["account_id"]]

@@ -319,6 +319,9 @@ def _freshness_figures(fresh: Freshness) -> dict[str, Any]:
         "freshness_p50_ms": round(fresh.p50_ms, 1),
         "freshness_p99_ms": round(fresh.p99_ms, 1),
         "freshness_max_ms": round(fresh.max_ms, 1),
+        "projection_freshness_p50_ms": round(fresh.projection_p50_ms, 1),
+        "projection_freshness_p99_ms": round(fresh.projection_p99_ms, 1),
+        "projection_freshness_unseen": fresh.projection_unseen,
         "steady_load_events": fresh.sent,
     }  # fmt: skip
 
@@ -334,6 +337,8 @@ def _freshness_high_figures(fresh: Freshness) -> dict[str, Any]:
         "freshness_p50_ms_at_15k": round(fresh.p50_ms, 1),
         "freshness_p99_ms_at_15k": round(fresh.p99_ms, 1),
         "freshness_max_ms_at_15k": round(fresh.max_ms, 1),
+        "projection_freshness_p50_ms_at_15k": round(fresh.projection_p50_ms, 1),
+        "projection_freshness_p99_ms_at_15k": round(fresh.projection_p99_ms, 1),
         "steady_load_events_at_15k": fresh.sent,
     }  # fmt: skip
 

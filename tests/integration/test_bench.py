@@ -49,6 +49,9 @@ async def test_bench_smoke_run(servers: Servers) -> None:
         for suffix in ("", "_at_15k"):
             assert result[f"freshness_unseen{suffix}"] == 0, suffix
             assert result[f"freshness_samples{suffix}"] > 0, suffix
+            # The projector's model is a hop behind what the API reads, never ahead of it.
+            assert result[f"projection_freshness_p50_ms{suffix}"] >= 0, suffix
+        assert result["projection_freshness_unseen"] == 0
         assert result["fresh_target_per_s_at_15k"] == 1500.0
         # The 10× phase: its own namespace (dropped), every account's ledger exact.
         assert result["accounts_10x"] == ACCOUNTS_FACTOR * ACCOUNTS
