@@ -24,6 +24,7 @@ from schemas.price_book import load_versions
 from services.core.pricing import DEFAULT_PRICE_BOOK, PriceBook, PriceSchedule
 from services.platform import failpoints, offsets
 from services.platform.concurrency import all_or_none
+from services.platform.fetch_clock import FetchClock
 from services.platform.kafka import new_consumer
 from services.platform.postgres import retry_transient
 from services.platform.settings import Settings
@@ -83,6 +84,7 @@ class LedgerWriter:
         # Where each partition resumes, in the topic incarnation being read (offsets.py).
         self.stored = offsets.StoredOffsets(pool, self.consumer_name, on_reset=self._drop_merges)
         self.state_cache = StateCache(STATE_CACHE_MAX_ACCOUNTS)
+        self.fetch_clock = FetchClock()
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.settings.kafka_bootstrap is not None
@@ -93,6 +95,7 @@ class LedgerWriter:
         )
         consumer.subscribe(list(self.topics), listener=self.stored.listener(consumer))
         await consumer.start()
+        self.fetch_clock.install(consumer)
         try:
             await self._relay()  # what a crash left unpublished goes first
             while not stop.is_set():
@@ -130,7 +133,10 @@ class LedgerWriter:
         applied = 0
         while merge.buffered():
             margin_ms = self.settings.merge_clock_margin_ms
-            horizon = {t: await _horizon_ms(consumer, t, partition, margin_ms) for t in self.topics}
+            horizon = {
+                t: await _horizon_ms(consumer, self.fetch_clock, t, partition, margin_ms)
+                for t in self.topics
+            }
             ready = merge.take_ready(horizon, self.settings.batch_max_records)
             if not ready:
                 break
@@ -280,15 +286,16 @@ def _log_requested_commands(inputs: Sequence[InputRecord], plan: BatchPlan, topi
 
 
 async def _horizon_ms(
-    consumer: AIOKafkaConsumer, topic: str, partition: int, margin_ms: int
+    consumer: AIOKafkaConsumer, clock: FetchClock, topic: str, partition: int, margin_ms: int
 ) -> int | None:
     """A log time before which the partition holds no record we have not seen, or None.
 
     When a fetch response found us at the partition's end, every record appended before the
-    broker built that response was below its high watermark. We know when the response arrived
-    (`last_poll_timestamp`, our clock), not when it was built, hence the margin: it must cover
-    the clock skew between broker and writer and the fetch latency. Without it, a grant appended
-    just before a burst of usage on a quiet partition could be merged after that usage.
+    broker built that response was below its high watermark, and so was every record appended
+    before its request was sent (`FetchClock`, our clock: not when the response was processed,
+    which a busy loop delays). The margin covers the clock skew between broker and writer and a
+    record appended but not yet below the high watermark (replication). Without it, a grant
+    appended just before a burst of usage on a quiet partition could be merged after that usage.
     """
     tp = TopicPartition(topic, partition)
     if tp not in consumer.assignment():
@@ -299,5 +306,5 @@ async def _horizon_ms(
     position: int = await consumer.position(tp)
     if position < highwater:
         return None
-    polled_ms: int | None = consumer.last_poll_timestamp(tp)
-    return None if polled_ms is None else polled_ms - margin_ms
+    fetched_ms = clock.horizon_ms(consumer, tp)
+    return None if fetched_ms is None else fetched_ms - margin_ms
