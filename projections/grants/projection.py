@@ -1,16 +1,15 @@
-"""The grants model: lock the rows the batch names, fold, write back. Three statements."""
+"""The grants model: lock the rows the batch names, fold, write back. Two statements (none for
+a batch naming no grant)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
-from projections.checkpoints import fresh_entries, save_checkpoints
+from projections.checkpoints import Locked
 from projections.grants.apply import GrantKey, GrantRow, apply
-from schemas.ledger import LedgerEntryMessage
 from services.platform.postgres import DbConnection
 
 NAME = "grants"
@@ -38,27 +37,25 @@ ON CONFLICT (account_id, grant_id) DO UPDATE SET
 """
 
 
-async def apply_batch(conn: DbConnection, entries: Sequence[LedgerEntryMessage]) -> None:
-    fresh, marks = await fresh_entries(conn, NAME, entries)
-    named = sorted({(e.account_id, e.bucket.grant_id) for e in fresh if e.bucket is not None})
-    rows = await conn.fetch(LOCK_GRANTS, [a for a, _ in named], [g for _, g in named])
-    grants = {(r["account_id"], r["grant_id"]): row_to_grant(r) for r in rows}
-    touched: set[GrantKey] = set()
-    for entry in fresh:
+async def apply_batch(conn: DbConnection, locked: Locked) -> None:
+    named = [e for e in locked.fresh if e.bucket is not None]
+    if not named:
+        return
+    # Every grant the batch names is written back.
+    keys = sorted({(e.account_id, e.bucket.grant_id) for e in named if e.bucket is not None})
+    rows = await conn.fetch(LOCK_GRANTS, [a for a, _ in keys], [g for _, g in keys])
+    grants: dict[GrantKey, GrantRow] = {
+        (r["account_id"], r["grant_id"]): row_to_grant(r) for r in rows
+    }
+    for entry in named:
         apply(grants, entry)
-        if entry.bucket is not None:
-            touched.add((entry.account_id, entry.bucket.grant_id))
-        marks[entry.account_id].last_source = entry.source
-    if touched:
-        keys = sorted(touched)
-        columns: list[list[Any]] = [[a for a, _ in keys], [g for _, g in keys]]
-        for column in COLUMNS:
-            values = [getattr(grants[k], column) for k in keys]
-            if column == "applies_to":  # a list per row cannot ride in unnest: JSON text
-                values = [json.dumps(list(v)) if v is not None else None for v in values]
-            columns.append(values)
-        await conn.execute(UPSERT_GRANTS, *columns)
-    await save_checkpoints(conn, NAME, marks)
+    columns: list[list[Any]] = [[a for a, _ in keys], [g for _, g in keys]]
+    for column in COLUMNS:
+        values = [getattr(grants[k], column) for k in keys]
+        if column == "applies_to":  # a list per row cannot ride in unnest: JSON text
+            values = [json.dumps(list(v)) if v is not None else None for v in values]
+        columns.append(values)
+    await conn.execute(UPSERT_GRANTS, *columns)
 
 
 def row_to_grant(row: asyncpg.Record) -> GrantRow:
