@@ -1,4 +1,4 @@
-"""The grants model: lock the rows the batch names, fold, write back. Two statements (none for
+"""The grants model: read the rows the batch names, fold, write back. Two statements (none for
 a batch naming no grant)."""
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ COLUMNS = (
     "kind", "amount", "remaining", "source", "state", "granted_seq", "granted_at", "priority",
     "effective_at", "expires_at", "applies_to", "name", "closed_seq",
 )  # fmt: skip
-LOCK_GRANTS = """
+# Read, not locked: the batch holds its accounts' checkpoint rows (projections/checkpoints.py),
+# taken first in the transaction, so no other batch writes these accounts' grants until it
+# commits; locking the rows again was a heap write per grant per batch.
+READ_GRANTS = """
 SELECT g.* FROM grants_view g
 JOIN unnest($1::text[], $2::text[]) AS k(account_id, grant_id)
   ON g.account_id = k.account_id AND g.grant_id = k.grant_id
-ORDER BY g.account_id, g.grant_id FOR UPDATE OF g
 """
 UPSERT_GRANTS = """
 INSERT INTO grants_view (account_id, grant_id, kind, amount, remaining, source, state,
@@ -43,7 +45,7 @@ async def apply_batch(conn: DbConnection, locked: Locked) -> None:
         return
     # Every grant the batch names is written back.
     keys = sorted({(e.account_id, e.bucket.grant_id) for e in named if e.bucket is not None})
-    rows = await conn.fetch(LOCK_GRANTS, [a for a, _ in keys], [g for _, g in keys])
+    rows = await conn.fetch(READ_GRANTS, [a for a, _ in keys], [g for _, g in keys])
     grants: dict[GrantKey, GrantRow] = {
         (r["account_id"], r["grant_id"]): row_to_grant(r) for r in rows
     }
