@@ -1,7 +1,12 @@
-"""Per-account checkpoints of the models kept in several rows (activity, usage, grants).
+"""One checkpoint per account for every live model: the account's `balance_view` row.
 
-`fresh_entries` locks the batch's checkpoint rows, keeps only entries above them (redelivery is
-harmless), refuses a gap (`LedgerGap`), and returns what to save after the model is updated.
+Every model of the projector commits in the partition batch's one transaction, so one mark says
+how far all of them are: `last_seq`, and `last_source` (the source of the entry at `last_seq`:
+activity counts a call once, at its first entry, and a call's entries may span two batches).
+`lock` locks the batch's view rows once (creating the missing ones), keeps only the entries
+above each mark (the outbox is at-least-once: redelivery changes nothing), refuses a gap
+(`LedgerGap`); the models fold `fresh`, the balance model into `views`; `save` writes the views
+and the marks back in one statement.
 """
 
 from __future__ import annotations
@@ -9,61 +14,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from projections.balance import store
+from projections.balance.apply import BalanceView
 from schemas.ledger import LedgerEntryMessage
 from services.core.errors import LedgerGap
 from services.platform.postgres import DbConnection
 
-# Lock first, create only the missing rows (an INSERT .. ON CONFLICT over every account of every
-# batch doubled the lock's cost).
-LOCK_CHECKPOINTS = """
-SELECT account_id, last_seq, last_source FROM projection_checkpoints
-WHERE projection = $2 AND account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE
-"""
-CREATE_CHECKPOINTS = """
-INSERT INTO projection_checkpoints (account_id, projection)
-SELECT unnest($1::text[]), $2 ORDER BY 1
-ON CONFLICT DO NOTHING
-"""
-SAVE_CHECKPOINTS = """
-UPDATE projection_checkpoints c SET last_seq = s.last_seq, last_source = s.last_source
-FROM unnest($1::text[], $2::bigint[], $3::text[]) AS s(account_id, last_seq, last_source)
-WHERE c.projection = $4 AND c.account_id = s.account_id
-"""
-
 
 @dataclass
-class Checkpoint:
-    last_seq: int
-    last_source: str | None
+class Locked:
+    """A batch's accounts, locked: what each model folds, and the views `save` writes."""
+
+    fresh: list[LedgerEntryMessage]  # the entries above the checkpoints, in the batch's order
+    views: dict[str, BalanceView]  # per account; the balance model replaces them
+    sources: dict[str, str | None]  # per account, `last_source` as locked (before the batch)
 
 
-async def fresh_entries(
-    conn: DbConnection, projection: str, entries: Sequence[LedgerEntryMessage]
-) -> tuple[list[LedgerEntryMessage], dict[str, Checkpoint]]:
-    accounts = sorted({e.account_id for e in entries})
-    rows = await conn.fetch(LOCK_CHECKPOINTS, accounts, projection)
-    if len(rows) < len(accounts):
-        await conn.execute(CREATE_CHECKPOINTS, accounts, projection)
-        rows = await conn.fetch(LOCK_CHECKPOINTS, accounts, projection)
-    marks = {r["account_id"]: Checkpoint(r["last_seq"], r["last_source"]) for r in rows}
-    assert len(marks) == len(accounts)
+async def lock(conn: DbConnection, entries: Sequence[LedgerEntryMessage]) -> Locked:
+    rows = await store.lock_views(conn, {e.account_id for e in entries})
+    seqs = {account: view.last_seq for account, (view, _) in rows.items()}
     fresh: list[LedgerEntryMessage] = []
     for entry in entries:
-        mark = marks[entry.account_id]
-        if entry.seq <= mark.last_seq:
+        last_seq = seqs[entry.account_id]
+        if entry.seq <= last_seq:
             continue
-        if entry.seq != mark.last_seq + 1:
-            raise LedgerGap(f"{projection}: gap before {entry.account_id}/{entry.seq}")
+        if entry.seq != last_seq + 1:
+            raise LedgerGap(f"gap before {entry.account_id}/{entry.seq}: checkpoint {last_seq}")
+        seqs[entry.account_id] = entry.seq
         fresh.append(entry)
-        mark.last_seq = entry.seq  # advanced here; saved by save_checkpoints
-    return fresh, marks
+    views = {account: view for account, (view, _) in rows.items()}
+    sources = {account: source for account, (_, source) in rows.items()}
+    return Locked(fresh, views, sources)
 
 
-async def save_checkpoints(
-    conn: DbConnection, projection: str, marks: dict[str, Checkpoint]
-) -> None:
-    accounts = sorted(marks)
-    await conn.execute(
-        SAVE_CHECKPOINTS, accounts, [marks[a].last_seq for a in accounts],
-        [marks[a].last_source for a in accounts], projection,
-    )  # fmt: skip
+async def save(conn: DbConnection, locked: Locked) -> None:
+    """Writes the views of the accounts with fresh entries, each with its new `last_source`."""
+    last_sources = {e.account_id: e.source for e in locked.fresh}  # the last one wins
+    views = [locked.views[account] for account in sorted(last_sources)]
+    last_seqs = {e.account_id: e.seq for e in locked.fresh}
+    assert all(v.last_seq == last_seqs[v.account_id] for v in views), "views not folded"
+    await store.save_views(conn, views, [last_sources[v.account_id] for v in views])

@@ -1,5 +1,6 @@
 """How far the read models trail the ledger: what `projections status` (and later /readyz and
-/metrics) report. One query per model family, each a scan of the per-account checkpoints."""
+/metrics) report. Every live model shares one checkpoint per account (projections/checkpoints.py),
+so one scan of them answers for all four."""
 
 from __future__ import annotations
 
@@ -10,21 +11,19 @@ import asyncpg
 
 from services.platform.postgres import DbConnection
 
-# One shape for every model: accounts whose writer seq is ahead of the model's checkpoint, and
-# the entry just past the checkpoint, whose age is how stale that account's read is.
-_LAG = """
+# Accounts whose writer seq is ahead of the checkpoint, and the entry just past the checkpoint,
+# whose age is how stale that account's read is.
+LAG = """
 SELECT count(*) AS accounts_behind,
        coalesce(max(w.seq - coalesce(m.last_seq, 0)), 0) AS entries_behind_max,
        coalesce(sum(w.seq - coalesce(m.last_seq, 0)), 0)::bigint AS entries_behind,
        now() - min(e.recorded_at) AS oldest_unapplied_age
 FROM writer_accounts w
-LEFT JOIN {checkpoints} m ON m.account_id = w.account_id{which}
+LEFT JOIN balance_view m ON m.account_id = w.account_id
 LEFT JOIN ledger_entries e ON e.account_id = w.account_id AND e.seq = coalesce(m.last_seq, 0) + 1
 WHERE w.seq > coalesce(m.last_seq, 0)
 """
-BALANCE_LAG = _LAG.format(checkpoints="balance_view", which="")
-CHECKPOINT_LAG = _LAG.format(checkpoints="projection_checkpoints", which=" AND m.projection = $1")
-CHECKPOINTED = ("activity", "usage", "grants")
+MODELS = ("balance", "activity", "usage", "grants")
 
 
 @dataclass(frozen=True)
@@ -44,10 +43,8 @@ class Lag:
 
 
 async def projection_lag(db: DbConnection | asyncpg.Pool) -> list[Lag]:
-    lags = [_lag("balance", await db.fetchrow(BALANCE_LAG))]
-    for name in CHECKPOINTED:
-        lags.append(_lag(name, await db.fetchrow(CHECKPOINT_LAG, name)))
-    return lags
+    row = await db.fetchrow(LAG)
+    return [_lag(name, row) for name in MODELS]
 
 
 def _lag(name: str, row: asyncpg.Record | None) -> Lag:

@@ -28,8 +28,7 @@ import asyncpg
 from projections.grant_entries import ACTIVATED, GRANTED, SCHEDULED, whole_sql
 from services.platform.postgres import DbConnection
 
-SWAPPED = ("balance_view", "activity_days", "grants_view", "projection_checkpoints")
-CHECKPOINTED = ("activity", "usage", "grants")
+SWAPPED = ("balance_view", "activity_days", "grants_view")
 CHUNK_ACCOUNTS = 1000
 # For the chunk's transaction only: memory for its aggregates; no JIT (compiling costs more than
 # it saves at this size); a consumed_at written without an offset is UTC; and the chunk's
@@ -101,7 +100,7 @@ SCHEDULED_AMOUNT = f"coalesce({whole_sql(SCHEDULED, 'o.metadata')}, 0)"
 # opening entry opens the row, `scheduled` until its activation entry when it says so, every
 # entry naming the bucket moves `remaining`, `expiry`/`void` close it with nothing left),
 # activity/apply.py and usage/apply.py (consumes and refunds naming an endpoint, net, per
-# endpoint and the call's day). $3: the models whose checkpoints are rows.
+# endpoint and the call's day). The views are every model's checkpoints (last_seq, last_source).
 # tests/integration/test_rebuild_shapes.py holds it equal to the fold on hand-built ledgers.
 CHUNK_MODELS = f"""
 WITH e AS (
@@ -197,15 +196,10 @@ last AS (
 ),
 views_written AS (
     INSERT INTO balance_view_rebuild (account_id, last_seq, balance, reserved, granted_total,
-                                      consumed_total, grants, last_updated)
+                                      consumed_total, grants, last_updated, last_source)
     SELECT l.account_id, l.last_seq, l.delta, l.reserved, l.granted_total, l.consumed_total,
-           coalesce(b.grants, '{{}}'::jsonb), l.last_updated
+           coalesce(b.grants, '{{}}'::jsonb), l.last_updated, l.last_source
     FROM last l LEFT JOIN buckets b USING (account_id)
-),
-marks_written AS (
-    INSERT INTO projection_checkpoints_rebuild (account_id, projection, last_seq, last_source)
-    SELECT l.account_id, p.projection, l.last_seq, l.last_source
-    FROM last l CROSS JOIN unnest($3::text[]) AS p(projection)
 ),
 days_written AS (
     INSERT INTO activity_days_rebuild (account_id, day, scans, credits, refunds)
@@ -275,7 +269,7 @@ async def _chunk(
     if upper is None:
         return None
     await conn.execute(CHUNK_SETTINGS)
-    counted = await conn.fetchrow(CHUNK_MODELS, after_account, upper, list(CHECKPOINTED))
+    counted = await conn.fetchrow(CHUNK_MODELS, after_account, upper)
     assert counted is not None
     await conn.execute(PROGRESS, upper, counted["accounts"], counted["entries"])
     return upper, int(counted["accounts"]), int(counted["entries"])

@@ -1,8 +1,8 @@
 """The projector: reads `credits.ledger.v1` and updates every read model.
 
 Per partition batch, one transaction holds every model's update and the partition's offset, and
-each view row keeps its own `last_seq`, so a redelivered entry (the outbox is at-least-once)
-changes nothing.
+one checkpoint per account serves every model (its `balance_view` row: projections/checkpoints.py),
+so a redelivered entry (the outbox is at-least-once) changes nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
+from projections import checkpoints
 from projections.activity import projection as activity_projection
 from projections.balance import projection as balance_projection
 from projections.grants import projection as grants_projection
@@ -30,13 +31,25 @@ from services.platform.settings import Settings
 
 log = logging.getLogger("creditledger.projector")
 
-ApplyBatch = Callable[[DbConnection, Sequence[LedgerEntryMessage]], Awaitable[None]]
-PROJECTIONS: dict[str, ApplyBatch] = {
+ApplyModel = Callable[[DbConnection, checkpoints.Locked], Awaitable[None]]
+# Balance first: it folds the views that `checkpoints.save` writes.
+PROJECTIONS: dict[str, ApplyModel] = {
     balance_projection.NAME: balance_projection.apply_batch,
     activity_projection.NAME: activity_projection.apply_batch,
     usage_projection.NAME: usage_projection.apply_batch,
     grants_projection.NAME: grants_projection.apply_batch,
 }
+
+
+async def apply_entries(conn: DbConnection, entries: Sequence[LedgerEntryMessage]) -> None:
+    """Every model's update for a batch, in the caller's transaction: the accounts' checkpoints
+    locked once, each model folding the entries above them, the checkpoints saved once."""
+    locked = await checkpoints.lock(conn, entries)
+    if not locked.fresh:
+        return
+    for apply_model in PROJECTIONS.values():
+        await apply_model(conn, locked)
+    await checkpoints.save(conn, locked)
 
 
 class Projector:
@@ -99,8 +112,7 @@ class Projector:
             ]
             if not entries:
                 return None
-            for apply_model_batch in PROJECTIONS.values():
-                await apply_model_batch(conn, entries)
+            await apply_entries(conn, entries)
             failpoints.hit("projector.before_commit")
             next_offset = records[-1].offset + 1
             await self.stored.save(conn, {(topic, partition): next_offset})

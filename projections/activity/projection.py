@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from projections.activity.apply import DayActivity, DayKey, apply
-from projections.checkpoints import fresh_entries, save_checkpoints
-from schemas.ledger import LedgerEntryMessage
+from projections.checkpoints import Locked
 from services.platform.postgres import DbConnection
 
 NAME = "activity"
@@ -21,12 +18,11 @@ ON CONFLICT (account_id, day) DO UPDATE SET
 """
 
 
-async def apply_batch(conn: DbConnection, entries: Sequence[LedgerEntryMessage]) -> None:
-    fresh, marks = await fresh_entries(conn, NAME, entries)
+async def apply_batch(conn: DbConnection, locked: Locked) -> None:
     days: dict[DayKey, DayActivity] = {}
-    for entry in fresh:
-        mark = marks[entry.account_id]
-        mark.last_source = apply(days, mark.last_source, entry)
+    last_sources = dict(locked.sources)  # the checkpoint's, then each entry's as it is folded
+    for entry in locked.fresh:
+        last_sources[entry.account_id] = apply(days, last_sources[entry.account_id], entry)
     if days:
         keys = sorted(days)
         await conn.execute(
@@ -34,4 +30,3 @@ async def apply_batch(conn: DbConnection, entries: Sequence[LedgerEntryMessage])
             [days[k].scans for k in keys], [days[k].credits for k in keys],
             [days[k].refunds for k in keys],
         )  # fmt: skip
-    await save_checkpoints(conn, NAME, marks)

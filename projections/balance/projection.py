@@ -1,22 +1,24 @@
-"""The balance projection: lock the batch's views, fold its entries, save (one transaction)."""
+"""The balance projection: fold each account's run of the batch into its locked view. The views
+are the checkpoint rows: `checkpoints.save` writes them back (projections/checkpoints.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from projections.balance import store
 from projections.balance.apply import apply_all
+from projections.checkpoints import Locked
 from schemas.ledger import LedgerEntryMessage
 from services.platform.postgres import DbConnection
 
 NAME = "balance"
 
 
-async def apply_batch(conn: DbConnection, entries: Sequence[LedgerEntryMessage]) -> None:
+async def apply_batch(conn: DbConnection, locked: Locked) -> None:
     runs: dict[str, list[LedgerEntryMessage]] = {}
-    for entry in entries:
-        runs.setdefault(entry.account_id, []).append(entry)
-    views = await store.lock_views(conn, runs)
+    for entry in locked.fresh:
+        run = runs.get(entry.account_id)
+        if run is None:
+            runs[entry.account_id] = [entry]
+        else:
+            run.append(entry)
+    views = locked.views
     for account_id, run in runs.items():
         views[account_id] = apply_all(views[account_id], run)
-    await store.save_views(conn, list(views.values()))

@@ -1,4 +1,8 @@
-"""The balance read model's SQL: lock a batch's views, save them back. One round trip each."""
+"""The balance read model's SQL: lock a batch's views, save them back. One round trip each.
+
+A view row is also the account's checkpoint for every live model (`last_seq`, and `last_source`:
+the source of the entry at `last_seq`, which activity needs to count a call once); see
+projections/checkpoints.py."""
 
 from __future__ import annotations
 
@@ -23,33 +27,38 @@ ON CONFLICT (account_id) DO NOTHING
 SAVE_VIEWS = """
 UPDATE balance_view v SET last_seq = s.last_seq, balance = s.balance, reserved = s.reserved,
        granted_total = s.granted_total, consumed_total = s.consumed_total, grants = s.grants,
-       last_updated = s.last_updated
+       last_updated = s.last_updated, last_source = s.last_source
 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-            $7::jsonb[], $8::timestamptz[])
+            $7::jsonb[], $8::timestamptz[], $9::text[])
      AS s(account_id, last_seq, balance, reserved, granted_total, consumed_total, grants,
-          last_updated)
+          last_updated, last_source)
 WHERE v.account_id = s.account_id
 """
 READ_VIEW = "SELECT * FROM balance_view WHERE account_id = $1"
 
 
-async def lock_views(conn: DbConnection, account_ids: Iterable[str]) -> dict[str, BalanceView]:
+async def lock_views(
+    conn: DbConnection, account_ids: Iterable[str]
+) -> dict[str, tuple[BalanceView, str | None]]:
+    """Per account: its view and `last_source`, the row locked for the transaction."""
     wanted = sorted(set(account_ids))
     rows = await conn.fetch(LOCK_VIEWS, wanted)
     if len(rows) < len(wanted):
         await conn.execute(CREATE_VIEWS, wanted)
         rows = await conn.fetch(LOCK_VIEWS, wanted)
     assert len(rows) == len(wanted), "every account of the batch has a locked view row"
-    return {r["account_id"]: view_from_row(r) for r in rows}
+    return {r["account_id"]: (view_from_row(r), r["last_source"]) for r in rows}
 
 
-async def save_views(conn: DbConnection, views: Sequence[BalanceView]) -> None:
+async def save_views(
+    conn: DbConnection, views: Sequence[BalanceView], last_sources: Sequence[str | None]
+) -> None:
     await conn.execute(
         SAVE_VIEWS,
         [v.account_id for v in views], [v.last_seq for v in views], [v.balance for v in views],
         [v.reserved for v in views], [v.granted_total for v in views],
         [v.consumed_total for v in views], [grants_json(v) for v in views],
-        [v.last_updated for v in views],
+        [v.last_updated for v in views], last_sources,
     )  # fmt: skip
 
 

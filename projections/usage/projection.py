@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from projections.checkpoints import fresh_entries, save_checkpoints
+from projections.checkpoints import Locked
 from projections.usage.apply import UsageKey, apply
-from schemas.ledger import LedgerEntryMessage
 from services.platform.postgres import DbConnection
 
 NAME = "usage"
@@ -18,16 +15,13 @@ ON CONFLICT (account_id, endpoint, day) DO UPDATE SET
 """
 
 
-async def apply_batch(conn: DbConnection, entries: Sequence[LedgerEntryMessage]) -> None:
-    fresh, marks = await fresh_entries(conn, NAME, entries)
+async def apply_batch(conn: DbConnection, locked: Locked) -> None:
     credits: dict[UsageKey, int] = {}
-    for entry in fresh:
+    for entry in locked.fresh:
         apply(credits, entry)
-        marks[entry.account_id].last_source = entry.source
     if credits:
         keys = sorted(credits)
         await conn.execute(
             ADD_CREDITS, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
             [credits[k] for k in keys],
         )  # fmt: skip
-    await save_checkpoints(conn, NAME, marks)

@@ -17,7 +17,7 @@ from projections.audit import audit
 from projections.balance.apply import buckets_by_kind
 from projections.balance.store import read_view
 from projections.rebuild import rebuild
-from projections.runner import PROJECTIONS
+from projections.runner import apply_entries
 from services.api.reads.grants import GRANTS_PAGE, grant_json
 from services.history.as_of import TimeAxis, balance_as_of, fold_entries
 from services.platform.postgres import create_pool
@@ -78,8 +78,7 @@ async def project(pool: asyncpg.Pool, cut: int, upto: int | None = None) -> None
     batches = [[e for e in ordered if e.seq <= cut], [e for e in ordered if e.seq > cut]]
     for batch in batches:
         async with pool.acquire() as conn, conn.transaction():
-            for apply_batch in PROJECTIONS.values():
-                await apply_batch(conn, batch)
+            await apply_entries(conn, batch)
 
 
 async def models(pool: asyncpg.Pool) -> dict[str, list[dict[str, Any]]]:

@@ -13,7 +13,7 @@ from tests.pipeline import Driver
 pytestmark = pytest.mark.integration
 ACCOUNT_TABLES = (
     "ledger_entries", "processed_requests", "balance_view", "activity_days", "endpoint_usage",
-    "grants_view", "projection_checkpoints",
+    "grants_view",
 )  # fmt: skip
 
 

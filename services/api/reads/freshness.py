@@ -44,24 +44,14 @@ class ReadModel:
 # Balance and check read the writer's own state (reads/balance.py): fresh at the writer's commit.
 BALANCE_SEQ = "SELECT coalesce((SELECT seq FROM writer_accounts WHERE account_id = $1), 0)"
 LEDGER_SEQ = "SELECT coalesce(max(seq), 0) FROM ledger_entries WHERE account_id = $1"
-ACTIVITY_SEQ = """
-SELECT coalesce((SELECT last_seq FROM projection_checkpoints
-                 WHERE account_id = $1 AND projection = 'activity'), 0)
-"""
-USAGE_SEQ = """
-SELECT coalesce((SELECT last_seq FROM projection_checkpoints
-                 WHERE account_id = $1 AND projection = 'usage'), 0)
-"""
-GRANTS_SEQ = """
-SELECT coalesce((SELECT last_seq FROM projection_checkpoints
-                 WHERE account_id = $1 AND projection = 'grants'), 0)
-"""
+# Every projected model shares one checkpoint per account (projections/checkpoints.py).
+PROJECTED_SEQ = "SELECT coalesce((SELECT last_seq FROM balance_view WHERE account_id = $1), 0)"
+ACTIVITY_SEQ = USAGE_SEQ = GRANTS_SEQ = PROJECTED_SEQ
 # The summary reads balance and usage: it is as fresh as the staler of the two.
 SUMMARY_SEQ = """
 SELECT least(
     coalesce((SELECT seq FROM writer_accounts WHERE account_id = $1), 0),
-    coalesce((SELECT last_seq FROM projection_checkpoints
-              WHERE account_id = $1 AND projection = 'usage'), 0))
+    coalesce((SELECT last_seq FROM balance_view WHERE account_id = $1), 0))
 """
 
 BALANCE = ReadModel("balance", BALANCE_SEQ)
