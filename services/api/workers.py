@@ -41,7 +41,6 @@ import asyncpg
 import uvicorn
 from pydantic import SecretStr
 
-from services.api.http_protocol import HttpProtocol
 from services.platform.logs import configure_logging
 from services.platform.settings import Settings
 
@@ -207,7 +206,6 @@ def http_config(app: object, settings: Settings) -> uvicorn.Config:
         # on failed authentications (services/api/ratelimit.py).
         proxy_headers=False,
         server_header=False,  # no `server: uvicorn`: the stack is nobody's business
-        http=HttpProtocol,  # httptools, a response's head and body in one write
     )
 
 
