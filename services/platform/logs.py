@@ -207,7 +207,8 @@ def access_line(fields: dict[str, Any]) -> None:
         "event": "request", "level": "info", "logger": ACCESS_LOGGER,
         "timestamp": _utc_stamp.now(), **fields,
     }  # fmt: skip
-    _access_lines.add(handler, orjson.dumps(line, default=str).decode() + "\n")
+    text = orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE).decode()
+    _access_lines.add(handler, text)
 
 
 class _LineHandler(logging.StreamHandler[TextIO]):
