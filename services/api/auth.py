@@ -144,20 +144,29 @@ def unauthenticated(detail: str, *, presented: bool) -> Problem:
 def presented_secret(request: Request) -> str | None:
     """The one credential presented, as Bearer or x-api-key (the same value in both is one);
     400 `conflicting-credentials` when they carry two different values: which one was meant
-    cannot be told, and taking either would hide the mistake."""
-    found: list[str] = []
-    for value in request.headers.getlist("authorization"):
-        if value[:7].lower() == "bearer ":
-            found.append(value[7:].strip())
-    found.extend(request.headers.getlist("x-api-key"))
-    distinct = {value for value in found if value}
-    if len(distinct) > 1:
-        raise Problem(
-            400, "conflicting-credentials",
-            "two different credentials in one request (Authorization: Bearer and x-api-key, "
-            "or one of them twice): send one",
-        )  # fmt: skip
-    return distinct.pop() if distinct else None
+    cannot be told, and taking either would hide the mistake. One pass over the raw headers
+    (the balance and check reads run this on every request)."""
+    found: str | None = None
+    for name, raw in request.scope["headers"]:
+        if name == b"authorization":
+            value = raw.decode("latin-1")
+            if value[:7].lower() != "bearer ":
+                continue
+            value = value[7:].strip()
+        elif name == b"x-api-key":
+            value = raw.decode("latin-1")
+        else:
+            continue
+        if not value or value == found:
+            continue
+        if found is not None:
+            raise Problem(
+                400, "conflicting-credentials",
+                "two different credentials in one request (Authorization: Bearer and x-api-key, "
+                "or one of them twice): send one",
+            )  # fmt: skip
+        found = value
+    return found
 
 
 async def customer(
@@ -204,9 +213,10 @@ async def _customer(
     secret = presented_secret(request)
     if not secret:
         raise unauthenticated(f"an API key is required: {CUSTOMER_HOW}", presented=False)
-    if not is_well_formed(secret) and _admin_shaped(request, secret):
+    well_formed = is_well_formed(secret)  # once: its checksum is most of the key check's cost
+    if not well_formed and _admin_shaped(request, secret):
         return await _service_caller(request, secret), None, _admin_rate_key(secret)
-    key, row = await _identify(request, secret, lookup)
+    key, row = await _identify(request, secret, lookup, well_formed)
     named = named_account(request)
     if named is not None and named != key.account_id:
         raise Problem(404, "not-found", "a customer key reads only its own account")
@@ -240,16 +250,24 @@ async def _service_caller(request: Request, secret: str) -> Caller:
 def named_account(request: Request) -> str | None:
     """The account `Creditledger-Account` names (None without one); 400 for a value that
     cannot be an account id, or two different ones."""
-    values = {value for value in request.headers.getlist(ACCOUNT_HEADER) if value}
-    if not values:
-        return None
-    account_id = values.pop()
-    if values or not ACCOUNT_ID.fullmatch(account_id):
-        raise Problem(
-            400, "account-required",
-            f"{ACCOUNT_HEADER} must name one account id (1-128 of A-Z a-z 0-9 _ . : -)",
-        )  # fmt: skip
+    account_id: str | None = None
+    for name, raw in request.scope["headers"]:
+        if name != b"creditledger-account" or not raw:
+            continue
+        value = raw.decode("latin-1")
+        if account_id is not None and value != account_id:
+            raise _bad_account_header()
+        account_id = value
+    if account_id is not None and not ACCOUNT_ID.fullmatch(account_id):
+        raise _bad_account_header()
     return account_id
+
+
+def _bad_account_header() -> Problem:
+    return Problem(
+        400, "account-required",
+        f"{ACCOUNT_HEADER} must name one account id (1-128 of A-Z a-z 0-9 _ . : -)",
+    )  # fmt: skip
 
 
 async def _require_known(request: Request, account_id: str) -> None:
@@ -272,11 +290,11 @@ async def _key_and_state(pool: asyncpg.Pool, digest: str) -> asyncpg.Record | No
 
 
 async def _identify(
-    request: Request, secret: str, lookup: KeyLookup
+    request: Request, secret: str, lookup: KeyLookup, well_formed: bool
 ) -> tuple[VerifiedKey, asyncpg.Record | None]:
     """The presented key, from the cache or verified by `lookup` (then its row too, else None);
     only a key valid now is remembered. 401 before any lookup for a malformed one."""
-    if not is_well_formed(secret):
+    if not well_formed:
         raise unauthenticated(f"the API key is not valid: {CUSTOMER_HOW}", presented=True)
     digest = secret_hash(secret)
     cache = key_cache(request)

@@ -130,8 +130,15 @@ async def _state(request: Request, min_seq: int | None) -> tuple[str, StoredStat
 
 def _headers(body: bytes, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     raw = [(b"content-length", str(len(body)).encode()), _JSON]
-    raw.extend((name.lower().encode(), value.encode()) for name, value in headers.items())
+    for name, value in headers.items():
+        raw_name = _HEADER_NAMES.get(name)
+        if raw_name is None:  # the answers' few names, each encoded once
+            raw_name = _HEADER_NAMES[name] = name.lower().encode()
+        raw.append((raw_name, value.encode()))
     return raw
+
+
+_HEADER_NAMES: dict[str, bytes] = {}
 
 
 async def _balance(request: Request, parsed: _Parsed) -> Answer:

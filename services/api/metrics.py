@@ -53,13 +53,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from structlog.contextvars import bound_contextvars
 
 from projections.lag import projection_lag
 from services.api.request_id import request_id_from
 from services.platform import metrics as process_metrics
 from services.platform.kafka import new_reader
-from services.platform.logs import access_line
+from services.platform.logs import REQUEST_ID, access_line
 from services.platform.settings import Settings
 
 SCRAPE_STATEMENT_TIMEOUT_MS = 3000
@@ -103,8 +102,8 @@ def new_http_metrics() -> HttpMetrics:
 
 class MetricsMiddleware:
     """Pure ASGI (no body buffering): counts and times every HTTP request by route template,
-    gives it a request id (answered as `X-Request-Id`, bound in the log context) and writes
-    one access log line for it."""
+    gives it a request id (answered as `X-Request-Id`, and in every line logged while it is
+    answered: `logs.REQUEST_ID`) and writes one access log line for it."""
 
     def __init__(self, app: ASGIApp, metrics: HttpMetrics, access: bool = True) -> None:
         self.app, self.metrics, self.access = app, metrics, access
@@ -129,17 +128,18 @@ class MetricsMiddleware:
                 message = {**message, "headers": [*message.get("headers", ()), echoed]}
             await send(message)
 
-        with bound_contextvars(request_id=rid):
-            try:
-                await self.app(scope, receive, send_with_status)
-            finally:
-                route = getattr(scope.get("route"), "path", None) or "<unmatched>"
-                method = scope.get("method", "")
-                elapsed_s = time.perf_counter() - started
-                self._count(method, route, status).inc()
-                self._time(method, route).observe(elapsed_s)
-                if self.access:
-                    _log_access(scope, rid, method, route, status, elapsed_s)
+        bound = REQUEST_ID.set(rid)
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            REQUEST_ID.reset(bound)
+            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            method = scope.get("method", "")
+            elapsed_s = time.perf_counter() - started
+            self._count(method, route, status).inc()
+            self._time(method, route).observe(elapsed_s)
+            if self.access:
+                _log_access(scope, rid, method, route, status, elapsed_s)
 
     def _count(self, method: str, route: str, status: int) -> Counter:
         found = self._counted.get((method, route, status))

@@ -48,7 +48,11 @@ class TokenBuckets:
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
 
     def peek(self, caller: str, now: float | None = None) -> float:
-        """Seconds until `caller` has a token (0 when it has one now); takes nothing."""
+        """Seconds until `caller` has a token (0 when it has one now); takes nothing, and
+        tracks no caller it has not charged (theirs would be a full bucket: every request's
+        client address is peeked at, only a failed attempt is charged)."""
+        if caller not in self._buckets:
+            return 0.0 if self.burst >= 1 else 1 / self.rate
         bucket = self._refilled(caller, time.monotonic() if now is None else now)
         return 0.0 if bucket.tokens >= 1 else (1 - bucket.tokens) / self.rate
 

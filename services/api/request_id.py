@@ -3,14 +3,16 @@ headers of the commands the request publishes.
 
 Taken from the caller's `X-Request-Id` when it is short and plain (1-128 of letters, digits
 and `._:-`: it is logged and sent on to Kafka as is), else generated (32 hex digits); never a
-reason to refuse a request. `MetricsMiddleware` (services/api/metrics.py) sets it on every
+reason to refuse a request. A generated id is 16 random bytes as hex, as `uuid4().hex` but
+without its UUID object: the bytes are drawn from the OS 4 KiB at a time (~0.3 us an id instead
+of ~2). `MetricsMiddleware` (services/api/metrics.py) sets it on every
 request and answers it as `X-Request-Id`.
 """
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from collections.abc import Iterable
 
 from starlette.requests import Request
@@ -30,7 +32,31 @@ def request_id_from(headers: Iterable[tuple[bytes, bytes]]) -> str:
             if _REQUEST_ID.fullmatch(text):
                 return text
             break
-    return uuid.uuid4().hex
+    return _random_ids.new()
+
+
+class _RandomIds:
+    """Ids of 16 bytes from `os.urandom`, drawn 256 at a time; a forked child draws its own."""
+
+    BATCH = 256
+
+    def __init__(self) -> None:
+        self._bytes = b""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._bytes, self._at = b"", 0
+
+    def new(self) -> str:
+        at = self._at
+        if at >= len(self._bytes):
+            self._bytes, at = os.urandom(16 * self.BATCH), 0
+        self._at = at + 16
+        return self._bytes[at : at + 16].hex()
+
+
+_random_ids = _RandomIds()
 
 
 def request_id(request: Request) -> str:

@@ -3,14 +3,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import logging
+import subprocess
+import sys
 from datetime import datetime
+from typing import TextIO
 
 import structlog
 from structlog.contextvars import bound_contextvars
 
-from services.platform.logs import ACCESS_LOGGER, access_line, resolved_format
+from services.platform.logs import (
+    ACCESS_LOGGER,
+    REQUEST_ID,
+    AccessLines,
+    access_line,
+    flush_access_lines,
+    resolved_format,
+)
 from services.platform.settings import Settings
 from tests.log_capture import captured_logs, captured_text
 
@@ -106,3 +118,86 @@ def test_the_access_line_follows_the_level_and_the_format() -> None:
     with captured_text(log_format="console") as text:  # through logging, as text
         access_line({"status": 204})
     assert "request" in text() and "204" in text()
+
+
+def test_the_request_being_answered_names_its_lines() -> None:
+    with captured_logs() as lines:
+        bound = REQUEST_ID.set("req-2")
+        try:
+            logging.getLogger("creditledger.api").info("inside")
+            structlog.get_logger("creditledger.api").info("native")
+            logging.getLogger("creditledger.api").info("given", extra={"request_id": "other"})
+        finally:
+            REQUEST_ID.reset(bound)
+        logging.getLogger("creditledger.api").info("outside")
+    inside, native, given, outside = lines()
+    assert inside["request_id"] == native["request_id"] == "req-2"
+    assert given["request_id"] == "other"  # a field given with the line wins, as when bound
+    assert "request_id" not in outside
+
+
+async def test_access_lines_wait_for_the_end_of_the_loop_pass_in_order() -> None:
+    with captured_logs() as lines:
+        for status in (200, 201, 202):
+            access_line({"status": status})
+        assert lines() == []  # not written yet: one write for the pass
+        await asyncio.sleep(0)  # the pass ends
+        assert [line["status"] for line in lines()] == [200, 201, 202]
+        access_line({"status": 203})
+        logging.getLogger("creditledger.api").warning("later")  # the waiting line goes first
+        assert [line.get("status", line["event"]) for line in lines()[3:]] == [203, "later"]
+        await asyncio.sleep(0)
+        assert len(lines()) == 5  # nothing written twice
+
+
+async def test_waiting_access_lines_are_bounded_and_flushed_on_demand() -> None:
+    buffer, other_buffer = io.StringIO(), io.StringIO()
+    handler: logging.StreamHandler[TextIO] = logging.StreamHandler(buffer)
+    other: logging.StreamHandler[TextIO] = logging.StreamHandler(other_buffer)
+    waiting = AccessLines(max_lines=3)
+    waiting.add(handler, "1\n")
+    waiting.add(handler, "2\n")
+    assert buffer.getvalue() == ""
+    waiting.add(handler, "3\n")  # the bound: all at once
+    assert buffer.getvalue() == "1\n2\n3\n" and waiting.pending == []
+    waiting.add(handler, "4\n")
+    waiting.flush()
+    assert buffer.getvalue().splitlines() == ["1", "2", "3", "4"]
+    waiting.add(handler, "5\n")
+    waiting.add(other, "6\n")  # another handler: the first's lines go to the first
+    assert buffer.getvalue().splitlines()[-1] == "5"
+    await asyncio.sleep(0)
+    assert other_buffer.getvalue() == "6\n"
+
+
+async def test_replacing_the_handler_writes_the_waiting_lines_to_the_old_one() -> None:
+    with captured_logs() as first:
+        access_line({"status": 200})
+        with captured_logs() as second:
+            assert [line["status"] for line in first()] == [200]
+            access_line({"status": 201})
+            flush_access_lines()
+            assert [line["status"] for line in second()] == [201]
+
+
+def test_no_access_line_is_lost_when_the_process_stops_cleanly() -> None:
+    # The loop stops right after the lines are made, before its next pass would write them.
+    program = """
+import asyncio, sys
+from services.platform.logs import access_line, configure_logging
+from services.platform.settings import Settings
+configure_logging(Settings(log_format="json"), sys.stdout)
+loop = asyncio.new_event_loop()
+def answer():
+    for status in range(200, 210):
+        access_line({"status": status})
+    loop.stop()
+loop.call_soon(answer)
+loop.run_forever()
+loop.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    statuses = [json.loads(line)["status"] for line in done.stdout.splitlines()]
+    assert statuses == list(range(200, 210)), done.stderr
