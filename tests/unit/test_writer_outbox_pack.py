@@ -12,9 +12,9 @@ MESSAGES = st.lists(st.tuples(st.binary(max_size=300), st.binary(max_size=3000))
 
 
 @given(MESSAGES)
-def test_unpack_gives_back_the_packed_messages_in_order(messages: list[tuple[bytes, bytes]]) -> (
-    None
-):
+def test_unpack_gives_back_the_packed_messages_in_order(
+    messages: list[tuple[bytes, bytes]],
+) -> None:
     assert list(unpack(pack(messages), len(messages))) == messages
 
 
