@@ -7,6 +7,7 @@ is loaded per batch for the requests a batch refunds or captures.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -24,13 +25,32 @@ from services.core.model import (
 
 
 def state_to_json(state: AccountState) -> dict[str, Any]:
+    return _state_doc(state, _isoformat)
+
+
+def state_to_doc(state: AccountState) -> dict[str, Any]:
+    """`state_to_json` with each instant and day left as the `datetime` or `date` whose
+    `isoformat()` the JSON holds: for an encoder that writes them as that text itself (the
+    writer's orjson; tests/unit/test_core_snapshot_doc.py holds the two equal)."""
+    return _state_doc(state, _same)
+
+
+def _isoformat(value: datetime | date) -> str:
+    return value.isoformat()
+
+
+def _same(value: datetime | date) -> datetime | date:
+    return value
+
+
+def _state_doc(state: AccountState, iso: Callable[[Any], Any]) -> dict[str, Any]:
     settings, flags = state.settings, state.flags
     reload = settings.auto_reload
     return {
         # An object keyed by grant id, not a list: asyncpg reads a list inside a jsonb[]
         # parameter as another array dimension.
-        "buckets": {b.grant_id: _bucket_json(b) for b in state.buckets},
-        "holds": {h.hold_id: [h.amount, h.expires_at.isoformat()] for h in state.holds},
+        "buckets": {b.grant_id: _bucket_json(b, iso) for b in state.buckets},
+        "holds": {h.hold_id: [h.amount, iso(h.expires_at)] for h in state.holds},
         "settings": {
             "low_balance_threshold": settings.low_balance_threshold,
             "auto_reload": [reload.threshold, reload.amount, reload.max_per_day]
@@ -43,7 +63,7 @@ def state_to_json(state: AccountState) -> dict[str, Any]:
             "low_balance": flags.low_balance,
             "depleted": flags.depleted,
             "auto_reload": flags.auto_reload,
-            "auto_reload_day": flags.auto_reload_day.isoformat() if flags.auto_reload_day else None,
+            "auto_reload_day": iso(flags.auto_reload_day) if flags.auto_reload_day else None,
             "auto_reloads_that_day": flags.auto_reloads_that_day,
             "overage": flags.overage,
             "over_limit": flags.over_limit,
@@ -96,11 +116,11 @@ def state_from_json(
     )
 
 
-def _bucket_json(b: Bucket) -> dict[str, Any]:
+def _bucket_json(b: Bucket, iso: Callable[[Any], Any]) -> dict[str, Any]:
     return {
         "grant_id": b.grant_id, "kind": b.kind.value, "priority": b.priority,
-        "effective_at": b.effective_at.isoformat(),
-        "expires_at": b.expires_at.isoformat() if b.expires_at else None,
+        "effective_at": iso(b.effective_at),
+        "expires_at": iso(b.expires_at) if b.expires_at else None,
         "granted_seq": b.granted_seq, "remaining": b.remaining,
         "applies_to": list(b.applies_to) if b.applies_to is not None else None,
         "granted": b.granted, "pending": b.pending, "source": b.source,

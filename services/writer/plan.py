@@ -294,10 +294,15 @@ def _describe(error: Exception) -> str:
 
 def _record(plan: BatchPlan, decoded: Decoded, events: tuple[Event, ...]) -> None:
     """What one applied record adds to the plan: entries, alerts, its id, its traffic."""
-    entries = [e for e in events if isinstance(e, LedgerEntry)]
+    entries: list[LedgerEntry]
+    rejection: CommandRejected | None
+    if len(events) == 1 and type(events[0]) is LedgerEntry:  # a plain call's one entry
+        entries, rejection = [events[0]], None
+    else:
+        entries = [e for e in events if isinstance(e, LedgerEntry)]
+        plan.alerts.extend(e for e in events if isinstance(e, AlertRaised))
+        rejection = next((e for e in events if isinstance(e, CommandRejected)), None)
     plan.entries.extend(entries)
-    plan.alerts.extend(e for e in events if isinstance(e, AlertRaised))
-    rejection = next((e for e in events if isinstance(e, CommandRejected)), None)
     first_seq = entries[0].seq if entries else None
     plan.processed.append(
         ProcessedId(

@@ -23,7 +23,7 @@ from services.core.model import (
     LedgerEntry,
     entry_id_of,
 )
-from services.core.snapshot import state_from_json, state_to_json
+from services.core.snapshot import state_from_json, state_to_doc, state_to_json
 from services.platform.postgres import DbConnection
 from services.platform.settings import dead_letter_topic
 from services.writer.decoding import IdKind
@@ -73,9 +73,9 @@ JOIN unnest($3::text[], $4::text[]) AS k(account_id, id)
 # Returns the version (xmin) the rows now carry: the same for all, this transaction's id.
 SAVE_ACCOUNTS = """
 WITH saved AS (
-    UPDATE writer_accounts w SET seq = s.seq, balance = s.balance, snapshot = s.snapshot,
+    UPDATE writer_accounts w SET seq = s.seq, balance = s.balance, snapshot = s.snapshot::jsonb,
            next_due_at = s.next_due_at, updated_at = now()
-    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::jsonb[], $5::timestamptz[])
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[])
          AS s(account_id, seq, balance, snapshot, next_due_at)
     WHERE w.account_id = s.account_id
     RETURNING w.xmin::text AS version
@@ -145,6 +145,16 @@ def _state(
 _LONG_DIGITS = re.compile(r"\d{19}")
 
 
+def _snapshot_text(state: AccountState) -> str:
+    """`state_to_json(state)` as JSON text, its instants written by orjson (the same text as
+    their `isoformat()`) rather than formatted one by one in Python; orjson refuses integers past
+    64 bits, which json.dumps writes exactly."""
+    try:
+        return orjson.dumps(state_to_doc(state)).decode()
+    except TypeError:
+        return json.dumps(state_to_json(state), separators=(",", ":"))
+
+
 def _snapshot_from_text(text: str) -> dict[str, Any]:
     loaded = json.loads(text) if _LONG_DIGITS.search(text) else orjson.loads(text)
     assert isinstance(loaded, dict)
@@ -212,7 +222,7 @@ async def write_plan(
     saved = await conn.fetchrow(
         SAVE_ACCOUNTS,
         [s.account_id for s in changed], [s.seq for s in changed], [s.balance for s in changed],
-        [state_to_json(s) for s in changed], [s.next_due_at() for s in changed],
+        [_snapshot_text(s) for s in changed], [s.next_due_at() for s in changed],
     )  # fmt: skip
     assert saved is not None
     low, high = saved["low"], saved["high"]
