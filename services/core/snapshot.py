@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from services.core.model import (
@@ -82,7 +83,6 @@ def state_from_json(
     settings = snapshot.get("settings") or {}
     flags = snapshot.get("flags") or {}
     reload = settings.get("auto_reload")
-    day = flags.get("auto_reload_day")
     totals = snapshot.get("totals") or (0, 0)  # migration 0006 wrote them for older rows
     return AccountState(
         account_id=account_id,
@@ -93,26 +93,63 @@ def state_from_json(
             Hold(hold_id, amount, datetime.fromisoformat(expires_at))
             for hold_id, (amount, expires_at) in (snapshot.get("holds") or {}).items()
         ),
-        settings=AccountSettings(
-            low_balance_threshold=settings.get("low_balance_threshold"),
-            auto_reload=AutoReload(*reload) if reload else None,
-            credit_limit=settings.get("credit_limit", 0),
-            grant_expiring_notice_s=settings.get(
-                "grant_expiring_notice_s", DEFAULT_GRANT_EXPIRING_NOTICE_S
-            ),
+        settings=_settings(
+            settings.get("low_balance_threshold"),
+            tuple(reload) if reload else None,
+            settings.get("credit_limit", 0),
+            settings.get("grant_expiring_notice_s", DEFAULT_GRANT_EXPIRING_NOTICE_S),
         ),
-        flags=AlertFlags(
-            low_balance=flags.get("low_balance", False),
-            depleted=flags.get("depleted", False),
-            auto_reload=flags.get("auto_reload", False),
-            auto_reload_day=date.fromisoformat(day) if day else None,
-            auto_reloads_that_day=flags.get("auto_reloads_that_day", 0),
-            overage=flags.get("overage", False),
-            over_limit=flags.get("over_limit", False),
+        flags=_flags(
+            flags.get("low_balance", False),
+            flags.get("depleted", False),
+            flags.get("auto_reload", False),
+            flags.get("auto_reload_day"),
+            flags.get("auto_reloads_that_day", 0),
+            flags.get("overage", False),
+            flags.get("over_limit", False),
         ),
         consumptions=consumptions,
         granted_total=totals[0],
         consumed_total=totals[1],
+    )
+
+
+# Settings and flags are immutable and nearly every account has one of a few: one instance per
+# distinct value, rather than one built per account each time its snapshot is read (typed, so
+# that 1 and True stay apart).
+@lru_cache(maxsize=4096, typed=True)
+def _settings(
+    low_balance_threshold: int | None,
+    auto_reload: tuple[int, int, int] | None,
+    credit_limit: int,
+    grant_expiring_notice_s: int,
+) -> AccountSettings:
+    return AccountSettings(
+        low_balance_threshold=low_balance_threshold,
+        auto_reload=AutoReload(*auto_reload) if auto_reload else None,
+        credit_limit=credit_limit,
+        grant_expiring_notice_s=grant_expiring_notice_s,
+    )
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _flags(
+    low_balance: bool,
+    depleted: bool,
+    auto_reload: bool,
+    auto_reload_day: str | None,
+    auto_reloads_that_day: int,
+    overage: bool,
+    over_limit: bool,
+) -> AlertFlags:
+    return AlertFlags(
+        low_balance=low_balance,
+        depleted=depleted,
+        auto_reload=auto_reload,
+        auto_reload_day=date.fromisoformat(auto_reload_day) if auto_reload_day else None,
+        auto_reloads_that_day=auto_reloads_that_day,
+        overage=overage,
+        over_limit=over_limit,
     )
 
 

