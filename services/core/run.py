@@ -12,7 +12,7 @@ path's (tests/unit/test_core_run.py folds random histories both ways).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import fields
 from datetime import datetime
 
 from services.core.decide import decide_and_evolve
@@ -141,12 +141,35 @@ class _CallFold:
         base = self.base
         if self.consumptions is None:
             return base  # no plain call folded
+        remaining = self.remaining
         buckets = tuple(
-            b if b.remaining == self.remaining[b.grant_id]
-            else replace(b, remaining=self.remaining[b.grant_id])
+            b if b.remaining == remaining[b.grant_id] else _with_remaining(b, remaining[b.grant_id])
             for b in base.buckets
+        )
+        # `replace(base, seq=.., balance=.., buckets=.., consumptions=.., consumed_total=..)`,
+        # built positionally: once per account and batch, and `replace` walks every field.
+        return AccountState(
+            base.account_id, self.seq, self.balance, buckets, base.holds, base.settings,
+            base.flags, self.consumptions, base.granted_total, self.consumed,
         )  # fmt: skip
-        return replace(
-            base, seq=self.seq, balance=self.balance, buckets=buckets,
-            consumptions=self.consumptions, consumed_total=self.consumed,
-        )  # fmt: skip
+
+
+def _with_remaining(b: Bucket, remaining: int) -> Bucket:
+    """`replace(b, remaining=remaining)`, built positionally."""
+    return Bucket(
+        b.grant_id, b.kind, b.priority, b.effective_at, b.expires_at, b.granted_seq, remaining,
+        b.applies_to, b.granted, b.pending, b.source, b.expiry_noticed,
+    )  # fmt: skip
+
+
+# The positional constructions above follow the fields' order: a field added, removed or moved
+# must show here rather than shift values silently (tests/unit/test_core_run.py also holds
+# them equal to `replace`).
+assert [f.name for f in fields(AccountState)] == [
+    "account_id", "seq", "balance", "buckets", "holds", "settings", "flags", "consumptions",
+    "granted_total", "consumed_total",
+]  # fmt: skip
+assert [f.name for f in fields(Bucket)] == [
+    "grant_id", "kind", "priority", "effective_at", "expires_at", "granted_seq", "remaining",
+    "applies_to", "granted", "pending", "source", "expiry_noticed",
+]  # fmt: skip

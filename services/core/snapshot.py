@@ -7,7 +7,9 @@ is loaded per batch for the requests a batch refunds or captures.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 from services.core.model import (
@@ -24,13 +26,32 @@ from services.core.model import (
 
 
 def state_to_json(state: AccountState) -> dict[str, Any]:
+    return _state_doc(state, _isoformat)
+
+
+def state_to_doc(state: AccountState) -> dict[str, Any]:
+    """`state_to_json` with each instant and day left as the `datetime` or `date` whose
+    `isoformat()` the JSON holds: for an encoder that writes them as that text itself (the
+    writer's orjson; tests/unit/test_core_snapshot_doc.py holds the two equal)."""
+    return _state_doc(state, _same)
+
+
+def _isoformat(value: datetime | date) -> str:
+    return value.isoformat()
+
+
+def _same(value: datetime | date) -> datetime | date:
+    return value
+
+
+def _state_doc(state: AccountState, iso: Callable[[Any], Any]) -> dict[str, Any]:
     settings, flags = state.settings, state.flags
     reload = settings.auto_reload
     return {
         # An object keyed by grant id, not a list: asyncpg reads a list inside a jsonb[]
         # parameter as another array dimension.
-        "buckets": {b.grant_id: _bucket_json(b) for b in state.buckets},
-        "holds": {h.hold_id: [h.amount, h.expires_at.isoformat()] for h in state.holds},
+        "buckets": {b.grant_id: _bucket_json(b, iso) for b in state.buckets},
+        "holds": {h.hold_id: [h.amount, iso(h.expires_at)] for h in state.holds},
         "settings": {
             "low_balance_threshold": settings.low_balance_threshold,
             "auto_reload": [reload.threshold, reload.amount, reload.max_per_day]
@@ -43,7 +64,7 @@ def state_to_json(state: AccountState) -> dict[str, Any]:
             "low_balance": flags.low_balance,
             "depleted": flags.depleted,
             "auto_reload": flags.auto_reload,
-            "auto_reload_day": flags.auto_reload_day.isoformat() if flags.auto_reload_day else None,
+            "auto_reload_day": iso(flags.auto_reload_day) if flags.auto_reload_day else None,
             "auto_reloads_that_day": flags.auto_reloads_that_day,
             "overage": flags.overage,
             "over_limit": flags.over_limit,
@@ -62,7 +83,6 @@ def state_from_json(
     settings = snapshot.get("settings") or {}
     flags = snapshot.get("flags") or {}
     reload = settings.get("auto_reload")
-    day = flags.get("auto_reload_day")
     totals = snapshot.get("totals") or (0, 0)  # migration 0006 wrote them for older rows
     return AccountState(
         account_id=account_id,
@@ -73,22 +93,20 @@ def state_from_json(
             Hold(hold_id, amount, datetime.fromisoformat(expires_at))
             for hold_id, (amount, expires_at) in (snapshot.get("holds") or {}).items()
         ),
-        settings=AccountSettings(
-            low_balance_threshold=settings.get("low_balance_threshold"),
-            auto_reload=AutoReload(*reload) if reload else None,
-            credit_limit=settings.get("credit_limit", 0),
-            grant_expiring_notice_s=settings.get(
-                "grant_expiring_notice_s", DEFAULT_GRANT_EXPIRING_NOTICE_S
-            ),
+        settings=_settings(
+            settings.get("low_balance_threshold"),
+            tuple(reload) if reload else None,
+            settings.get("credit_limit", 0),
+            settings.get("grant_expiring_notice_s", DEFAULT_GRANT_EXPIRING_NOTICE_S),
         ),
-        flags=AlertFlags(
-            low_balance=flags.get("low_balance", False),
-            depleted=flags.get("depleted", False),
-            auto_reload=flags.get("auto_reload", False),
-            auto_reload_day=date.fromisoformat(day) if day else None,
-            auto_reloads_that_day=flags.get("auto_reloads_that_day", 0),
-            overage=flags.get("overage", False),
-            over_limit=flags.get("over_limit", False),
+        flags=_flags(
+            flags.get("low_balance", False),
+            flags.get("depleted", False),
+            flags.get("auto_reload", False),
+            flags.get("auto_reload_day"),
+            flags.get("auto_reloads_that_day", 0),
+            flags.get("overage", False),
+            flags.get("over_limit", False),
         ),
         consumptions=consumptions,
         granted_total=totals[0],
@@ -96,11 +114,50 @@ def state_from_json(
     )
 
 
-def _bucket_json(b: Bucket) -> dict[str, Any]:
+# Settings and flags are immutable and nearly every account has one of a few: one instance per
+# distinct value, rather than one built per account each time its snapshot is read (typed, so
+# that 1 and True stay apart).
+@lru_cache(maxsize=4096, typed=True)
+def _settings(
+    low_balance_threshold: int | None,
+    auto_reload: tuple[int, int, int] | None,
+    credit_limit: int,
+    grant_expiring_notice_s: int,
+) -> AccountSettings:
+    return AccountSettings(
+        low_balance_threshold=low_balance_threshold,
+        auto_reload=AutoReload(*auto_reload) if auto_reload else None,
+        credit_limit=credit_limit,
+        grant_expiring_notice_s=grant_expiring_notice_s,
+    )
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _flags(
+    low_balance: bool,
+    depleted: bool,
+    auto_reload: bool,
+    auto_reload_day: str | None,
+    auto_reloads_that_day: int,
+    overage: bool,
+    over_limit: bool,
+) -> AlertFlags:
+    return AlertFlags(
+        low_balance=low_balance,
+        depleted=depleted,
+        auto_reload=auto_reload,
+        auto_reload_day=date.fromisoformat(auto_reload_day) if auto_reload_day else None,
+        auto_reloads_that_day=auto_reloads_that_day,
+        overage=overage,
+        over_limit=over_limit,
+    )
+
+
+def _bucket_json(b: Bucket, iso: Callable[[Any], Any]) -> dict[str, Any]:
     return {
         "grant_id": b.grant_id, "kind": b.kind.value, "priority": b.priority,
-        "effective_at": b.effective_at.isoformat(),
-        "expires_at": b.expires_at.isoformat() if b.expires_at else None,
+        "effective_at": iso(b.effective_at),
+        "expires_at": iso(b.expires_at) if b.expires_at else None,
         "granted_seq": b.granted_seq, "remaining": b.remaining,
         "applies_to": list(b.applies_to) if b.applies_to is not None else None,
         "granted": b.granted, "pending": b.pending, "source": b.source,

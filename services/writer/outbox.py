@@ -15,6 +15,12 @@ rows of the input topic, keyed by account id, with the record's value bytes and 
 `creditledger.forwarded.from`: like ledger rows, they go to their key's partition as the
 producer's default partitioner (murmur2, Java's) computes it, which is the account's partition
 the writer forwards to, in outbox order.
+
+Ledger messages are packed (migration 0018): one row holds up to `PACK_MAX_MESSAGES` of one
+batch's messages, in entry order, each keyed by its account; the relay sends them in that order,
+as if they were rows of their own, so what reaches Kafka is the same records in the same order.
+A pass takes rows until it holds `max_rows` messages (at least one row), so a pass's size stays
+bounded by messages, not rows.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,12 +43,48 @@ from services.platform import failpoints
 log = logging.getLogger("creditledger.outbox")
 _RELAY_LOCK_KEY = 7_320_451_167
 DEAD_LETTER_RETRY_S = 1.0
+# Messages per packed row: a few batches' worth of rows per pass, each row well under a MB.
+PACK_MAX_MESSAGES = 2_000
+_LENGTH = struct.Struct(">I")
 
+# The first rows in outbox order whose messages before them number fewer than $1: at most $1
+# rows, and at least the first.
 FETCH_OUTBOX = """
-SELECT account_id, outbox_id, topic, key, value, headers FROM outbox
-WHERE (right(topic, 4) = '.DLT') = $2
-ORDER BY outbox_id LIMIT $1
+SELECT account_id, outbox_id, topic, key, value, headers, packed FROM (
+    SELECT *, sum(coalesce(packed, 1)) OVER (ORDER BY outbox_id) - coalesce(packed, 1) AS before
+    FROM (
+        SELECT account_id, outbox_id, topic, key, value, headers, packed FROM outbox
+        WHERE (right(topic, 4) = '.DLT') = $2
+        ORDER BY outbox_id LIMIT $1
+    ) AS first_rows
+) AS counted
+WHERE before < $1
+ORDER BY outbox_id
 """
+
+
+def pack(messages: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """(key, value) pairs -> one packed row's `value`: each length-prefixed, in order."""
+    parts: list[bytes] = []
+    for key, value in messages:
+        parts += (_LENGTH.pack(len(key)), key, _LENGTH.pack(len(value)), value)
+    return b"".join(parts)
+
+
+def unpack(packed: bytes, count: int) -> Iterator[tuple[bytes, bytes]]:
+    """A packed row's `value` -> its `count` (key, value) pairs, in order."""
+    view, at = memoryview(packed), 0
+    for _ in range(count):
+        (key_len,) = _LENGTH.unpack_from(view, at)
+        key = bytes(view[at + 4 : at + 4 + key_len])
+        at += 4 + key_len
+        (value_len,) = _LENGTH.unpack_from(view, at)
+        value = bytes(view[at + 4 : at + 4 + value_len])
+        at += 4 + value_len
+        yield key, value
+    assert at == len(packed), "a packed row holds exactly its messages"
+
+
 DELETE_OUTBOX = """
 DELETE FROM outbox o USING unnest($1::text[], $2::bigint[]) AS d(account_id, outbox_id)
 WHERE o.account_id = d.account_id AND o.outbox_id = d.outbox_id
@@ -82,7 +125,7 @@ async def _drain(
     while True:
         sent = await _relay_once(pool, producer, max_rows, dead_letters)
         sent_total += sent
-        if sent < max_rows:
+        if sent < max_rows:  # messages: fewer than a full pass, so the outbox is drained
             return sent_total
 
 
@@ -100,7 +143,7 @@ async def _relay_once(
         await conn.execute(
             DELETE_OUTBOX, [r["account_id"] for r in rows], [r["outbox_id"] for r in rows]
         )
-        return len(rows)
+        return sum(r["packed"] or 1 for r in rows)
 
 
 async def _publish(producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> None:
@@ -114,9 +157,7 @@ async def _publish(producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -
     acks: list[asyncio.Future[Any]] = []
     open_batches: dict[tuple[str, int], Any] = {}
     partitions = _Partitions(producer)
-    for row in rows:
-        headers = [(name, base64.b64decode(value)) for name, value in row["headers"]]
-        topic, key, value = row["topic"], row["key"], row["value"]
+    for topic, key, value, headers in _messages(rows):
         if key is None:
             acks.append(await producer.send(topic, value, headers=headers))
             continue
@@ -134,6 +175,21 @@ async def _publish(producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -
     for (topic, partition), batch in open_batches.items():
         acks.append(await producer.send_batch(batch, topic, partition=partition))
     await asyncio.gather(*acks)
+
+
+Message = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
+
+
+def _messages(rows: Sequence[asyncpg.Record]) -> Iterator[Message]:
+    """The rows' messages in outbox order, a packed row's in the order it holds them."""
+    for row in rows:
+        topic, count = row["topic"], row["packed"]
+        if count is not None:
+            for key, value in unpack(row["value"], count):
+                yield topic, key, value, []
+            continue
+        headers = [(name, base64.b64decode(value)) for name, value in row["headers"]]
+        yield topic, row["key"], row["value"], headers
 
 
 class _Partitions:

@@ -220,7 +220,7 @@ class LedgerWriter:
             offset=record.offset,
             key=key,
             value=value,
-            headers=tuple((name, bytes(v)) for name, v in record.headers),
+            headers=tuple((name, bytes(v)) for name, v in record.headers) if record.headers else (),
             log_time=log_time,
             decoded=beyond_future_skew(decoded, log_time, self.settings.max_future_skew_s),
             partition_count=self.partition_counts.get(record.topic),

@@ -12,7 +12,6 @@ a rolled-back batch leaves none behind. Bounded: past `max_accounts` the oldest 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from itertools import islice
 
 from services.core.model import AccountState
@@ -41,7 +40,7 @@ class StateCache:
     def put_all(self, states: Iterable[AccountState], version: str) -> None:
         for state in states:
             # Lineage is per batch (loaded from the ledger), never part of the cached state.
-            bare = replace(state, consumptions={}) if state.consumptions else state
+            bare = _without_lineage(state) if state.consumptions else state
             self._states.pop(state.account_id, None)  # re-insert: dict order is the age order
             self._states[state.account_id] = (version, bare)
         excess = len(self._states) - self.max_accounts
@@ -51,3 +50,12 @@ class StateCache:
 
     def __len__(self) -> int:
         return len(self._states)
+
+
+def _without_lineage(s: AccountState) -> AccountState:
+    """`replace(s, consumptions={})`, built positionally (once per account and batch; the
+    field order is checked in services/core/run.py, equality in test_writer_state_cache.py)."""
+    return AccountState(
+        s.account_id, s.seq, s.balance, s.buckets, s.holds, s.settings, s.flags, {},
+        s.granted_total, s.consumed_total,
+    )  # fmt: skip

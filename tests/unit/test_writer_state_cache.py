@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from services.core.model import AccountState, Consumption
 from services.writer.state_cache import StateCache
+from tests.unit.test_writer_snapshot_text import STATES
 
 
 def _state(account: str, seq: int = 1) -> AccountState:
@@ -36,3 +42,13 @@ def test_the_oldest_entries_go_past_the_bound() -> None:
     assert len(cache) == 3
     assert cache.version_of("acct_3") is None
     assert [cache.version_of(a) for a in ("acct_4", "acct_2", "acct_5")] == ["4", "9", "10"]
+
+
+@given(STATES, st.dictionaries(st.text(max_size=4), st.builds(Consumption, st.text(), st.just(()))))
+def test_the_cached_state_is_the_state_without_its_lineage(
+    state: AccountState, lineage: dict[str, Consumption]
+) -> None:
+    cache = StateCache(10)
+    with_lineage = replace(state, consumptions=lineage)
+    cache.put_all([with_lineage], "7")
+    assert cache.get(state.account_id, "7") == replace(state, consumptions={})
