@@ -14,6 +14,8 @@ import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
 
+from services.platform.json_exact import loads_exact
+
 # Any fixed number works: every process that migrates takes this advisory lock, so two
 # services starting at once apply each migration exactly once.
 log = logging.getLogger("creditledger.postgres")
@@ -26,8 +28,8 @@ _JSONB_VERSION = b"\x01"  # jsonb's binary wire format: a version byte, then the
 def _jsonb_encode(value: object) -> bytes:
     # orjson writes the same JSON values as json.dumps about ten times faster (every entry's
     # metadata and every account snapshot pass here); it refuses integers past 64 bits, which
-    # json.dumps writes exactly, so those take the slow path. (Decoding stays with json.loads:
-    # orjson would read such an integer as a float.)
+    # json.dumps writes exactly, so those take the slow path. (Decoding: `loads_exact`, for the
+    # same reason.)
     try:
         return _JSONB_VERSION + orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:
@@ -36,7 +38,7 @@ def _jsonb_encode(value: object) -> bytes:
 
 def _jsonb_decode(data: bytes) -> object:
     assert data[:1] == _JSONB_VERSION, "unknown jsonb binary version"
-    return json.loads(data[1:])
+    return loads_exact(data[1:])
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
