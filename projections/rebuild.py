@@ -1,10 +1,12 @@
 """`creditledger projections rebuild`: every read model computed afresh from the ledger into
 shadow tables while the live ones keep serving, then swapped in atomically. Resumable.
 
-1. Start: note the projector's stored Kafka offsets (O), create empty shadow tables.
-2. Compute the models chunk by chunk of accounts (a range of account ids), set-based in SQL: one
-   aggregate statement per model over the chunk's ledger rows, all in one transaction with the
-   last account of the chunk, so a rebuild that dies resumes where it stopped (with the same O).
+1. Start: note the projector's stored Kafka offsets (O), create empty shadow tables (with the
+   live tables' storage parameters), plan the chunks of accounts (`rebuild_chunks.py`).
+2. Compute the models chunk by chunk (a range of account ids; two chunks at a time), set-based
+   in SQL: one statement over the chunk's ledger rows (`rebuild_groups.py`), in one transaction
+   with the mark that the chunk is done, so a rebuild that dies resumes with the chunks left
+   (with the same O).
    The SQL states the projector's pure apply rules (`projections/*/apply.py`) as aggregates;
    `creditledger projections audit` folds the ledger with those very functions and finds any
    difference (tests/integration/test_projections.py runs it after a rebuild).
