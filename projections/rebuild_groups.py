@@ -43,20 +43,33 @@ KIND = f"""CASE reason
 GRANTS = f"({OPENING}, {ACTIVATION})"
 CALLS = f"({CONSUME}, {REFUND_ASIDE}, {REFUND}, {REFUND_LAST})"  # consumes and refunds
 REFUNDS = f"({REFUND_ASIDE}, {REFUND}, {REFUND_LAST})"
-# `OFFSET 0` keeps the per-entry expressions in that subquery (computed once, before the
-# window's tuple store) rather than pulled up and evaluated again at each use; `ORDER BY` keeps
-# the index order through it, so the window adds no sort.
+# The endpoint a consume or refund names, when it is a JSON string (usage/apply.py). `->>` reads
+# it as text in one lookup; only a text that a JSON number, boolean, object or array could also
+# read as (it starts with '-', a digit, 't', 'f', '{' or '[') has its type looked up (a second
+# lookup for every entry measured 19.8 vs 17.9 CPU-s on 10M entries).
+NOT_STRING_STARTS = tuple(ord(c) for c in "-0123456789tf{[")
+ENDPOINT = f"""CASE WHEN endpoint_text IS NULL THEN NULL
+                    WHEN ascii(endpoint_text) NOT IN ({", ".join(map(str, NOT_STRING_STARTS))})
+                    THEN endpoint_text
+                    WHEN jsonb_typeof(metadata -> 'endpoint') = 'string' THEN endpoint_text
+               END"""
+# `OFFSET 0` keeps the per-entry expressions in their subquery (computed once, the ledger's
+# metadata left behind before the window's tuple store) rather than pulled up and evaluated again
+# at each use; `ORDER BY` keeps the index order through them, so the window adds no sort.
 CHUNK_GROUPS = f"""
 e AS (
-    SELECT account_id, seq, kind, delta, reserved_delta, bucket_grant_id, day,
-           CASE WHEN jsonb_typeof(endpoint) = 'string' THEN endpoint #>> '{{}}' END AS endpoint,
+    SELECT account_id, seq, kind, delta, reserved_delta, bucket_grant_id, day, endpoint,
            (delta < 0 AND source IS DISTINCT FROM
                 lag(source) OVER (PARTITION BY account_id ORDER BY seq))::int AS opens_call
     FROM (
-        SELECT account_id, seq, delta, reserved_delta, bucket_grant_id, source,
-               metadata -> 'endpoint' AS endpoint, {CALL_DAY} AS day, {KIND} AS kind
-        FROM ledger_entries WHERE account_id > $1 AND account_id <= $2
-        ORDER BY account_id, seq OFFSET 0
+        SELECT account_id, seq, kind, delta, reserved_delta, bucket_grant_id, source, day,
+               {ENDPOINT} AS endpoint
+        FROM (
+            SELECT account_id, seq, delta, reserved_delta, bucket_grant_id, source, metadata,
+                   metadata ->> 'endpoint' AS endpoint_text, {CALL_DAY} AS day, {KIND} AS kind
+            FROM ledger_entries WHERE account_id > $1 AND account_id <= $2
+            ORDER BY account_id, seq OFFSET 0
+        ) raw ORDER BY account_id, seq OFFSET 0
     ) entries
 ),
 g AS MATERIALIZED (

@@ -51,3 +51,26 @@ async def test_the_swapped_in_tables_keep_their_storage_parameters(
     assert await rebuild(pool, namespace.projector_group) is not None
     after = {r["relname"]: r["reloptions"] for r in await pool.fetch(OPTIONS, list(SWAPPED))}
     assert after == before
+
+
+async def test_only_a_string_endpoint_counts_in_usage_even_one_that_reads_as_a_number(
+    pool: asyncpg.Pool,  # noqa: F811 - the fixture
+    namespace: Settings,
+) -> None:
+    calls = await pool.fetch(
+        "SELECT account_id, seq FROM ledger_entries WHERE reason = 'consume' AND delta < 0"
+        " ORDER BY account_id, seq LIMIT 3"
+    )
+    assert len(calls) == 3
+    named: list[str | int | bool] = ["7", 7, True]  # JSON "7", 7 and true (the codec encodes)
+    for endpoint, (account_id, seq) in zip(named, calls, strict=True):
+        await pool.execute(
+            "UPDATE ledger_entries"
+            " SET metadata = metadata || jsonb_build_object('endpoint', $3::jsonb)"
+            " WHERE account_id = $1 AND seq = $2",
+            account_id, seq, endpoint,
+        )  # fmt: skip
+    assert await rebuild(pool, namespace.projector_group) is not None
+    assert (await audit(pool)).drifts == []  # the fold's usage: a string endpoint only
+    rows = await pool.fetch("SELECT account_id FROM endpoint_usage WHERE endpoint IN ('7', 'true')")
+    assert [r["account_id"] for r in rows] == [calls[0]["account_id"]]
