@@ -1,10 +1,12 @@
 """`creditledger projections rebuild`: every read model computed afresh from the ledger into
 shadow tables while the live ones keep serving, then swapped in atomically. Resumable.
 
-1. Start: note the projector's stored Kafka offsets (O), create empty shadow tables.
-2. Compute the models chunk by chunk of accounts (a range of account ids), set-based in SQL: one
-   aggregate statement per model over the chunk's ledger rows, all in one transaction with the
-   last account of the chunk, so a rebuild that dies resumes where it stopped (with the same O).
+1. Start: note the projector's stored Kafka offsets (O), create empty shadow tables (with the
+   live tables' storage parameters), plan the chunks of accounts (`rebuild_chunks.py`).
+2. Compute the models chunk by chunk (a range of account ids; two chunks at a time), set-based
+   in SQL: one statement over the chunk's ledger rows (`rebuild_groups.py`), in one transaction
+   with the mark that the chunk is done, so a rebuild that dies resumes with the chunks left
+   (with the same O).
    The SQL states the projector's pure apply rules (`projections/*/apply.py`) as aggregates;
    `creditledger projections audit` folds the ledger with those very functions and finds any
    difference (tests/integration/test_projections.py runs it after a rebuild).
@@ -19,13 +21,16 @@ holds are at or below the new checkpoints, which makes them no-ops.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
 
-from projections.grant_entries import ACTIVATED, GRANTED, SCHEDULED, whole_sql
+from projections import rebuild_chunks
+from projections.grant_entries import GRANTED, SCHEDULED, whole_sql
+from projections.rebuild_groups import CHUNK_GROUPS
 from services.platform.postgres import DbConnection
 
 SWAPPED = ("balance_view", "activity_days", "grants_view")
@@ -80,22 +85,14 @@ SELECT max(account_id) AS upper, count(account_id) AS accounts FROM a
 ISO_UTC = """(to_char({t} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
     || CASE WHEN extract(microseconds FROM {t})::bigint % 1000000 <> 0
             THEN to_char({t} AT TIME ZONE 'UTC', '.US') ELSE '' END || '+00:00')"""
-# The day a refund entry belongs to: the call's own (`consumed_at`), else its own occurred_at.
-CALL_DAY = """(CASE WHEN reason = 'refund' AND jsonb_typeof(metadata -> 'consumed_at') = 'string'
-           THEN (metadata ->> 'consumed_at')::timestamptz ELSE occurred_at END
-      AT TIME ZONE 'UTC')::date"""
-# activity/apply.py: a consume counts one scan at a call's first entry (its source differs from
-# the entry before it) when it charges (delta < 0); the refund that leaves nothing refundable
-# takes the scan back.
-# grants/apply.py and balance/apply.py, through projections/grant_entries.py: a grant entry
-# naming a bucket opens it unless it is the activation; the opening entry's `granted` is the
-# amount (else its delta), its `scheduled` holds the credit until the activation.
-ACTIVATION = f"reason = 'grant' AND ({whole_sql(ACTIVATED)}) IS NOT NULL"
+# grants/apply.py and balance/apply.py, through projections/grant_entries.py: the opening
+# entry's `granted` is the amount (else its delta), its `scheduled` holds the credit until the
+# activation.
 GRANTED_AMOUNT = f"coalesce({whole_sql(GRANTED, 'o.metadata')}, o.delta)"
 SCHEDULED_AMOUNT = f"coalesce({whole_sql(SCHEDULED, 'o.metadata')}, 0)"
-# Every model of a chunk (account_id in ($1, $2]) from one pass over its entries: one aggregate
-# with three grouping sets (per account; per account and bucket; per account, endpoint, call
-# day and whether activity counts the entry), split into the shadows by data-modifying CTEs.
+# Every model of a chunk (account_id in ($1, $2]) from one pass over its entries
+# (`rebuild_groups.py`: one hash aggregate on the finest key, rolled up per account, bucket and
+# day), written into the shadows by data-modifying CTEs.
 # The rules are those of the pure apply functions: balance/apply.py, grants/apply.py (a grant's
 # opening entry opens the row, `scheduled` until its activation entry when it says so, every
 # entry naming the bucket moves `remaining`, `expiry`/`void` close it with nothing left),
@@ -103,48 +100,7 @@ SCHEDULED_AMOUNT = f"coalesce({whole_sql(SCHEDULED, 'o.metadata')}, 0)"
 # endpoint and the call's day). The views are every model's checkpoints (last_seq, last_source).
 # tests/integration/test_rebuild_shapes.py holds it equal to the fold on hand-built ledgers.
 CHUNK_MODELS = f"""
-WITH e AS (
-    SELECT account_id, seq, reason, delta, reserved_delta, bucket_grant_id, endpoint, day,
-           activation,
-           CASE WHEN NOT in_activity THEN NULL
-                WHEN reason = 'refund' THEN takes_back
-                WHEN source IS DISTINCT FROM lag(source) OVER (PARTITION BY account_id ORDER BY seq)
-                     AND delta < 0 THEN 1
-                ELSE 0 END AS scans
-    FROM (  -- what the rules need of each entry, computed before the sort the window needs
-        SELECT account_id, seq, reason, delta, reserved_delta, bucket_grant_id, source,
-               CASE WHEN reason IN ('consume', 'refund')
-                         AND jsonb_typeof(metadata -> 'endpoint') = 'string'
-                    THEN metadata ->> 'endpoint' END AS endpoint,
-               CASE WHEN reason IN ('consume', 'refund') THEN {CALL_DAY} END AS day,
-               reason = 'consume' OR (reason = 'refund' AND starts_with(source, 'refund:'))
-                   AS in_activity,
-               CASE WHEN metadata -> 'refundable_after' IN ('0'::jsonb, 'false'::jsonb)
-                    THEN -1 ELSE 0 END AS takes_back,
-               coalesce(bucket_grant_id IS NOT NULL AND {ACTIVATION}, false) AS activation
-        FROM ledger_entries WHERE account_id > $1 AND account_id <= $2
-    ) entries
-),
-g AS MATERIALIZED (
-    SELECT account_id, bucket_grant_id, endpoint, day, scans IS NOT NULL AS in_activity,
-           GROUPING(bucket_grant_id, endpoint, day, scans IS NOT NULL) AS grouping_set,
-           count(*) AS entries, max(seq) AS last_seq, sum(delta) AS delta,
-           sum(reserved_delta) AS reserved,
-           coalesce(sum(delta) FILTER (WHERE reason = 'grant'), 0) AS granted_total,
-           coalesce(-sum(delta) FILTER (WHERE reason IN ('consume', 'refund')), 0)
-               AS consumed_total,
-           max(seq) FILTER (WHERE reason = 'grant' AND NOT activation) AS granted_seq,
-           max(seq) FILTER (WHERE activation) AS activated_seq,
-           max(seq) FILTER (WHERE reason IN ('expiry', 'void')) AS closed_seq,
-           coalesce(sum(scans), 0) AS scans,
-           coalesce(sum(delta) FILTER (WHERE reason = 'refund'), 0) AS refunds
-    FROM e
-    GROUP BY GROUPING SETS ((account_id), (account_id, bucket_grant_id),
-                            (account_id, endpoint, day, scans IS NOT NULL))
-),
-per_account AS (SELECT * FROM g WHERE grouping_set = 15),
-per_bucket AS (SELECT * FROM g WHERE grouping_set = 7 AND bucket_grant_id IS NOT NULL),
-per_day AS (SELECT * FROM g WHERE grouping_set = 8 AND day IS NOT NULL),
+WITH {CHUNK_GROUPS},
 grant_rows AS (
     SELECT b.account_id, b.bucket_grant_id AS grant_id, o.bucket_kind AS kind,
            (o.bucket_terms ->> 'priority')::int AS priority, {GRANTED_AMOUNT} AS amount,
@@ -213,9 +169,6 @@ credits_written AS (
 )
 SELECT count(*) AS accounts, coalesce(sum(entries), 0)::bigint AS entries FROM per_account
 """  # noqa: S608 - constant fragments, no input
-PROGRESS = """
-UPDATE projection_rebuild SET last_account = $1, accounts = accounts + $2, entries = entries + $3
-"""
 
 
 @dataclass
@@ -239,65 +192,88 @@ async def rebuild(
     progress: Progress = lambda accounts, entries: None,
     chunk_accounts: int = CHUNK_ACCOUNTS,
     stop_after_chunks: int | None = None,  # for tests of resumption: do this many, then stop
+    concurrency: int = rebuild_chunks.CONCURRENCY,
 ) -> RebuildReport | None:
     """Rebuild and swap; None when stopped early by `stop_after_chunks` (resumable)."""
-    assert chunk_accounts >= 1
+    assert chunk_accounts >= 1 and concurrency >= 1
     started = time.monotonic()
-    resumed_from = await _start(pool, projector_group)
-    last_account, accounts, entries, chunks = resumed_from, 0, 0, 0
-    while True:
-        async with pool.acquire() as conn, conn.transaction():
-            chunk = await _chunk(conn, last_account, chunk_accounts)
-        if chunk is None:
-            break
-        last_account = chunk[0]
-        accounts, entries, chunks = accounts + chunk[1], entries + chunk[2], chunks + 1
-        progress(accounts, entries)
-        if stop_after_chunks is not None and chunks >= stop_after_chunks:
-            return None
-    await _swap(pool, projector_group)
-    return RebuildReport(accounts, entries, time.monotonic() - started, resumed_from)
+    resumed_from, todo = await _start(pool, projector_group, chunk_accounts)
+    stopping = stop_after_chunks is not None and len(todo) >= stop_after_chunks
+    todo = todo[:stop_after_chunks]
+    totals = [0, 0]  # accounts, entries
 
+    async def work() -> None:
+        while todo:
+            chunk = todo.pop(0)
+            async with pool.acquire() as conn, conn.transaction():
+                accounts, entries = await _chunk(conn, chunk)
+            totals[0], totals[1] = totals[0] + accounts, totals[1] + entries
+            progress(totals[0], totals[1])
 
-async def _chunk(
-    conn: DbConnection, after_account: str, chunk_accounts: int
-) -> tuple[str, int, int] | None:
-    """Computes the next chunk into the shadows; (its last account, accounts, entries)."""
-    bounds = await conn.fetchrow(NEXT_CHUNK, after_account, chunk_accounts)
-    assert bounds is not None
-    upper: str | None = bounds["upper"]
-    if upper is None:
+    async with asyncio.TaskGroup() as workers:
+        for _ in range(min(concurrency, len(todo))):
+            workers.create_task(work())
+    if stopping:
         return None
+    await _swap(pool, projector_group)
+    return RebuildReport(totals[0], totals[1], time.monotonic() - started, resumed_from)
+
+
+async def _chunk(conn: DbConnection, chunk: rebuild_chunks.Chunk) -> tuple[int, int]:
+    """Computes a chunk into the shadows and marks it done; (accounts, entries)."""
+    after_account = chunk.after_account
+    upper = await rebuild_chunks.upper_of(conn, chunk)
+    if upper is None:
+        await rebuild_chunks.mark_done(conn, chunk, None, 0, 0)
+        return 0, 0
     await conn.execute(CHUNK_SETTINGS)
     counted = await conn.fetchrow(CHUNK_MODELS, after_account, upper)
     assert counted is not None
-    await conn.execute(PROGRESS, upper, counted["accounts"], counted["entries"])
-    return upper, int(counted["accounts"]), int(counted["entries"])
+    accounts, entries = int(counted["accounts"]), int(counted["entries"])
+    await rebuild_chunks.mark_done(conn, chunk, upper, accounts, entries)
+    return accounts, entries
 
 
-async def _start(pool: asyncpg.Pool, projector_group: str) -> str:
-    """Resume a rebuild in progress, or begin one; returns the last account already done."""
+async def _start(
+    pool: asyncpg.Pool, projector_group: str, chunk_accounts: int
+) -> tuple[str, list[rebuild_chunks.Chunk]]:
+    """Resume a rebuild in progress, or begin one; returns where the chunks done reach and the
+    chunks left."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(STATE)
         row = await conn.fetchrow("SELECT last_account FROM projection_rebuild")
-        if row is not None:
-            return str(row["last_account"])
-        offsets = {
-            f"{r['topic']}:{r['kafka_partition']}": r["next_offset"]
-            for r in await conn.fetch(
-                "SELECT * FROM kafka_offsets WHERE consumer = $1", projector_group
-            )
-        }
-        for table in SWAPPED:
-            await conn.execute(f"DROP TABLE IF EXISTS {table}_rebuild")
-            await conn.execute(f"CREATE TABLE {table}_rebuild (LIKE {table} INCLUDING ALL)")
-            await conn.execute(SECURE_SHADOW.format(table=f"{table}_rebuild"))
-        await conn.execute("DROP TABLE IF EXISTS endpoint_credits_rebuild")
-        await conn.execute(CREDITS_SHADOW)
-        await conn.execute(
-            "INSERT INTO projection_rebuild (projector_offsets) VALUES ($1)", offsets
+        if row is None:
+            await _begin(conn, projector_group)
+            await rebuild_chunks.plan(conn, "", NEXT_CHUNK, chunk_accounts)
+        elif not await rebuild_chunks.planned(conn):  # begun before chunks were planned
+            await rebuild_chunks.plan(conn, str(row["last_account"]), NEXT_CHUNK, chunk_accounts)
+        return await rebuild_chunks.pending(conn)
+
+
+async def _begin(conn: DbConnection, projector_group: str) -> None:
+    """Notes the projector's offsets and creates the empty shadows."""
+    offsets = {
+        f"{r['topic']}:{r['kafka_partition']}": r["next_offset"]
+        for r in await conn.fetch(
+            "SELECT * FROM kafka_offsets WHERE consumer = $1", projector_group
         )
-        return ""
+    }
+    for table in SWAPPED:
+        await conn.execute(f"DROP TABLE IF EXISTS {table}_rebuild")
+        await conn.execute(f"CREATE TABLE {table}_rebuild (LIKE {table} INCLUDING ALL)")
+        await conn.execute(SECURE_SHADOW.format(table=f"{table}_rebuild"))
+        await _keep_storage(conn, table, f"{table}_rebuild")
+    await conn.execute("DROP TABLE IF EXISTS endpoint_credits_rebuild")
+    await conn.execute(CREDITS_SHADOW)
+    await conn.execute("INSERT INTO projection_rebuild (projector_offsets) VALUES ($1)", offsets)
+
+
+async def _keep_storage(conn: DbConnection, table: str, shadow: str) -> None:
+    """The live table's storage parameters on its shadow (LIKE copies none of them): the
+    fillfactor that leaves room for HOT updates (migration 0011) must survive a swap."""
+    options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = $1::regclass", table)
+    if options:
+        await conn.execute(f"ALTER TABLE {shadow} SET ({', '.join(options)})")
 
 
 async def _swap(pool: asyncpg.Pool, projector_group: str) -> None:
@@ -319,3 +295,4 @@ async def _swap(pool: asyncpg.Pool, projector_group: str) -> None:
         await conn.execute("DROP TABLE endpoint_credits_rebuild")
         await conn.execute(REWIND, projector_group, offsets)  # the jsonb codec encodes it
         await conn.execute("DROP TABLE projection_rebuild")
+        await conn.execute("DROP TABLE projection_rebuild_chunks")
