@@ -9,6 +9,7 @@ on the core producing them. `balance_after` and `seq` are kept by the builder.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -211,3 +212,24 @@ def legacy(account_id: str = "legacy") -> Ledger:
     book.add("consume", 0, "request:o2", hours(2), None, flagged)  # the rest: uncharged
     book.add("consume", 0, "request:o3", hours(3), None, flagged)  # charged nothing
     return book
+
+
+INSERT_ENTRY = """
+INSERT INTO ledger_entries (account_id, seq, entry_id, delta, balance_after, reason, source,
+                            bucket_grant_id, bucket_kind, bucket_expires_at, bucket_terms,
+                            metadata, reserved_delta, occurred_at, recorded_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+"""
+COLUMNS = (
+    "account_id", "seq", "entry_id", "delta", "balance_after", "reason", "source",
+    "bucket_grant_id", "bucket_kind", "bucket_expires_at", "bucket_terms", "metadata",
+    "reserved_delta", "occurred_at", "recorded_at",
+)  # fmt: skip
+
+
+async def insert_books(db: Any, books: Iterable[Ledger]) -> None:
+    """Write the books' entries straight into `ledger_entries` (`db`: an asyncpg pool)."""
+    for book in books:
+        for entry in book.entries:
+            row = book.row(entry)
+            await db.execute(INSERT_ENTRY, *(row[c] for c in COLUMNS))

@@ -15,21 +15,10 @@ from projections.runner import apply_entries
 from schemas.ledger import LedgerEntryMessage
 from services.platform.postgres import create_pool, migrate
 from services.platform.settings import Settings
-from tests.ledger_shapes import legacy, story
+from tests.ledger_shapes import insert_books, legacy, story
 
 pytestmark = pytest.mark.integration
 MIGRATION = "0016_one_checkpoint_per_account.sql"
-INSERT_ENTRY = """
-INSERT INTO ledger_entries (account_id, seq, entry_id, delta, balance_after, reason, source,
-                            bucket_grant_id, bucket_kind, bucket_expires_at, bucket_terms,
-                            metadata, reserved_delta, occurred_at, recorded_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-"""
-COLUMNS = (
-    "account_id", "seq", "entry_id", "delta", "balance_after", "reason", "source",
-    "bucket_grant_id", "bucket_kind", "bucket_expires_at", "bucket_terms", "metadata",
-    "reserved_delta", "occurred_at", "recorded_at",
-)  # fmt: skip
 BOOKS = (story(), legacy())
 # The schema as it was before 0016: three checkpoint rows per account, as the old projector left
 # them (every model at the view's seq, with the source of that entry).
@@ -57,10 +46,7 @@ async def pool(namespace: Settings) -> AsyncIterator[asyncpg.Pool]:
     assert namespace.database_url is not None
     db = await create_pool(namespace.database_url)
     try:
-        for book in BOOKS:
-            for entry in book.entries:
-                row = book.row(entry)
-                await db.execute(INSERT_ENTRY, *(row[c] for c in COLUMNS))
+        await insert_books(db, BOOKS)
         yield db
     finally:
         await db.close()

@@ -22,20 +22,9 @@ from services.api.reads.grants import GRANTS_PAGE, grant_json
 from services.history.as_of import TimeAxis, balance_as_of, fold_entries
 from services.platform.postgres import create_pool
 from services.platform.settings import Settings
-from tests.ledger_shapes import REPORT, SCAN, T0, Ledger, hours, legacy, story
+from tests.ledger_shapes import REPORT, SCAN, T0, Ledger, hours, insert_books, legacy, story
 
 pytestmark = pytest.mark.integration
-INSERT_ENTRY = """
-INSERT INTO ledger_entries (account_id, seq, entry_id, delta, balance_after, reason, source,
-                            bucket_grant_id, bucket_kind, bucket_expires_at, bucket_terms,
-                            metadata, reserved_delta, occurred_at, recorded_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-"""
-COLUMNS = (
-    "account_id", "seq", "entry_id", "delta", "balance_after", "reason", "source",
-    "bucket_grant_id", "bucket_kind", "bucket_expires_at", "bucket_terms", "metadata",
-    "reserved_delta", "occurred_at", "recorded_at",
-)  # fmt: skip
 MODELS = {
     "balance_view": "SELECT * FROM balance_view ORDER BY account_id",
     "grants_view": "SELECT * FROM grants_view ORDER BY account_id, grant_id",
@@ -61,10 +50,7 @@ async def pool(namespace: Settings) -> AsyncIterator[asyncpg.Pool]:
     assert namespace.database_url is not None
     db = await create_pool(namespace.database_url)
     try:
-        for book in BOOKS:
-            for entry in book.entries:
-                row = book.row(entry)
-                await db.execute(INSERT_ENTRY, *(row[c] for c in COLUMNS))
+        await insert_books(db, BOOKS)
         yield db
     finally:
         await db.close()
