@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from projections.runner import Projector
 from services.api.app import create_app, freeze_startup_heap
+from services.api.pool import create_api_pool
 from services.api.workers import http_config, serve_workers
 from services.platform import stack
 from services.platform.kafka import ensure_topics, start_producer
@@ -133,12 +134,7 @@ async def running(settings: Settings, components: Collection[str]) -> AsyncItera
         else:
             api_pool = pool
             if "api" in components:
-                # Its settings are transaction-local (reads/freshness.py, reads/balance.py), so
-                # a released connection needs no reset query.
-                api_pool = await create_pool(
-                    settings.database_url, settings.db_pool_max_size,
-                    settings.api_statement_timeout_ms, reset_sessions=False,
-                )  # fmt: skip
+                api_pool = await create_api_pool(settings)
                 handle.closers.append(api_pool.close)
             app = create_app(settings, api_pool, producer, ops_only="api" not in components)
             handle.tasks.append(asyncio.create_task(_serve_http(app, settings, handle.stop)))

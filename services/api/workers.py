@@ -158,18 +158,14 @@ async def _worker(settings: Settings, fd: int, parent: int) -> None:
     # Imported here: prometheus_client must see PROMETHEUS_MULTIPROC_DIR before its first import
     # (it is in this process's environment from its start, and this module imports none of it).
     from services.api.app import create_app, freeze_startup_heap
+    from services.api.pool import create_api_pool
     from services.platform.kafka import start_producer
-    from services.platform.postgres import create_pool
     from services.platform.startup import POSTGRES_NOT_READY, wait_until_ready
 
     assert settings.database_url is not None and settings.kafka_bootstrap is not None
-    database_url = settings.database_url
 
     async def connect() -> asyncpg.Pool:
-        return await create_pool(
-            database_url, settings.db_pool_max_size, settings.api_statement_timeout_ms,
-            reset_sessions=False,
-        )  # fmt: skip
+        return await create_api_pool(settings)
 
     pool = await wait_until_ready(
         connect, "Postgres (pool)", POSTGRES_NOT_READY, settings.startup_wait_s

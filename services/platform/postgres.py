@@ -59,18 +59,28 @@ async def create_pool(
     statement_timeout_ms: int | None = None,
     *,
     reset_sessions: bool = True,
+    warm: bool = False,
+    on_connect: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
 ) -> asyncpg.Pool:
     """With `reset_sessions=False`, a released connection is not sent asyncpg's reset query
     (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL: a round trip per use), for pools whose
-    users change nothing beyond their transaction (the API's: its settings are `SET LOCAL`)."""
+    users change nothing beyond their transaction (the API's: its settings are `SET LOCAL`).
+    `warm`: every connection opened now, not by the first requests; `on_connect` runs on each
+    new connection after our own set-up."""
     server_settings = {}
     if statement_timeout_ms is not None:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await _init_connection(conn)
+        if on_connect is not None:
+            await on_connect(conn)
+
     pool = await asyncpg.create_pool(
         database_url,
-        min_size=1,
+        min_size=max_size if warm else 1,
         max_size=max_size,
-        init=_init_connection,
+        init=init,
         server_settings=server_settings,
         reset=None if reset_sessions else _keep_session,
     )

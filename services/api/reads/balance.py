@@ -83,6 +83,11 @@ class StoredState:
     last_updated: datetime | None
 
 
+async def prepare_session(conn: asyncpg.Connection) -> None:
+    """The session's functions, made when the connection opens (services/api/pool.py)."""
+    await conn.execute(CUSTOMER_FUNCTIONS)
+
+
 async def customer_fetchrow(pool: asyncpg.Pool, sql: str, *args: object) -> asyncpg.Record | None:
     """One statement on a pooled connection, first making the session's functions when this
     connection has none yet (a new connection, or one whose session was discarded)."""
