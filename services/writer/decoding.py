@@ -134,7 +134,10 @@ _ACCOUNT_ID = re.compile(r"[A-Za-z0-9_.:\-]+")  # AccountId's pattern, matched i
 # fractional digits, `Z` or an hh:mm offset). Any other form goes to the contract model.
 _D2 = "[0-9]{2}"  # ASCII digits only: `\d` would take other scripts' digits too
 _PLAIN_INSTANT = re.compile(
-    f"[0-9]{{4}}-{_D2}-{_D2}T{_D2}:{_D2}:{_D2}(?:\\.[0-9]{{1,6}})?(?:Z|[+-]{_D2}:{_D2})"
+    # The offset's minutes below 60: fromisoformat would carry 60-99 into the hours, which
+    # the contract's model refuses (a dead letter, not a charge at a shifted instant).
+    f"[0-9]{{4}}-{_D2}-{_D2}T{_D2}:{_D2}:{_D2}(?:\\.[0-9]{{1,6}})?"
+    "(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 _SAFE_YEARS = range(2, 9999)  # schemas/common.py: an instant of these years is in UTC's range
 
