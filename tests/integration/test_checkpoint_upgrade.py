@@ -13,9 +13,10 @@ import pytest
 from projections.audit import audit
 from projections.runner import apply_entries
 from schemas.ledger import LedgerEntryMessage
-from services.platform.postgres import create_pool, migrate
+from services.platform.postgres import migrate
 from services.platform.settings import Settings
-from tests.ledger_shapes import insert_books, legacy, story
+from tests.integration.ledger_pool import pool_with_books
+from tests.ledger_shapes import legacy, story
 
 pytestmark = pytest.mark.integration
 MIGRATION = "0016_one_checkpoint_per_account.sql"
@@ -43,13 +44,8 @@ TRUNCATE balance_view, activity_days, grants_view, endpoint_usage
 
 @pytest.fixture
 async def pool(namespace: Settings) -> AsyncIterator[asyncpg.Pool]:
-    assert namespace.database_url is not None
-    db = await create_pool(namespace.database_url)
-    try:
-        await insert_books(db, BOOKS)
+    async with pool_with_books(namespace.database_url, BOOKS) as db:
         yield db
-    finally:
-        await db.close()
 
 
 def ledger(upto: int | None = None) -> list[LedgerEntryMessage]:

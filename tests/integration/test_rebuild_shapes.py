@@ -20,9 +20,9 @@ from projections.rebuild import rebuild
 from projections.runner import apply_entries
 from services.api.reads.grants import GRANTS_PAGE, grant_json
 from services.history.as_of import TimeAxis, balance_as_of, fold_entries
-from services.platform.postgres import create_pool
 from services.platform.settings import Settings
-from tests.ledger_shapes import REPORT, SCAN, T0, Ledger, hours, insert_books, legacy, story
+from tests.integration.ledger_pool import pool_with_books
+from tests.ledger_shapes import REPORT, SCAN, T0, Ledger, hours, legacy, story
 
 pytestmark = pytest.mark.integration
 MODELS = {
@@ -47,13 +47,8 @@ BOOKS = (story(), legacy(), backdated())
 
 @pytest.fixture
 async def pool(namespace: Settings) -> AsyncIterator[asyncpg.Pool]:
-    assert namespace.database_url is not None
-    db = await create_pool(namespace.database_url)
-    try:
-        await insert_books(db, BOOKS)
+    async with pool_with_books(namespace.database_url, BOOKS) as db:
         yield db
-    finally:
-        await db.close()
 
 
 async def project(pool: asyncpg.Pool, cut: int, upto: int | None = None) -> None:
