@@ -143,7 +143,7 @@ def new_consumer(settings: Settings, group_id: str, max_records: int) -> AIOKafk
         # A quiet partition's "caught up" is as fresh as its last fetch response, and the merge
         # waits for one newer than the record it takes: the broker's default 500 ms hold of an
         # empty fetch would be added to the freshness of every burst's tail.
-        fetch_max_wait_ms=100,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         partition_assignment_strategy=(RangePartitionAssignor,),
     )
 

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # fetch latency, and replication lag where acks wait for replicas.
     merge_clock_margin_ms: int = Field(default=100, ge=0, le=60_000)
     fetch_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    # How long the broker holds a fetch that finds nothing new. A quiet partition's "caught up"
+    # is only as fresh as its last fetch, and the merge takes a record once a fetch sent after
+    # it (plus the margin) has come back: this hold is part of every usage record's freshness.
+    fetch_max_wait_ms: int = Field(default=20, ge=1, le=500)
     outbox_batch_max_rows: int = Field(default=5000, ge=1, le=100_000)
     # The read API: bounds on every request (see services/api/README.md).
     api_statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
