@@ -113,29 +113,54 @@ def memory_kb(pid: int) -> tuple[int, int]:
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process so far."""
+def _stat(pid: int) -> tuple[str, int, float]:
+    """(command name, parent pid, user + system CPU seconds) from /proc/<pid>/stat."""
     stat = Path(f"/proc/{pid}/stat").read_text()
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
     after_name = stat.rsplit(")", 1)[1].split()
-    return (int(after_name[11]) + int(after_name[12])) / TICKS_PER_S
+    return name, int(after_name[1]), (int(after_name[11]) + int(after_name[12])) / TICKS_PER_S
 
 
-def cpu_seconds_named(name: str) -> float:
-    """CPU time of every process whose command name is `name` (e.g. postgres, java)."""
-    total = 0.0
+def _all_stats() -> dict[int, tuple[str, int, float]]:
+    stats: dict[int, tuple[str, int, float]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = _stat(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+                continue  # it ended while we looked
+    return stats
+
+
+def _tree_seconds(pid: int, stats: dict[int, tuple[str, int, float]]) -> float:
+    """CPU seconds of `pid` and its live descendants (an API with `api_workers` > 1 serves from
+    child processes)."""
+    children: dict[int, list[int]] = {}
+    for child, (_, parent, _) in stats.items():
+        children.setdefault(parent, []).append(child)
+    total, stack, seen = 0.0, [pid], set()
+    while stack:  # bounded: each pid is visited once
+        current = stack.pop()
+        if current in seen or current not in stats:
             continue
-        try:
-            if (entry / "comm").read_text().strip() == name:
-                total += cpu_seconds(int(entry.name))
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue  # it ended while we looked
+        seen.add(current)
+        total += stats[current][2]
+        stack.extend(children.get(current, ()))
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core spent busy since boot (/proc/stat): all but idle and iowait.
+    Steal counts as busy: time the hypervisor kept is capacity this machine did not have."""
+    first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
+    return (user + nice + system + irq + softirq + steal) / TICKS_PER_S
+
+
 class CpuMeter:
-    """CPU seconds per component (and the servers, machine-wide) over one phase."""
+    """CPU seconds per component (with its child processes), the servers' and the whole
+    machine's (`machine`: every core's busy time, the capacity being `os.cpu_count()`) over
+    one phase."""
 
     SERVERS = ("postgres", "java")
 
@@ -145,9 +170,13 @@ class CpuMeter:
         self.start = self._now()
 
     def _now(self) -> dict[str, float]:
-        now = {name: cpu_seconds(c.pid) for name, c in self.components.items()}
-        now["bench"] = cpu_seconds(os.getpid())
-        now.update({name: cpu_seconds_named(name) for name in self.SERVERS})
+        stats = _all_stats()
+        now = {name: _tree_seconds(c.pid, stats) for name, c in self.components.items()}
+        now["bench"] = stats[os.getpid()][2] if os.getpid() in stats else 0.0
+        for server in self.SERVERS:
+            now[server] = sum(seconds for comm, _, seconds in stats.values() if comm == server)
+        # Every process on the machine, these and the rest (wrk, pgbench, kcat, the kernel).
+        now["machine"] = machine_busy_seconds()
         return now
 
     def cores(self) -> dict[str, float]:

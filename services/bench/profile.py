@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ class Sampler:
             return
         self.process = await asyncio.create_subprocess_exec(
             spy, "record", "--pid", str(self.pid), "--format", "raw", "--rate",
-            str(SAMPLE_RATE_HZ), "--nonblocking", "--output", str(self.path),
+            str(SAMPLE_RATE_HZ), "--nonblocking", "--subprocesses", "--output", str(self.path),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
 
@@ -116,7 +117,22 @@ def machine() -> dict[str, Any]:
     for tool, argv in {"psql": ["psql", "--version"], "kcat": ["kcat", "-V"],
                        "wrk": ["wrk", "--version"]}.items():  # fmt: skip
         facts[tool] = _first_line(argv)
+    facts["python_loop_ns"] = python_loop_ns()
     return facts
+
+
+def python_loop_ns(iterations: int = 2_000_000, tries: int = 3) -> float:
+    """Nanoseconds per iteration of a plain Python loop, the best of `tries`: one core's speed
+    for the interpreted work, so runs on different days (or machines) can be compared. The
+    figures beside it (rows/s, requests/s) scale with it."""
+    best = float("inf")
+    for _ in range(tries):
+        started = time.perf_counter()
+        total = 0
+        for n in range(iterations):
+            total += n
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1e9 / iterations, 1)
 
 
 def _first_line(argv: list[str]) -> str | None:

@@ -12,8 +12,11 @@ def public(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k != "expected_balances"}
 
 
-CPU_PHASES = ("cpu_cores_ingest", "cpu_cores_ingest_10x_accounts", "cpu_cores_reads_under_load",
-              "cpu_cores_steady_at_15k")  # fmt: skip
+CPU_PHASES = ("cpu_cores_ingest", "cpu_cores_ingest_10x_accounts", "cpu_cores_freshness",
+              "cpu_cores_reads_under_load", "cpu_cores_steady_at_15k",
+              "cpu_cores_balance_reads_idle", "cpu_cores_check_reads_idle",
+              "cpu_cores_balance_reads_under_load", "cpu_cores_check_reads_under_load",
+              "cpu_cores_rebuild")  # fmt: skip
 ROWS = (
     ("pre-load producer (events/s)", "produce_events_per_s", None),
     ("ingest from restart (events/s)", "ingest_events_per_s", None),
@@ -69,6 +72,11 @@ ROWS = (
 
 def table(result: dict[str, Any]) -> str:
     lines = [f"creditledger bench: {result['events']} events over {result['accounts']} accounts"]
+    facts = result.get("machine", {})
+    lines.append(
+        f"  machine: {facts.get('nproc')} cores, a Python loop iteration "
+        f"{facts.get('python_loop_ns')} ns, API workers {result.get('api_workers')}"
+    )
     for label, key, second in ROWS:
         value = str(result.get(key))
         if second is not None:
@@ -100,11 +108,16 @@ def _target_lines(targets: list[dict[str, Any]]) -> list[str]:
         return []
     width = max(len(f"{t['name']} {t['target']}") for t in targets)
     met = sum(1 for t in targets if t["met"])
-    lines = [f"  targets ({met} of {len(targets)} met)"]
+    at_limit = sum(1 for t in targets if not t["met"] and t.get("at_limit"))
+    lines = [f"  targets ({met} of {len(targets)} met; of the others, {at_limit} with the CPU at"
+             " ≥ 80 % of its capacity)"]  # fmt: skip
     for t in targets:
         goal = f"{t['name']} {t['target']}"
         verdict = "met" if t["met"] else "NOT met"
         lines.append(f"    {verdict:<8} {goal:<{width}}  measured {t['measured']}")
+        if "limit" in t:
+            mark = "at ≥ 80 %" if t["at_limit"] else "below 80 %"
+            lines.append(f"    {'':<8} {'':<{width}}  {t['limit']}: {mark}")
     return lines
 
 

@@ -8,6 +8,7 @@ targets met or not, as one dict."""
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import tempfile
 import time
@@ -128,9 +129,10 @@ async def run_bench(
     options = Options(fresh_rate, fresh_rate_high, fresh_seconds, read_seconds,
                       read_concurrency, naive_sample, profile_dir, phase)  # fmt: skip
     phase("creating the bench namespace")
-    settings = await create_namespace(settings_base, accounts)
+    settings = await create_namespace(api_as_deployed(settings_base), accounts)
     result: dict[str, Any] = {"events": events, "accounts": accounts,
                               "partitions": settings.topic_partitions, "machine": machine(),
+                              "api_workers": settings.api_workers,
                               "database_url": settings.database_url,
                               "postgres_settings": await postgres_settings(settings)}  # fmt: skip
     log_dir = Path(tempfile.mkdtemp(prefix="creditledger-bench-"))
@@ -167,6 +169,16 @@ async def run_bench(
     finally:
         if not keep_database:
             await drop_namespace(settings_base, settings)
+
+
+def api_as_deployed(base: Settings) -> Settings:
+    """The API as a deployment on this machine runs it: one worker process per core
+    (services/api/workers.py), unless CREDITLEDGER_API_WORKERS says otherwise. One Python
+    process serves on one core; the bench's rate limits are off, so the per-worker limits that
+    make workers opt-in elsewhere do not matter here."""
+    if "api_workers" in base.model_fields_set:
+        return base
+    return base.model_copy(update={"api_workers": os.cpu_count() or 1})
 
 
 class _Run:
@@ -258,8 +270,9 @@ class _Run:
             secrets = await reads.customer_keys(http, self.settings, count)
         read_args = (secrets, options.read_concurrency, options.read_seconds, len(secrets),
                      timeout)  # fmt: skip
-        self.result.update(await _reads(self.settings, api, "idle", *read_args))
-        fresh = await self._reads_under_load(pipeline, pool, producer, api, read_args)
+        components = pipeline.components
+        self.result.update(await _reads(self.settings, components, "idle", *read_args))
+        fresh = await self._reads_under_load(pipeline, pool, producer, read_args)
         self.result.update(_freshness_figures(fresh))
         # The contract's names: the figures under the steady load (the targets' case).
         for kind in ("balance", "check"):
@@ -283,7 +296,6 @@ class _Run:
         pipeline: Pipeline,
         pool: asyncpg.Pool,
         producer: AIOKafkaProducer,
-        api: str,
         read_args: tuple[list[str], int, int, int, float],
     ) -> Freshness:
         options, components = self.options, pipeline.components
@@ -293,15 +305,17 @@ class _Run:
             producer, pool, self.settings, self.tally, self.accounts, options.fresh_rate,
             options.fresh_seconds, max_seconds=options.fresh_seconds + reading_s,
         )  # fmt: skip
+        sampling_cpu = processes.CpuMeter(components)
         loading = asyncio.create_task(load.run())
         try:
             await load.sampled.wait()
+            self.result["cpu_cores_freshness"] = sampling_cpu.cores()
             pipeline.check_alive()
             if options.profile_dir is not None:
                 self.samplers["api"] = Sampler("api", components["api"].pid, options.profile_dir)
                 await self.samplers["api"].start()
             cpu = processes.CpuMeter(components)
-            self.result.update(await _reads(self.settings, api, "under_load", *read_args))
+            self.result.update(await _reads(self.settings, components, "under_load", *read_args))
             self.result["cpu_cores_reads_under_load"] = cpu.cores()
             if "api" in self.samplers:
                 await self.samplers["api"].stop()
@@ -345,7 +359,7 @@ def _freshness_high_figures(fresh: Freshness) -> dict[str, Any]:
 
 async def _reads(
     settings: Settings,
-    api: str,
+    components: dict[str, processes.Component],
     mode: str,
     secrets: list[str],
     concurrency: int,
@@ -356,10 +370,13 @@ async def _reads(
     """Balance, ledger-page and check reads over HTTP, the first two next to pgbench running
     their SELECT."""
     out: dict[str, Any] = {}
+    api = components["api"].url
     for kind in READ_KINDS:
+        cpu = processes.CpuMeter(components)
         got = await reads.read_load(api, kind.path, secrets, concurrency, seconds,
                                     count_declined=kind.count_declined)  # fmt: skip
         name = kind.name
+        out[f"cpu_cores_{name}_reads_{mode}"] = cpu.cores()
         out.update({
             f"{name}_reads_{mode}_per_s": round(got.per_s, 1),
             f"{name}_{mode}_p50_ms": round(got.p50_ms, 2),
@@ -397,8 +414,10 @@ async def _rebuild_phase(
         started = time.monotonic()
         await generate_ledger(pool, entries, accounts)
         generated_s = time.monotonic() - started
+        cpu = processes.CpuMeter({})
         report = await asyncio.wait_for(rebuild(pool, settings.projector_group), deadline_s)
         assert report is not None
+        cores = cpu.cores()
         plain, differing = await limits.group_by_aggregate(pool)
     finally:
         await pool.close()
@@ -412,4 +431,5 @@ async def _rebuild_phase(
         "group_by_rows_per_s": plain.per_s and round(plain.per_s),
         "ratio_rebuild_vs_group_by": _ratio(report.entries_per_s, plain.per_s),
         "rebuild_differing_accounts": differing,
+        "cpu_cores_rebuild": cores,
     }

@@ -5,6 +5,8 @@ the plain aggregate."""
 
 from __future__ import annotations
 
+import os
+
 import asyncpg
 import pytest
 
@@ -61,6 +63,12 @@ async def test_bench_smoke_run(servers: Servers) -> None:
         assert [t["name"] for t in found] == [t.name for t in TARGETS]
         for target in found:
             assert isinstance(target["met"], bool) and target["target"] and target["measured"]
+        # Every phase a target names was metered, so each such target states its CPU.
+        for target, declared in zip(found, TARGETS, strict=True):
+            assert ("limit" in target) == (declared.cpu_phase is not None), target
+        # The API serves from worker processes here (one per core): their CPU is the API's.
+        assert result["api_workers"] == (os.cpu_count() or 1)
+        assert result["cpu_cores_balance_reads_idle"]["api"] > 0
         assert (result["rebuild_entries"], result["rebuild_differing_accounts"]) == (
             REBUILD_ENTRIES, 0,
         )  # fmt: skip
