@@ -41,6 +41,9 @@ class Target:
     target: str
     judge: Callable[[dict[str, Any]], Verdict]
     cpu_phase: str | None = None  # the figure's phase: `cpu_cores_<phase>` in the result
+    # The figure over the same work's rate measured alone in the run (kcat and psql \copy,
+    # pgbench): (the ratio's key, what it was measured against).
+    capacity: tuple[str, str] | None = None
 
 
 LIMIT_SHARE = 0.8  # the issue's "≥ 80 % of the capacity measured for it"
@@ -54,8 +57,10 @@ class Limit:
     at_limit: bool
 
 
-def cpu_limit(result: dict[str, Any], phase: str | None) -> Limit | None:
-    """The phase's busiest CPU, against its capacity, or None when the run did not meter it."""
+def cpu_limit(result: dict[str, Any], target: Target) -> Limit | None:
+    """The phase's busiest CPU against its capacity (and the figure against the same work
+    measured alone), or None when the run did not meter the phase."""
+    phase = target.cpu_phase
     cores = result.get(f"cpu_cores_{phase}") if phase else None
     nproc = result.get("machine", {}).get("nproc")
     if not isinstance(cores, dict) or "machine" not in cores or not nproc:
@@ -65,7 +70,12 @@ def cpu_limit(result: dict[str, Any], phase: str | None) -> Limit | None:
     single = [*SINGLE_CORE, *(["api"] if result.get("api_workers") == 1 else [])]
     hot = [(name, cores[name]) for name in single if cores.get(name, 0.0) >= LIMIT_SHARE]
     parts.extend(f"{name} {busy:.2f} of its one core" for name, busy in hot)
-    return Limit("; ".join(parts), share >= LIMIT_SHARE or bool(hot))
+    at_limit = share >= LIMIT_SHARE or bool(hot)
+    ratio = _number(result, target.capacity[0]) if target.capacity else None
+    if target.capacity and ratio is not None:
+        parts.append(f"{ratio:.2f} of {target.capacity[1]}")
+        at_limit = at_limit or ratio >= LIMIT_SHARE
+    return Limit("; ".join(parts), at_limit)
 
 
 def _number(result: dict[str, Any], key: str) -> float | None:
@@ -158,7 +168,7 @@ def _memory(result: dict[str, Any]) -> Verdict:
 
 TARGETS = (
     Target("ingest", f"≥ {INGEST_PER_S:,} events/s at {INGEST_AT_ACCOUNTS:,} accounts", _ingest,
-           "ingest"),
+           "ingest", ("ratio_vs_limit", "the slower of kcat and psql \\copy")),
     Target("ingest at 10× accounts", f"≥ {SCALING_10X} × ingest", _scaling,
            "ingest_10x_accounts"),
     Target("ingest vs naive", f"≥ {VS_NAIVE:.0f} × naive", _naive, "ingest"),
@@ -179,17 +189,20 @@ TARGETS = (
         f"≥ {READS_UNDER_LOAD_PER_S:,}/s, p99 ≤ {READS_UNDER_LOAD_P99_MS:.0f} ms",
         _reads("balance", "under_load", READS_UNDER_LOAD_PER_S, READS_UNDER_LOAD_P99_MS),
         "balance_reads_under_load",
+        ("ratio_balance_reads_under_load_vs_pgbench", "pgbench running its SELECT"),
     ),
     Target(
         "check reads under load",
         f"≥ {READS_UNDER_LOAD_PER_S:,}/s, p99 ≤ {READS_UNDER_LOAD_P99_MS:.0f} ms",
         _reads("check", "under_load", READS_UNDER_LOAD_PER_S, READS_UNDER_LOAD_P99_MS),
         "check_reads_under_load",
+        ("ratio_check_reads_under_load_vs_pgbench", "pgbench running the balance SELECT"),
     ),
     Target(
         "balance reads idle", f"≥ {READS_IDLE_PER_S:,}/s, p99 ≤ {READS_IDLE_P99_MS:.0f} ms",
         _reads("balance", "idle", READS_IDLE_PER_S, READS_IDLE_P99_MS),
         "balance_reads_idle",
+        ("ratio_balance_reads_idle_vs_pgbench", "pgbench running its SELECT"),
     ),
     Target("rebuild", f"≥ {REBUILD_ROWS_PER_S:,} rows/s", _rebuild, "rebuild"),
     Target(
@@ -206,7 +219,7 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
         verdict = target.judge(result)
         judged: dict[str, Any] = {"name": target.name, "target": target.target,
                                   "measured": verdict.measured, "met": verdict.met}  # fmt: skip
-        limit = cpu_limit(result, target.cpu_phase)
+        limit = cpu_limit(result, target)
         if limit is not None:
             judged.update(limit=limit.text, at_limit=limit.at_limit)
         out.append(judged)

@@ -120,6 +120,15 @@ def test_an_unmet_target_states_its_phases_cpu_against_the_capacity() -> None:
     # With API workers the API is not held to one core; an unmetered phase states nothing.
     assert evaluate(result | {"api_workers": 2})[7]["at_limit"] is False
     assert "limit" not in verdicts["rebuild"]
+    # Beside the CPU, the figure against the same work measured alone in the run.
+    fed = {
+        t["name"]: t
+        for t in evaluate(
+            result | {"ratio_vs_limit": 0.057, "ratio_balance_reads_idle_vs_pgbench": 0.85}
+        )
+    }
+    assert fed["ingest"]["limit"].endswith("; 0.06 of the slower of kcat and psql \\copy")
+    assert fed["balance reads idle"]["limit"].endswith("; 0.85 of pgbench running its SELECT")
     result["targets"] = list(verdicts.values())
     printed = table(result)
     assert "of the others, 1 with the CPU at ≥ 80 %" in printed
