@@ -114,11 +114,15 @@ def memory_kb(pid: int) -> tuple[int, int]:
 
 
 def _stat(pid: int) -> tuple[str, int, float]:
-    """(command name, parent pid, user + system CPU seconds) from /proc/<pid>/stat."""
+    """(command name, parent pid, CPU seconds) from /proc/<pid>/stat: user + system time of the
+    process and of its children that ended and were waited for. Without the latter a Postgres
+    backend that exits during a phase would take its time out of the sum (the postmaster
+    gains it), and the bench's own figure would leave out wrk, pgbench and kcat."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     name = stat[stat.index("(") + 1 : stat.rindex(")")]
-    after_name = stat.rsplit(")", 1)[1].split()
-    return name, int(after_name[1]), (int(after_name[11]) + int(after_name[12])) / TICKS_PER_S
+    fields = stat.rsplit(")", 1)[1].split()
+    ticks = sum(int(fields[k]) for k in (11, 12, 13, 14))  # utime, stime, cutime, cstime
+    return name, int(fields[1]), ticks / TICKS_PER_S
 
 
 def _all_stats() -> dict[int, tuple[str, int, float]]:
