@@ -173,14 +173,21 @@ async def run_bench(
             await drop_namespace(settings_base, settings)
 
 
+# Each API worker opens a pool of its own (20 connections in the bench, all at start): four of
+# them, the writer's, the projector's, the bench's and pgbench's stay well under the local
+# stack's max_connections (200) on a machine of any size.
+BENCH_API_WORKERS_MAX = 4
+
+
 def api_as_deployed(base: Settings) -> Settings:
-    """The API as a deployment on this machine runs it: one worker process per core
-    (services/api/workers.py), unless CREDITLEDGER_API_WORKERS says otherwise. One Python
-    process serves on one core; the bench's rate limits are off, so the per-worker limits that
-    make workers opt-in elsewhere do not matter here."""
+    """The API as a deployment on this machine runs it: one worker process per core, up to
+    BENCH_API_WORKERS_MAX (services/api/workers.py), unless CREDITLEDGER_API_WORKERS says
+    otherwise. One Python process serves on one core; the bench's rate limits are off, so the
+    per-worker limits that make workers opt-in elsewhere do not matter here."""
     if "api_workers" in base.model_fields_set:
         return base
-    return base.model_copy(update={"api_workers": os.cpu_count() or 1})
+    workers = min(os.cpu_count() or 1, BENCH_API_WORKERS_MAX)
+    return base.model_copy(update={"api_workers": workers})
 
 
 class _Run:

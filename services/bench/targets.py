@@ -55,6 +55,7 @@ SINGLE_CORE = ("writer", "projector")
 class Limit:
     text: str
     at_limit: bool
+    reasons: tuple[str, ...]  # which capacities were at ≥ 80 %: "CPU", "<name>'s core", …
 
 
 def cpu_limit(result: dict[str, Any], target: Target) -> Limit | None:
@@ -66,16 +67,22 @@ def cpu_limit(result: dict[str, Any], target: Target) -> Limit | None:
     if not isinstance(cores, dict) or "machine" not in cores or not nproc:
         return None
     share = cores["machine"] / nproc
-    parts = [f"CPU {cores['machine']:.2f} of {nproc} cores busy ({share:.0%})"]
+    busy = f"CPU {cores['machine']:.2f} of {nproc} cores busy ({share:.0%}"
+    # The machine's figure counts the bench's own load (its producer, wrk, pgbench): said so.
+    loading = cores.get("bench")
+    parts = [busy + (f", {loading:.2f} of them the bench's load)" if loading else ")")]
+    reasons = ["CPU"] if share >= LIMIT_SHARE else []
     single = [*SINGLE_CORE, *(["api"] if result.get("api_workers") == 1 else [])]
-    hot = [(name, cores[name]) for name in single if cores.get(name, 0.0) >= LIMIT_SHARE]
-    parts.extend(f"{name} {busy:.2f} of its one core" for name, busy in hot)
-    at_limit = share >= LIMIT_SHARE or bool(hot)
+    for name in single:
+        if cores.get(name, 0.0) >= LIMIT_SHARE:
+            parts.append(f"{name} {cores[name]:.2f} of its one core")
+            reasons.append(f"{name}'s core")
     ratio = _number(result, target.capacity[0]) if target.capacity else None
     if target.capacity and ratio is not None:
         parts.append(f"{ratio:.2f} of {target.capacity[1]}")
-        at_limit = at_limit or ratio >= LIMIT_SHARE
-    return Limit("; ".join(parts), at_limit)
+        if ratio >= LIMIT_SHARE:
+            reasons.append(target.capacity[1])
+    return Limit("; ".join(parts), bool(reasons), tuple(reasons))
 
 
 def _number(result: dict[str, Any], key: str) -> float | None:
@@ -221,6 +228,6 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
                                   "measured": verdict.measured, "met": verdict.met}  # fmt: skip
         limit = cpu_limit(result, target)
         if limit is not None:
-            judged.update(limit=limit.text, at_limit=limit.at_limit)
+            judged.update(limit=limit.text, at_limit=limit.at_limit, limited_by=limit.reasons)
         out.append(judged)
     return out

@@ -5,14 +5,12 @@ the plain aggregate."""
 
 from __future__ import annotations
 
-import os
-
 import asyncpg
 import pytest
 
 from services.bench.namespace import drop_namespace
 from services.bench.report import table
-from services.bench.run import ACCOUNTS_FACTOR, CONTRACT_KEYS, run_bench
+from services.bench.run import ACCOUNTS_FACTOR, CONTRACT_KEYS, api_as_deployed, run_bench
 from services.bench.targets import TARGETS
 from services.platform.settings import Settings
 from tests.servers import Servers
@@ -67,7 +65,7 @@ async def test_bench_smoke_run(servers: Servers) -> None:
         for target, declared in zip(found, TARGETS, strict=True):
             assert ("limit" in target) == (declared.cpu_phase is not None), target
         # The API serves from worker processes here (one per core): their CPU is the API's.
-        assert result["api_workers"] == (os.cpu_count() or 1)
+        assert result["api_workers"] == api_as_deployed(base).api_workers
         assert result["cpu_cores_balance_reads_idle"]["api"] > 0
         assert (result["rebuild_entries"], result["rebuild_differing_accounts"]) == (
             REBUILD_ENTRIES, 0,
