@@ -175,10 +175,10 @@ class _TickBatches:
     """One tick's records, one record batch per partition, handed to the producer together.
 
     `producer.send` per record (a future, a partitioner hash and an accumulator append each)
-    cost the bench about 0.3 of the machine's two cores at 5,000 events/s, CPU the pipeline it
-    measures did not get. The partition is the one the default partitioner gives the key
-    (`home_partition`, as the writer and the admin API compute it), so every record lands where
-    `send` would have put it."""
+    cost the bench 0.26-0.28 cores at 3,000 events/s, this 0.145 (BENCHMARKS.md, third round):
+    CPU the pipeline it measures did not get. The partition is the one the default partitioner
+    gives the key (`home_partition`, as the writer and the admin API compute it), so every
+    record lands where `send` would have put it."""
 
     def __init__(self, producer: AIOKafkaProducer, settings: Settings) -> None:
         self.producer, self.topic = producer, settings.usage_topic
