@@ -10,13 +10,14 @@ import statistics
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from aiokafka.producer.message_accumulator import BatchBuilder
 
 from services.bench.reads import percentile
 from services.bench.workload import Tally, account_id, usage_message
+from services.platform.record_batches import RecordBatches
 from services.platform.settings import Settings
 from services.writer.plan import home_partition
 
@@ -172,7 +173,8 @@ class SteadyLoad:
 
 
 class _TickBatches:
-    """One tick's records, one record batch per partition, handed to the producer together.
+    """One tick's records, one record batch per partition (`RecordBatches`), handed to the
+    producer together.
 
     `producer.send` per record (a future, a partitioner hash and an accumulator append each)
     cost the bench 0.26-0.28 cores at 3,000 events/s, this 0.145 (BENCHMARKS.md, third round):
@@ -181,26 +183,12 @@ class _TickBatches:
     record lands where `send` would have put it."""
 
     def __init__(self, producer: AIOKafkaProducer, settings: Settings) -> None:
-        self.producer, self.topic = producer, settings.usage_topic
-        self.partitions = settings.topic_partitions
-        self.open: dict[int, BatchBuilder] = {}
-        self.acks: list[asyncio.Future[object]] = []
+        self.batches = RecordBatches(producer)
+        self.topic, self.partitions = settings.usage_topic, settings.topic_partitions
 
     async def add(self, account: str, key: bytes, value: bytes) -> None:
         partition = home_partition(account, self.partitions)
-        batch = self.open.get(partition)
-        if batch is None or batch.append(key=key, value=value, timestamp=None) is None:
-            if batch is not None:  # full: it leaves before the partition's next one
-                await self._submit(partition, batch)
-            batch = self.open[partition] = self.producer.create_batch()
-            appended = batch.append(key=key, value=value, timestamp=None)
-            assert appended is not None, "an empty batch takes any record the producer allows"
+        await self.batches.add(self.topic, partition, key, value)
 
-    async def send(self) -> list[asyncio.Future[object]]:
-        for partition, batch in self.open.items():
-            await self._submit(partition, batch)
-        self.open.clear()
-        return self.acks
-
-    async def _submit(self, partition: int, batch: BatchBuilder) -> None:
-        self.acks.append(await self.producer.send_batch(batch, self.topic, partition=partition))
+    async def send(self) -> list[asyncio.Future[Any]]:
+        return await self.batches.submit_all()

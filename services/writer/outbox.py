@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from services.platform import failpoints
+from services.platform.record_batches import RecordBatches
 
 log = logging.getLogger("creditledger.outbox")
 _RELAY_LOCK_KEY = 7_320_451_167
@@ -155,25 +156,14 @@ async def _publish(producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -
     unkeyed record) has no order to keep and goes through `send`.
     """
     acks: list[asyncio.Future[Any]] = []
-    open_batches: dict[tuple[str, int], Any] = {}
+    batches = RecordBatches(producer)
     partitions = _Partitions(producer)
     for topic, key, value, headers in _messages(rows):
         if key is None:
             acks.append(await producer.send(topic, value, headers=headers))
             continue
-        tp = (topic, await partitions.of(topic, key))
-        batch = open_batches.get(tp)
-        if (
-            batch is None
-            or batch.append(key=key, value=value, timestamp=None, headers=headers) is None
-        ):
-            if batch is not None:  # full: it leaves before the next one of its partition
-                acks.append(await producer.send_batch(batch, topic, partition=tp[1]))
-            batch = open_batches[tp] = producer.create_batch()
-            appended = batch.append(key=key, value=value, timestamp=None, headers=headers)
-            assert appended is not None, "an empty batch takes any record the producer allows"
-    for (topic, partition), batch in open_batches.items():
-        acks.append(await producer.send_batch(batch, topic, partition=partition))
+        await batches.add(topic, await partitions.of(topic, key), key, value, headers)
+    acks.extend(await batches.submit_all())
     await asyncio.gather(*acks)
 
 
