@@ -9,7 +9,6 @@ partition keeps the order of `add`. The caller picks the partition.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -28,8 +27,9 @@ class RecordBatches:
         partition: int,
         key: bytes,
         value: bytes,
-        headers: Sequence[tuple[str, bytes]] = (),
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
+        headers = [] if headers is None else headers  # aiokafka's builder takes a list only
         tp = (topic, partition)
         batch = self.open.get(tp)
         if (
