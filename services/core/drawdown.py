@@ -12,13 +12,13 @@ when `credit_limit_exceeded` alerts; it never makes a call free.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
 from services.core.model import AccountState, Bucket
+from services.core.value import value_type
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class DrawPlan:
     draws: tuple[tuple[Bucket | None, int], ...]  # None: credit tied to no grant
     owed: int  # what no spendable credit covers

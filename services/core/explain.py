@@ -43,6 +43,7 @@ from services.core.model import (
     MetadataValue,
 )
 from services.core.tape import Tape
+from services.core.value import value_type
 
 RECENT_CONSUMES = 20
 
@@ -52,7 +53,7 @@ SPENDABLE, SCHEDULED, NOT_YET_EFFECTIVE, SPENT, EXPIRED, VOIDED = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class GrantExplained:
     grant_id: str
     kind: BucketKind
@@ -78,13 +79,13 @@ class GrantExplained:
     granted_seq: int  # its opening entry's seq: "oldest grant" means lowest
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class DrawExplained:
     grant_id: str | None  # None: credit tied to no grant
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ConsumeExplained:
     request_id: str
     credits: int  # the call's whole price: its draws plus what it left owed
@@ -96,7 +97,7 @@ class ConsumeExplained:
     seq: int  # its first consume entry
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Explanation:
     account_id: str
     at: datetime

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+
+from services.core.value import value_type
 
 # Fixed namespace: an entry's id is a function of (account_id, seq), so a replay of the same
 # input reproduces the same ids.
@@ -60,7 +62,7 @@ class AlertKind(StrEnum):
 DEFAULT_GRANT_EXPIRING_NOTICE_S = 3 * 86_400
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Bucket:
     """Credits from one grant. `granted_seq` orders grants oldest first.
 
@@ -105,14 +107,14 @@ class Bucket:
         return (self.priority, self.expires_at or never, self.granted_seq)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Hold:
     hold_id: str
     amount: int
     expires_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Draw:
     """Part of a consume: `amount` credits from one bucket (None: from no bucket)."""
 
@@ -122,7 +124,7 @@ class Draw:
     refunded: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Consumption:
     """A request's consume lineage, so refunds go back where the credits came from."""
 
@@ -138,14 +140,14 @@ class Consumption:
         return sum(d.amount - d.refunded for d in self.draws)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AutoReload:
     threshold: int
     amount: int
     max_per_day: int
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AccountSettings:
     low_balance_threshold: int | None = None
     auto_reload: AutoReload | None = None
@@ -153,7 +155,7 @@ class AccountSettings:
     grant_expiring_notice_s: int = DEFAULT_GRANT_EXPIRING_NOTICE_S
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AlertFlags:
     """Which alerts have fired since `available` last came back above their threshold."""
 
@@ -166,7 +168,7 @@ class AlertFlags:
     over_limit: bool = False  # beyond the credit limit (see spend.within_limit)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AccountState:
     """What the writer must know of an account to decide the next events.
 
@@ -228,7 +230,7 @@ class AccountState:
         return [at for at in due if at is not None]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class LedgerEntry:
     account_id: str
     seq: int
@@ -265,7 +267,7 @@ def entry_id_of(account_id: str, seq: int) -> str:
     return f"{hex_id[:8]}-{hex_id[8:12]}-{hex_id[12:16]}-{hex_id[16:20]}-{hex_id[20:]}"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AlertRaised:
     account_id: str
     kind: AlertKind
@@ -283,13 +285,13 @@ class AlertRaised:
         return f"{self.account_id}:{self.after_seq}:{self.kind.value}"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class SettingsChanged:
     account_id: str
     settings: AccountSettings
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class CommandRejected:
     account_id: str
     code: str  # stable, e.g. "refund-exceeds-consumed"
@@ -302,7 +304,7 @@ Event = LedgerEntry | AlertRaised | SettingsChanged | CommandRejected
 # Commands ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ConsumeUsage:
     """A billable call, already priced (`credits`)."""
 
@@ -316,7 +318,7 @@ class ConsumeUsage:
     latency_ms: int | None = None  # not billed; carried for the usage read model
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class GrantCredits:
     account_id: str
     command_id: str
@@ -332,7 +334,7 @@ class GrantCredits:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class AdjustBalance:
     account_id: str
     command_id: str
@@ -342,7 +344,7 @@ class AdjustBalance:
     allow_negative: bool = False  # may take `available` below -credit_limit
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class RefundRequest:
     account_id: str
     command_id: str
@@ -352,7 +354,7 @@ class RefundRequest:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class VoidGrant:
     account_id: str
     command_id: str
@@ -360,7 +362,7 @@ class VoidGrant:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class PlaceHold:
     account_id: str
     command_id: str
@@ -370,7 +372,7 @@ class PlaceHold:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class CaptureHold:
     account_id: str
     command_id: str
@@ -381,7 +383,7 @@ class CaptureHold:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ReleaseHold:
     account_id: str
     command_id: str
@@ -389,7 +391,7 @@ class ReleaseHold:
     occurred_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ChangeSettings:
     """Only the fields given change (`None` leaves a field as it is)."""
 
@@ -404,7 +406,7 @@ class ChangeSettings:
     clear_auto_reload: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ExpireDue:
     """Sent by the scheduler: apply every expiry due at `occurred_at` (buckets and holds)."""
 

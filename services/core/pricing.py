@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 
+from services.core.value import value_type
 
-@dataclass(frozen=True, slots=True)
+
+@value_type
 class PriceBook:
     """One set of prices: `credits_by_endpoint`, else `default_credits`."""
 
@@ -44,7 +46,7 @@ DEFAULT_PRICE_BOOK = PriceBook(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class PriceVersion:
     """A version of the price book as stored: numbered 1, 2, 3… in the order they were set."""
 
@@ -63,7 +65,7 @@ class PriceVersion:
         return PriceBook(str(self.version), self.prices, self.default_credits)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class PriceSchedule:
     """Every version of the price book, and the built-in book before the first."""
 
@@ -77,7 +79,7 @@ class PriceSchedule:
         numbers = [v.version for v in self.versions]
         assert len(numbers) == len(set(numbers)), "version numbers are unique"
         ordered = tuple(sorted(self.versions, key=_start))
-        object.__setattr__(self, "_ordered", ordered)
+        object.__setattr__(self, "_ordered", ordered)  # derived once, read-only to the checker
         object.__setattr__(self, "_starts", tuple(_start(v) for v in ordered))
 
     def in_force(self, at: datetime) -> PriceVersion | None:

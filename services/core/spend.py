@@ -9,13 +9,13 @@ writer would not draw, nor hides credit it would.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from services.core.drawdown import DrawPlan, plan_draws, within_limit
 from services.core.expiry import expire_due
 from services.core.model import AccountState, Bucket, BucketKind
 from services.core.tape import Tape
+from services.core.value import value_type
 
 
 def due_state(state: AccountState, at: datetime) -> AccountState:
@@ -25,7 +25,7 @@ def due_state(state: AccountState, at: datetime) -> AccountState:
     return tape.state
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Quote:
     """A call of `credits` on an endpoint at an instant, as the writer would charge it."""
 
@@ -53,14 +53,14 @@ def quote(state: AccountState, credits: int, endpoint: str | None, at: datetime)
     return quote_now(due_state(state, at), credits, endpoint, at)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class KindFigure:
     kind: str  # a bucket kind, `unbucketed` (credit tied to no grant) or `overage` (owed)
     amount: int  # granted (unbucketed: the credit; overage: what is owed)
     balance: int  # what is left (overage: below zero)
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class BalanceFigures:
     """Every figure of `GET /v1/credits/balance`; the kinds' balances add up to `balance`."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple
@@ -45,6 +44,7 @@ from services.core.model import (
     VoidGrant,
 )
 from services.core.pricing import PriceBook, PriceSchedule
+from services.core.value import value_type
 
 
 class DeadLetterCode(StrEnum):
@@ -62,7 +62,7 @@ class IdKind(StrEnum):
     COMMAND = "command"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Decoded:
     account_id: str
     id_kind: IdKind
@@ -71,7 +71,7 @@ class Decoded:
     command: Command
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Rejected:
     code: DeadLetterCode
     message: str

@@ -36,6 +36,7 @@ from services.core.model import (
     RefundRequest,
 )
 from services.core.run import decide_run
+from services.core.value import value_type
 from services.writer.decoding import DeadLetterCode, Decoded, IdKind, Rejected, printable_text
 
 SeenKey = tuple[IdKind, str, str]  # (kind, account_id, idempotency id)
@@ -43,7 +44,7 @@ log = logging.getLogger("creditledger.writer")
 FORWARDED_FROM_HEADER = "creditledger.forwarded.from"
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class InputRecord:
     topic: str
     partition: int
@@ -107,7 +108,7 @@ def misrouted(record: InputRecord) -> int | None:
     return None if home == record.partition else home
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class Forward:
     """A misrouted record, republished through the outbox to partition `to` of its topic."""
 
@@ -126,7 +127,7 @@ class Forward:
         return [*own, (FORWARDED_FROM_HEADER, self.origin.encode())]
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class DeadLetter:
     record: InputRecord
     code: DeadLetterCode
@@ -140,7 +141,7 @@ class DeadLetter:
         return printable_text((self.record.key or b"").decode("utf-8", errors="replace")[:128])
 
 
-@dataclass(frozen=True, slots=True)
+@value_type
 class ProcessedId:
     kind: IdKind
     account_id: str
