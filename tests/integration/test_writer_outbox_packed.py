@@ -83,3 +83,23 @@ async def test_a_pass_stops_at_max_rows_messages_but_takes_at_least_one_row(
     passes = [await outbox._relay_once(pool, producer, 4, False) for _ in range(4)]
     # 5 (over the bound, alone), 3 + 1 (the next row would pass 4), 4, then nothing left.
     assert passes == [5, 4, 4, 0]
+
+
+async def test_a_large_packed_row_is_stored_lz4_compressed_and_read_back_whole(
+    pool: asyncpg.Pool,
+) -> None:
+    """Migration 0019: the batch-sized values the relay reads back within milliseconds are
+    compressed with lz4, not pglz, and come back byte for byte."""
+    messages = [(f"acct_{n}".encode(), b'{"seq":%d,"reason":"consume"}' % n) for n in range(4000)]
+    value = pack(messages)
+    assert len(value) > 100_000  # past the TOAST threshold: compressed out of line
+    outbox_id = await pool.fetchval(
+        "INSERT INTO outbox (account_id, topic, value, packed) VALUES ('acct_0', 't', $1, $2)"
+        " RETURNING outbox_id",
+        value, len(messages),
+    )  # fmt: skip
+    method, stored = await pool.fetchrow(
+        "SELECT pg_column_compression(value), value FROM outbox WHERE outbox_id = $1", outbox_id
+    )
+    await pool.execute("DELETE FROM outbox WHERE outbox_id = $1", outbox_id)
+    assert (method, bytes(stored)) == ("lz4", value)
