@@ -98,8 +98,10 @@ async def test_a_large_packed_row_is_stored_lz4_compressed_and_read_back_whole(
         " RETURNING outbox_id",
         value, len(messages),
     )  # fmt: skip
-    method, stored = await pool.fetchrow(
-        "SELECT pg_column_compression(value), value FROM outbox WHERE outbox_id = $1", outbox_id
+    row = await pool.fetchrow(
+        "SELECT pg_column_compression(value) AS method, value FROM outbox WHERE outbox_id = $1",
+        outbox_id,
     )
     await pool.execute("DELETE FROM outbox WHERE outbox_id = $1", outbox_id)
-    assert (method, bytes(stored)) == ("lz4", value)
+    assert row is not None
+    assert (row["method"], bytes(row["value"])) == ("lz4", value)
