@@ -22,6 +22,7 @@ from services.api.app import create_app, freeze_startup_heap
 from services.api.pool import create_api_pool
 from services.api.workers import http_config, serve_workers
 from services.platform import stack
+from services.platform.gc_policy import apply_gc_policy
 from services.platform.kafka import ensure_topics, start_producer
 from services.platform.postgres import create_pool, migrate
 from services.platform.settings import Settings
@@ -152,6 +153,7 @@ async def running(settings: Settings, components: Collection[str]) -> AsyncItera
 
 
 async def serve(settings: Settings, components: Collection[str]) -> None:
+    apply_gc_policy(settings)  # this process's components, before they allocate
     async with running(settings, components) as handle:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # is only as fresh as its last fetch, and the merge takes a record once a fetch sent after
     # it (plus the margin) has come back: this hold is part of every usage record's freshness.
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=500)
+    # Allocations between the cyclic collector's young-generation passes in the writer,
+    # projector and API processes (services/platform/gc_policy.py): CPython's default is 700.
+    gc_gen0_threshold: int = Field(default=50_000, ge=100, le=10_000_000)
     outbox_batch_max_rows: int = Field(default=5000, ge=1, le=100_000)
     # The read API: bounds on every request (see services/api/README.md).
     api_statement_timeout_ms: int = Field(default=5000, ge=100, le=600_000)
