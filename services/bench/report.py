@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from services.bench import statements
+
 
 def public(result: dict[str, Any]) -> dict[str, Any]:
     """What goes to the JSON file: everything but the per-account expectations."""
@@ -95,10 +97,13 @@ def table(result: dict[str, Any]) -> str:
         if phase in result:
             busy = ", ".join(f"{k} {v}" for k, v in result[phase].items())
             lines.append(f"  {phase}: {busy}")
+    if result.get("postgres_statements_ingest"):
+        lines.append("  postgres statements during ingest (share of their execution time):")
+        lines.extend(statements.lines(result["postgres_statements_ingest"]))
     if "postgres_settings" in result:
         pg = ", ".join(f"{k}={v}" for k, v in result["postgres_settings"].items())
         lines.append(f"  postgres: {pg}")
-    for note in ("limit_notes", "pgbench_note"):
+    for note in ("limit_notes", "pgbench_note", "postgres_statements_note"):
         if note in result:
             lines.append(f"  note: {result[note]}")
     lines.extend(_target_lines(result.get("targets", [])))

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from projections.rebuild import rebuild
 from services.api.reads.balance import ACCOUNT_STATE
 from services.api.reads.ledger import LEDGER_PAGE
-from services.bench import limits, naive, processes, reads, targets
+from services.bench import limits, naive, processes, reads, statements, targets
 from services.bench.ingest import Pipeline, Watch, accounts_phase, grant_all, timed_ingest
 from services.bench.namespace import create_namespace, drop_namespace
 from services.bench.probes import Freshness, SteadyLoad
@@ -240,7 +240,12 @@ class _Run:
         half = self.tally.records + self.events // 2
         watch = Watch(pool, self.settings, half_records=half,
                       profile_dir=self.options.profile_dir)  # fmt: skip
+        statements_note = await statements.start(pool)
         timing = await timed_ingest(pipeline, pool, producer, self.tally, names, self.events, watch)
+        if statements_note is None:
+            self.result["postgres_statements_ingest"] = await statements.top(pool)
+        else:
+            self.result["postgres_statements_note"] = statements_note
         self.samplers.update(watch.samplers)
         self.result.update(timing.figures())
         self.result["cpu_cores_ingest"] = watch.cpu_cores

@@ -71,6 +71,9 @@ POSTGRES_SETTINGS: dict[str, str] = {
     "random_page_cost": "1.1",
     "synchronous_commit": "on",
     "fsync": "on",
+    # Statement statistics for the benchmark's Postgres profile (services/bench/statements.py):
+    # a hash table in shared memory and a counter update per statement.
+    "shared_preload_libraries": "pg_stat_statements",
 }
 PSQL_TIMEOUT_S = 30.0
 # A waiting caller may sit behind a first run that downloads jars and boots both servers.

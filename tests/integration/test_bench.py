@@ -67,6 +67,14 @@ async def test_bench_smoke_run(servers: Servers) -> None:
         # The API serves from worker processes here (one per core): their CPU is the API's.
         assert result["api_workers"] == api_as_deployed(base).api_workers
         assert result["cpu_cores_balance_reads_idle"]["api"] > 0
+        # Postgres's side of the ingest profile, or why there is none (a server started before
+        # pg_stat_statements was preloaded).
+        profiled = result.get("postgres_statements_ingest")
+        if profiled:
+            writers = ("writer_accounts", "ledger_entries", "outbox")
+            assert any(t in s["query"] for s in profiled for t in writers), profiled
+        else:
+            assert "shared_preload_libraries" in result["postgres_statements_note"], result
         assert (result["rebuild_entries"], result["rebuild_differing_accounts"]) == (
             REBUILD_ENTRIES, 0,
         )  # fmt: skip

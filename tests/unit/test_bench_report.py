@@ -153,3 +153,15 @@ def test_ingest_figures_separate_start_up_from_the_rest() -> None:
         "ingest_seconds_x": 4.0, "ingest_startup_s_x": 2.0,
         "ingest_events_per_s_after_start_x": 5_000.0,
     }  # fmt: skip
+
+
+def test_the_postgres_statement_profile_is_printed_or_its_note() -> None:
+    profiled = {"events": 1, "accounts": 1, "postgres_statements_ingest": [
+        {"query": "COPY ledger_entries", "calls": 12, "rows": 2400, "total_ms": 1500,
+         "ms_per_call": 125.0, "share": 0.412},
+    ]}  # fmt: skip
+    text = table(profiled)
+    assert "postgres statements during ingest" in text
+    assert "41.2%" in text and "COPY ledger_entries" in text and "12 calls" in text
+    unprofiled = table({"events": 1, "accounts": 1, "postgres_statements_note": "no profile: x"})
+    assert "note: no profile: x" in unprofiled
