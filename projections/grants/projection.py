@@ -77,7 +77,12 @@ async def apply_batch(conn: DbConnection, locked: Locked) -> None:
 
 
 def row_to_grant(row: asyncpg.Record) -> GrantRow:
-    values = {column: row[column] for column in COLUMNS}
-    if values["applies_to"] is not None:
-        values["applies_to"] = tuple(values["applies_to"])
-    return GrantRow(**values)
+    # Positional, not a dict of COLUMNS and `**`: one per grant a batch names, most of them
+    # read back only to move `remaining`.
+    applies_to = row["applies_to"]
+    return GrantRow(
+        row["kind"], row["amount"], row["remaining"], row["source"], row["state"],
+        row["granted_seq"], row["granted_at"], row["priority"], row["effective_at"],
+        row["expires_at"], tuple(applies_to) if applies_to is not None else None, row["name"],
+        row["closed_seq"],
+    )  # fmt: skip
