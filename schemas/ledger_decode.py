@@ -31,6 +31,8 @@ _INT64 = 2**63
 # Exactly what orjson's OPT_UTC_Z writes: YYYY-MM-DDTHH:MM:SS[.ffffff]Z, ASCII digits (one match,
 # not a slice and a test per part: two per entry).
 _UTC_Z_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?Z")
+_BARE_BUCKETS: dict[tuple[str, str], EntryBucket] = {}
+_BARE_BUCKETS_MAX = 16_384  # about 16 MB (1 kB each): the grants in use, not every one ever read
 _Model = TypeVar("_Model", bound=BaseModel)
 _set_attribute = object.__setattr__  # what pydantic itself sets a frozen model's slots with
 
@@ -82,6 +84,8 @@ def _bucket(value: Any) -> EntryBucket:
     grant_id, kind, expires_at, effective_at, priority, applies_to = value.values()
     if type(grant_id) is not str or type(kind) is not str:
         raise _Unusual
+    if expires_at is None and effective_at is None and priority is None and applies_to is None:
+        return _bare_bucket(grant_id, kind)
     if applies_to is not None and (
         type(applies_to) is not list or any(type(e) is not str for e in applies_to)
     ):
@@ -93,6 +97,21 @@ def _bucket(value: Any) -> EntryBucket:
         "priority": None if priority is None else _int(priority),
         "applies_to": applies_to,
     })  # fmt: skip
+
+
+def _bare_bucket(grant_id: str, kind: str) -> EntryBucket:
+    """The bucket a consume or refund names (no terms: those ride on the grant entry), one
+    model per grant, shared: it is frozen and holds no list. Most entries name one."""
+    key = (grant_id, kind)
+    bucket = _BARE_BUCKETS.get(key)
+    if bucket is None:
+        if len(_BARE_BUCKETS) >= _BARE_BUCKETS_MAX:
+            _BARE_BUCKETS.clear()
+        bucket = _BARE_BUCKETS[key] = _construct(EntryBucket, {
+            "grant_id": grant_id, "kind": kind, "expires_at": None, "effective_at": None,
+            "priority": None, "applies_to": None,
+        })  # fmt: skip
+    return bucket
 
 
 def _construct(model: type[_Model], values: dict[str, Any]) -> _Model:
