@@ -68,16 +68,12 @@ async def read_view(conn: DbConnection | asyncpg.Pool, account_id: str) -> Balan
 
 
 def view_from_row(row: asyncpg.Record) -> BalanceView:
+    # Positional: one per account of every batch (the lock reads them all).
     return BalanceView(
-        account_id=row["account_id"],
-        last_seq=row["last_seq"],
-        balance=row["balance"],
-        reserved=row["reserved"],
-        granted_total=row["granted_total"],
-        consumed_total=row["consumed_total"],
-        grants={gid: _grant_from_json(g) for gid, g in row["grants"].items()},
-        last_updated=row["last_updated"],
-    )
+        row["account_id"], row["last_seq"], row["balance"], row["reserved"],
+        row["granted_total"], row["consumed_total"],
+        {gid: _grant_from_json(g) for gid, g in row["grants"].items()}, row["last_updated"],
+    )  # fmt: skip
 
 
 def grants_json(view: BalanceView) -> dict[str, Any]:

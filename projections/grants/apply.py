@@ -37,6 +37,19 @@ class GrantRow:
     closed_seq: int | None = None
 
 
+def only_moves_remaining(entry: LedgerEntryMessage) -> bool:
+    """The entry, naming a grant, changes nothing of its row but `remaining` (not an opening,
+    activation or closing entry): every consume and refund."""
+    return entry.reason not in ("grant", "expiry", "void")
+
+
+def moved_remaining(remaining: int, entry: LedgerEntryMessage) -> int:
+    """What the grant the entry names has left after it."""
+    remaining += entry.delta
+    assert remaining >= 0, f"grant {entry.bucket.grant_id if entry.bucket else None} below zero"
+    return remaining
+
+
 def apply(grants: dict[GrantKey, GrantRow], entry: LedgerEntryMessage) -> None:
     """`grants` must hold every row the entry names (loaded by the caller)."""
     bucket = entry.bucket
@@ -58,8 +71,7 @@ def apply(grants: dict[GrantKey, GrantRow], entry: LedgerEntryMessage) -> None:
         )  # fmt: skip
         return
     row = grants[key]
-    remaining = row.remaining + entry.delta
-    assert remaining >= 0, f"grant {bucket.grant_id} below zero"
+    remaining = moved_remaining(row.remaining, entry)
     if entry.reason == "grant":  # the activation
         assert row.state == "scheduled", f"activation of grant {bucket.grant_id}, not scheduled"
         grants[key] = replace(row, remaining=remaining, state="active")
