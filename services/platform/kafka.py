@@ -144,6 +144,7 @@ def new_consumer(settings: Settings, group_id: str, max_records: int) -> AIOKafk
         # waits for one newer than the record it takes: the broker's default 500 ms hold of an
         # empty fetch would be added to the freshness of every burst's tail.
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        max_partition_fetch_bytes=settings.fetch_max_partition_bytes,
         partition_assignment_strategy=(RangePartitionAssignor,),
     )
 

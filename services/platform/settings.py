@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # is only as fresh as its last fetch, and the merge takes a record once a fetch sent after
     # it (plus the margin) has come back: this hold is part of every usage record's freshness.
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=500)
+    # The most one fetch brings of one partition (aiokafka's max_partition_fetch_bytes): with
+    # `batch_max_records`, how large a backlog's batches get (a usage record is ~300 B).
+    fetch_max_partition_bytes: int = Field(default=1_048_576, ge=65_536, le=64 * 1_048_576)
     # Allocations between the cyclic collector's young-generation passes in the writer,
     # projector and API processes (services/platform/gc_policy.py): CPython's default is 700.
     gc_gen0_threshold: int = Field(default=50_000, ge=100, le=10_000_000)
