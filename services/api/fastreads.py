@@ -7,8 +7,9 @@ the same functions: `auth.customer_and_state` (refusals, rate limits, the key ca
 check and the read in one statement), `reads.balance` (the answer) and `problem_response` (every
 refusal, 402 included). A service token (an admin token naming `Creditledger-Account`) goes
 through the same `customer_and_state`, which resolves it to the account it names and reads
-nothing itself; the state is then read as for a cached key (`read_state_as_customer`, the
-routes' own read), so its answers are the routes' too.
+nothing itself; the state is then read as for a cached key (`StateBatches`: the reads of one
+event-loop pass in one statement, each account read as itself as by `read_state_as_customer`,
+the routes' own read), so its answers are the routes' too.
 
 A request it does not take whole goes to FastAPI untouched: another method or path, a query
 parameter it does not know or given twice, or a value it would not accept as FastAPI would
@@ -42,9 +43,9 @@ from services.api.reads.balance import (
     StoredState,
     balance_answer,
     check_answer,
-    read_state_as_customer,
 )
 from services.api.reads.freshness import BALANCE, MAX_SEQ, wait_if_asked
+from services.api.reads.state_batches import StateBatches
 
 BALANCE_PATH = "/v1/credits/balance"
 CHECK_PATH = "/v1/credits/check"
@@ -117,15 +118,24 @@ def _parse_check(params: Params) -> _Parsed | None:
 
 async def _state(request: Request, min_seq: int | None) -> tuple[str, StoredState]:
     """Authenticate, wait for `min_seq` (bounded) when asked, and read the account's state."""
-    pool = request.app.state.pool
     if min_seq:  # the read comes after the wait: not in the statement that checks the key
         caller = await customer(request)
         await wait_if_asked(request, BALANCE, caller.account_id, min_seq)
-        return caller.account_id, await read_state_as_customer(pool, caller.account_id)
+        return caller.account_id, await _batches(request).read(caller.account_id)
     caller, stored = await customer_and_state(request)
     if stored is None:  # the key came from the cache
-        stored = await read_state_as_customer(pool, caller.account_id)
+        stored = await _batches(request).read(caller.account_id)
     return caller.account_id, stored
+
+
+def _batches(request: Request) -> StateBatches:
+    """The app's batches of state reads, made on first use (again if its pool was replaced)."""
+    state = request.app.state
+    pool = state.pool
+    found: StateBatches | None = getattr(state, "state_batches", None)
+    if found is None or found.pool is not pool:
+        found = state.state_batches = StateBatches(pool)
+    return found
 
 
 def _headers(body: bytes, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
