@@ -17,6 +17,7 @@ have (a 500 from the server-error handler).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 
 import asyncpg
 
@@ -38,7 +39,8 @@ class StateBatches:
         forming = self._forming
         if forming is None or len(forming) >= MAX_ACCOUNTS_PER_BATCH:
             forming = self._forming = {}
-            loop.call_soon(self._launch, forming)
+            # A context of its own: the batch is no one request's (its request id, say).
+            loop.call_soon(self._launch, forming, context=contextvars.Context())
         answer: asyncio.Future[StoredState] = loop.create_future()
         waiting = forming.get(account_id)
         if waiting is None:
