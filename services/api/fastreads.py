@@ -17,13 +17,17 @@ parameter it does not know or given twice, or a value it would not accept as Fas
 query string alone, before any side effect (a lookup, a rate-limit token), so a request is
 never half-handled here and then handled again there.
 
-It sits inside the metrics middleware, and names the route in `scope["route"]` as the router
-would, so `creditledger_http_requests` counts these answers under the same route label; an
-unexpected error propagates to the server-error handler (500 problem+json) as from a route.
+It runs outermost (the generic layers cost more than the read's own Python), and does what
+they would for its answers: the request id, the metrics and access line of `MetricsMiddleware`
+(the route named in `scope["route"]` as the router would, so `creditledger_http_requests`
+counts them under the same label), and an unexpected error answered by the server-error
+handler (500 problem+json), as from a route.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -32,12 +36,14 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from schemas.common import MAX_CREDITS
 from services.api.auth import customer, customer_and_state
+from services.api.metrics import RequestRecords
 from services.api.problems import Problem, problem_response
 from services.api.reads.balance import (
     StoredState,
@@ -46,6 +52,9 @@ from services.api.reads.balance import (
 )
 from services.api.reads.freshness import BALANCE, MAX_SEQ, wait_if_asked
 from services.api.reads.state_batches import StateBatches
+from services.api.request_id import request_id_from
+from services.platform.logs import REQUEST_ID
+from services.platform.settings import Settings
 
 BALANCE_PATH = "/v1/credits/balance"
 CHECK_PATH = "/v1/credits/check"
@@ -175,11 +184,17 @@ _PATHS: dict[str, tuple[frozenset[str], Callable[[Params], _Parsed | None], Hand
 
 
 class FastReads:
-    """Pure ASGI: answers the well-formed balance and check reads, passes everything else on."""
+    """Pure ASGI: answers the well-formed balance and check reads, passes everything else on.
+
+    It runs ahead of every other layer (`app.FastAPI.build_middleware_stack`), so it does
+    itself what they would do for these answers: the request id (`X-Request-Id`, the log
+    context), the metrics and the access line as `MetricsMiddleware` records them, and an
+    unexpected error answered by the same server-error handler (then raised, as it raises)."""
 
     def __init__(self, app: ASGIApp, api: FastAPI) -> None:
         self.app, self.api = app, api
         self._routes: dict[str | None, BaseRoute] | None = None
+        self._records: RequestRecords | None = None
 
     def _route(self, path: str) -> BaseRoute | None:
         """The route the router would name in `scope["route"]` (the metrics' label)."""
@@ -190,6 +205,12 @@ class FastReads:
                 if context.path in _PATHS and "GET" in (context.methods or ())
             }
         return self._routes.get(path)
+
+    def _recorded(self) -> RequestRecords:
+        if self._records is None:
+            settings: Settings = self.api.state.settings
+            self._records = RequestRecords(self.api.state.metrics, settings.access_log)
+        return self._records
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         taken = _PATHS.get(scope["path"]) if scope["type"] == "http" else None
@@ -203,15 +224,60 @@ class FastReads:
         if parsed is None or route is None:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        rid = request_id_from(scope["headers"])
+        scope.setdefault("state", {})["request_id"] = rid  # request.state.request_id
         scope["route"] = route
+        responded = False
+        bound = REQUEST_ID.set(rid)
         try:
-            status, headers, body = await handle(Request(scope, receive), parsed)
-        except Problem as refused:
-            extra: dict[str, Any] = refused.extra
-            response = problem_response(
-                refused.status, refused.slug, refused.detail, refused.headers, **extra
+            status, headers, body = await _response(Request(scope, receive), handle, parsed)
+            headers.append((b"x-request-id", rid.encode()))  # last, as MetricsMiddleware adds it
+            responded = True
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        except BaseException as error:
+            REQUEST_ID.reset(bound)
+            self._recorded().record(
+                scope, rid, status if responded else 500, time.perf_counter() - started
             )
-            await response(scope, receive, send)
-            return
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            if isinstance(error, Exception) and not responded:
+                await self._server_error(error, scope, receive, send)
+            raise
+        REQUEST_ID.reset(bound)
+        self._recorded().record(scope, rid, status, time.perf_counter() - started)
+
+    async def _server_error(
+        self, error: Exception, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """The 500 the server-error middleware sends for an error that escapes before an
+        answer began (counted 500 above, as MetricsMiddleware counts it; without
+        `X-Request-Id`, which that middleware sits outside); it raises `error` again, swallowed
+        here and raised by the caller."""
+        handler = None
+        for key, value in self.api.exception_handlers.items():
+            if key in (500, Exception):
+                handler = value
+        answering = ServerErrorMiddleware(_Raising(error), handler=handler, debug=self.api.debug)
+        with contextlib.suppress(Exception):
+            await answering(scope, receive, send)
+
+
+async def _response(request: Request, handle: Handler, parsed: _Parsed) -> Answer:
+    """The answer, or the refusal as problem+json."""
+    try:
+        return await handle(request, parsed)
+    except Problem as refused:
+        extra: dict[str, Any] = refused.extra
+        response = problem_response(
+            refused.status, refused.slug, refused.detail, refused.headers, **extra
+        )
+        return response.status_code, response.raw_headers, bytes(response.body)
+
+
+class _Raising:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise self.error
