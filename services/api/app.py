@@ -9,6 +9,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import Depends, FastAPI
 from fastapi.telemetry import TelemetryConfig
+from starlette.types import ASGIApp
 
 from services.api import (
     routes_account_alerts,
@@ -45,6 +46,22 @@ NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": Fal
 _heap_frozen = False
 
 
+class _App(FastAPI):
+    """FastAPI with `FastReads` (when added) ahead of every layer, server-error handling
+    included: the hot reads skip four layers and two send wrappers (~6 % of their CPU).
+    Without it in `user_middleware`, FastAPI's own stack."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        added = self.user_middleware
+        fast = [m for m in added if m.cls is FastReads]  # type: ignore[comparison-overlap]
+        self.user_middleware = [m for m in added if m not in fast]
+        try:
+            app = super().build_middleware_stack()
+        finally:
+            self.user_middleware = added
+        return FastReads(app, api=self) if fast else app
+
+
 def create_app(
     settings: Settings,
     pool: asyncpg.Pool,
@@ -59,7 +76,7 @@ def create_app(
     # FastAPI's native OpenTelemetry is off: nothing here configures a provider (the metrics are
     # Prometheus'), and with it on every request asks whether one was configured since.
     # Every route, of every router included, refuses unknown query parameters (strict_query.py).
-    app = FastAPI(
+    app = _App(
         title="creditledger",
         version="0.1.0",
         telemetry=NO_TELEMETRY,
@@ -72,7 +89,7 @@ def create_app(
     app.state.producer = producer
     install_problem_handlers(app)
     if not ops_only:
-        # Added before the metrics middleware, so inside it: its answers are counted too.
+        # Outermost (`_App`): it counts and logs its answers as the metrics middleware would.
         app.add_middleware(FastReads, api=app)
     install_metrics(app)
     app.include_router(routes_ops.router)

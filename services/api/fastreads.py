@@ -7,8 +7,9 @@ the same functions: `auth.customer_and_state` (refusals, rate limits, the key ca
 check and the read in one statement), `reads.balance` (the answer) and `problem_response` (every
 refusal, 402 included). A service token (an admin token naming `Creditledger-Account`) goes
 through the same `customer_and_state`, which resolves it to the account it names and reads
-nothing itself; the state is then read as for a cached key (`read_state_as_customer`, the
-routes' own read), so its answers are the routes' too.
+nothing itself; the state is then read as for a cached key (`StateBatches`: the reads of one
+event-loop pass in one statement, each account read as itself as by `read_state_as_customer`,
+the routes' own read), so its answers are the routes' too.
 
 A request it does not take whole goes to FastAPI untouched: another method or path, a query
 parameter it does not know or given twice, or a value it would not accept as FastAPI would
@@ -16,13 +17,17 @@ parameter it does not know or given twice, or a value it would not accept as Fas
 query string alone, before any side effect (a lookup, a rate-limit token), so a request is
 never half-handled here and then handled again there.
 
-It sits inside the metrics middleware, and names the route in `scope["route"]` as the router
-would, so `creditledger_http_requests` counts these answers under the same route label; an
-unexpected error propagates to the server-error handler (500 problem+json) as from a route.
+It runs outermost (the generic layers cost more than the read's own Python), and does what
+they would for its answers: the request id, the metrics and access line of `MetricsMiddleware`
+(the route named in `scope["route"]` as the router would, so `creditledger_http_requests`
+counts them under the same label), and an unexpected error answered by the server-error
+handler (500 problem+json), as from a route.
 """
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -31,20 +36,25 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from schemas.common import MAX_CREDITS
 from services.api.auth import customer, customer_and_state
+from services.api.metrics import RequestRecords
 from services.api.problems import Problem, problem_response
 from services.api.reads.balance import (
     StoredState,
     balance_answer,
     check_answer,
-    read_state_as_customer,
 )
 from services.api.reads.freshness import BALANCE, MAX_SEQ, wait_if_asked
+from services.api.reads.state_batches import StateBatches
+from services.api.request_id import request_id_from
+from services.platform.logs import REQUEST_ID
+from services.platform.settings import Settings
 
 BALANCE_PATH = "/v1/credits/balance"
 CHECK_PATH = "/v1/credits/check"
@@ -117,15 +127,24 @@ def _parse_check(params: Params) -> _Parsed | None:
 
 async def _state(request: Request, min_seq: int | None) -> tuple[str, StoredState]:
     """Authenticate, wait for `min_seq` (bounded) when asked, and read the account's state."""
-    pool = request.app.state.pool
     if min_seq:  # the read comes after the wait: not in the statement that checks the key
         caller = await customer(request)
         await wait_if_asked(request, BALANCE, caller.account_id, min_seq)
-        return caller.account_id, await read_state_as_customer(pool, caller.account_id)
+        return caller.account_id, await _batches(request).read(caller.account_id)
     caller, stored = await customer_and_state(request)
     if stored is None:  # the key came from the cache
-        stored = await read_state_as_customer(pool, caller.account_id)
+        stored = await _batches(request).read(caller.account_id)
     return caller.account_id, stored
+
+
+def _batches(request: Request) -> StateBatches:
+    """The app's batches of state reads, made on first use (again if its pool was replaced)."""
+    state = request.app.state
+    pool = state.pool
+    found: StateBatches | None = getattr(state, "state_batches", None)
+    if found is None or found.pool is not pool:
+        found = state.state_batches = StateBatches(pool)
+    return found
 
 
 def _headers(body: bytes, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
@@ -165,11 +184,17 @@ _PATHS: dict[str, tuple[frozenset[str], Callable[[Params], _Parsed | None], Hand
 
 
 class FastReads:
-    """Pure ASGI: answers the well-formed balance and check reads, passes everything else on."""
+    """Pure ASGI: answers the well-formed balance and check reads, passes everything else on.
+
+    It runs ahead of every other layer (`app.FastAPI.build_middleware_stack`), so it does
+    itself what they would do for these answers: the request id (`X-Request-Id`, the log
+    context), the metrics and the access line as `MetricsMiddleware` records them, and an
+    unexpected error answered by the same server-error handler (then raised, as it raises)."""
 
     def __init__(self, app: ASGIApp, api: FastAPI) -> None:
         self.app, self.api = app, api
         self._routes: dict[str | None, BaseRoute] | None = None
+        self._records: RequestRecords | None = None
 
     def _route(self, path: str) -> BaseRoute | None:
         """The route the router would name in `scope["route"]` (the metrics' label)."""
@@ -180,6 +205,12 @@ class FastReads:
                 if context.path in _PATHS and "GET" in (context.methods or ())
             }
         return self._routes.get(path)
+
+    def _recorded(self) -> RequestRecords:
+        if self._records is None:
+            settings: Settings = self.api.state.settings
+            self._records = RequestRecords(self.api.state.metrics, settings.access_log)
+        return self._records
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         taken = _PATHS.get(scope["path"]) if scope["type"] == "http" else None
@@ -193,15 +224,60 @@ class FastReads:
         if parsed is None or route is None:
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        rid = request_id_from(scope["headers"])
+        scope.setdefault("state", {})["request_id"] = rid  # request.state.request_id
         scope["route"] = route
+        responded = False
+        bound = REQUEST_ID.set(rid)
         try:
-            status, headers, body = await handle(Request(scope, receive), parsed)
-        except Problem as refused:
-            extra: dict[str, Any] = refused.extra
-            response = problem_response(
-                refused.status, refused.slug, refused.detail, refused.headers, **extra
+            status, headers, body = await _response(Request(scope, receive), handle, parsed)
+            headers.append((b"x-request-id", rid.encode()))  # last, as MetricsMiddleware adds it
+            responded = True
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        except BaseException as error:
+            REQUEST_ID.reset(bound)
+            self._recorded().record(
+                scope, rid, status if responded else 500, time.perf_counter() - started
             )
-            await response(scope, receive, send)
-            return
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            if isinstance(error, Exception) and not responded:
+                await self._server_error(error, scope, receive, send)
+            raise
+        REQUEST_ID.reset(bound)
+        self._recorded().record(scope, rid, status, time.perf_counter() - started)
+
+    async def _server_error(
+        self, error: Exception, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """The 500 the server-error middleware sends for an error that escapes before an
+        answer began (counted 500 above, as MetricsMiddleware counts it; without
+        `X-Request-Id`, which that middleware sits outside); it raises `error` again, swallowed
+        here and raised by the caller."""
+        handler = None
+        for key, value in self.api.exception_handlers.items():
+            if key in (500, Exception):
+                handler = value
+        answering = ServerErrorMiddleware(_Raising(error), handler=handler, debug=self.api.debug)
+        with contextlib.suppress(Exception):
+            await answering(scope, receive, send)
+
+
+async def _response(request: Request, handle: Handler, parsed: _Parsed) -> Answer:
+    """The answer, or the refusal as problem+json."""
+    try:
+        return await handle(request, parsed)
+    except Problem as refused:
+        extra: dict[str, Any] = refused.extra
+        response = problem_response(
+            refused.status, refused.slug, refused.detail, refused.headers, **extra
+        )
+        return response.status_code, response.raw_headers, bytes(response.body)
+
+
+class _Raising:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise self.error

@@ -100,16 +100,47 @@ def new_http_metrics() -> HttpMetrics:
     )  # fmt: skip
 
 
+class RequestRecords:
+    """What every answered HTTP request leaves: its count and latency by route template, and
+    its access log line (shared by `MetricsMiddleware` and the fast reads, which answer ahead
+    of it: services/api/fastreads.py)."""
+
+    def __init__(self, metrics: HttpMetrics, access: bool = True) -> None:
+        self.metrics, self.access = metrics, access
+        # The labelled children, looked up once per label set (labels are bounded, see above).
+        self._counted: dict[tuple[str, str, int], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
+
+    def record(self, scope: Scope, rid: str, status: int, elapsed_s: float) -> None:
+        route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+        method = scope.get("method", "")
+        self._count(method, route, status).inc()
+        self._time(method, route).observe(elapsed_s)
+        if self.access:
+            _log_access(scope, rid, method, route, status, elapsed_s)
+
+    def _count(self, method: str, route: str, status: int) -> Counter:
+        found = self._counted.get((method, route, status))
+        if found is None:
+            found = self.metrics.requests.labels(method, route, str(status))
+            self._counted[(method, route, status)] = found
+        return found
+
+    def _time(self, method: str, route: str) -> Histogram:
+        found = self._timed.get((method, route))
+        if found is None:
+            found = self._timed[(method, route)] = self.metrics.latency.labels(method, route)
+        return found
+
+
 class MetricsMiddleware:
     """Pure ASGI (no body buffering): counts and times every HTTP request by route template,
     gives it a request id (answered as `X-Request-Id`, and in every line logged while it is
     answered: `logs.REQUEST_ID`) and writes one access log line for it."""
 
     def __init__(self, app: ASGIApp, metrics: HttpMetrics, access: bool = True) -> None:
-        self.app, self.metrics, self.access = app, metrics, access
-        # The labelled children, looked up once per label set (labels are bounded, see above).
-        self._counted: dict[tuple[str, str, int], Counter] = {}
-        self._timed: dict[tuple[str, str], Histogram] = {}
+        self.app, self.metrics = app, metrics
+        self.records = RequestRecords(metrics, access)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -133,26 +164,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_with_status)
         finally:
             REQUEST_ID.reset(bound)
-            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
-            method = scope.get("method", "")
-            elapsed_s = time.perf_counter() - started
-            self._count(method, route, status).inc()
-            self._time(method, route).observe(elapsed_s)
-            if self.access:
-                _log_access(scope, rid, method, route, status, elapsed_s)
-
-    def _count(self, method: str, route: str, status: int) -> Counter:
-        found = self._counted.get((method, route, status))
-        if found is None:
-            found = self.metrics.requests.labels(method, route, str(status))
-            self._counted[(method, route, status)] = found
-        return found
-
-    def _time(self, method: str, route: str) -> Histogram:
-        found = self._timed.get((method, route))
-        if found is None:
-            found = self._timed[(method, route)] = self.metrics.latency.labels(method, route)
-        return found
+            self.records.record(scope, rid, status, time.perf_counter() - started)
 
 
 def _log_access(

@@ -114,6 +114,12 @@ class FakeDb:
         assert "creditledger_state" in sql, sql
         return self._state(args[0])
 
+    async def fetch(self, sql: str, accounts: list[str]) -> list[dict[str, Any]]:
+        self.statements.append(sql)
+        assert "creditledger_states" in sql, sql  # reads/state_batches.py
+        found = ((a, self._state(a)) for a in accounts)
+        return [{"account": a, **state} for a, state in found if state is not None]
+
     def _state(self, account_id: str) -> dict[str, Any] | None:
         state = STATES.get(account_id)
         if state is None:

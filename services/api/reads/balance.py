@@ -8,14 +8,15 @@ writer will count it.
 
 One round trip per read. Row-level security is decided when a statement is planned, by the role
 current then, so a `set_config('role', …)` inside the statement that reads would not apply to
-it. Instead each API connection gets two PL/pgSQL functions of its own session (`pg_temp`, made
+it. Instead each API connection gets PL/pgSQL functions of its own session (`pg_temp`, made
 on first use: `customer_fetchrow`), whose statements are planned one by one: they switch to the
 reader role and the account (`set_config(…, true)`, transaction-local, exactly as
 `freshness.AS_CUSTOMER`) and then read the account's row under the RLS policies. Called
 outside a transaction, the statement is its own transaction and snapshot, so the role and the
 account end with it. `creditledger_key_state` first reads the key (as the owner: the reader
 role may not see `api_keys`) and the state only for a key not revoked: the key check and the
-read in one statement.
+read in one statement. `creditledger_states` reads several accounts, each in turn as itself
+(the reads of one event-loop pass: reads/state_batches.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,20 @@ BEGIN
                  FROM writer_accounts w WHERE w.account_id = p_account;
 END
 $fn$;
+CREATE OR REPLACE FUNCTION pg_temp.creditledger_states(p_accounts text[])
+RETURNS TABLE (account text, seq bigint, balance bigint, snapshot jsonb, updated_at timestamptz)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    a text;
+BEGIN
+    PERFORM set_config('role', 'creditledger_api', true);
+    FOREACH a IN ARRAY p_accounts LOOP
+        PERFORM set_config('creditledger.account_id', a, true);
+        RETURN QUERY SELECT w.account_id, w.seq, w.balance, w.snapshot, w.updated_at
+                     FROM writer_accounts w WHERE w.account_id = a;
+    END LOOP;
+END
+$fn$;
 CREATE OR REPLACE FUNCTION pg_temp.creditledger_key_state(p_secret_sha256 text)
 RETURNS TABLE (account_id text, key_id text, revoked_at timestamptz, expires_at timestamptz,
                seq bigint, balance bigint, snapshot jsonb, updated_at timestamptz)
@@ -74,6 +89,8 @@ $fn$;
 """
 STATE_AS_CUSTOMER = "SELECT * FROM pg_temp.creditledger_state($1)"
 KEY_AND_STATE = "SELECT * FROM pg_temp.creditledger_key_state($1)"
+# Several accounts, each read in turn as itself (reads/state_batches.py).
+STATES_AS_CUSTOMER = "SELECT * FROM pg_temp.creditledger_states($1::text[])"
 _MISSING_FUNCTION = (asyncpg.UndefinedFunctionError, asyncpg.InvalidSchemaNameError)
 
 
@@ -97,6 +114,16 @@ async def customer_fetchrow(pool: asyncpg.Pool, sql: str, *args: object) -> asyn
         except _MISSING_FUNCTION:
             await conn.execute(CUSTOMER_FUNCTIONS)
             return await conn.fetchrow(sql, *args)
+
+
+async def customer_fetch(pool: asyncpg.Pool, sql: str, *args: object) -> list[asyncpg.Record]:
+    """`customer_fetchrow`, every row."""
+    async with pool.acquire() as conn:
+        try:
+            return await conn.fetch(sql, *args)
+        except _MISSING_FUNCTION:
+            await conn.execute(CUSTOMER_FUNCTIONS)
+            return await conn.fetch(sql, *args)
 
 
 def stored_state(account_id: str, row: asyncpg.Record | None) -> StoredState:
