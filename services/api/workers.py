@@ -41,6 +41,7 @@ import asyncpg
 import uvicorn
 from pydantic import SecretStr
 
+from services.platform.gc_policy import apply_gc_policy
 from services.platform.logs import configure_logging
 from services.platform.settings import Settings
 
@@ -227,6 +228,7 @@ def main() -> None:
     _die_with_parent(parent)
     settings = Settings()
     configure_logging(settings)
+    apply_gc_policy(settings)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency
