@@ -77,3 +77,30 @@ async def test_a_cancelled_read_leaves_the_others_theirs(statements: _Statements
     gone.cancel()
     assert (await kept).state.balance == 20
     assert gone.cancelled()
+
+
+async def test_a_state_that_cannot_be_read_fails_its_own_reads_alone(
+    statements: _Statements, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot that does not decode (say, written by a newer writer) answers its own readers
+    with the error, and every other account of the batch with its state: none is left hanging."""
+    decode = state_batches.stored_state
+
+    def broken_for_bad(account_id: str, row: Any) -> Any:
+        if account_id == "bad":
+            raise KeyError("holds")
+        return decode(account_id, row)
+
+    monkeypatch.setattr(state_batches, "stored_state", broken_for_bad)
+    batches = StateBatches(pool=object())  # type: ignore[arg-type]
+    answers = await asyncio.wait_for(
+        asyncio.gather(
+            batches.read("ab"), batches.read("bad"), batches.read("abc"), return_exceptions=True
+        ),
+        timeout=10,
+    )
+    assert len(statements.batches) == 1
+    good_before, bad, good_after = answers
+    assert isinstance(bad, KeyError)
+    assert not isinstance(good_before, BaseException) and good_before.state.balance == 20
+    assert not isinstance(good_after, BaseException) and good_after.state.balance == 30

@@ -66,7 +66,13 @@ class StateBatches:
             return
         found = {row["account"]: row for row in rows}
         for account_id, answers in batch.items():
-            stored = stored_state(account_id, found.get(account_id))
+            # One account's state that cannot be read fails that account's reads alone (a 500
+            # each, as its own statement would have), never the other accounts of the batch.
+            try:
+                stored = stored_state(account_id, found.get(account_id))
+            except Exception as error:  # handed to that account's own readers
+                _fail({account_id: answers}, error)
+                continue
             for answer in answers:
                 if not answer.done():  # its request may have been cancelled meanwhile
                     answer.set_result(stored)
