@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from services.api.reads import state_batches
-from services.api.reads.balance import STATES_AS_CUSTOMER
+from services.api.reads.balance import STATES_AS_CUSTOMER, stored_state
 from services.api.reads.state_batches import StateBatches
 
 EMPTY = {"buckets": {}, "holds": {}, "settings": {}, "flags": {}, "totals": [0, 0]}
@@ -84,7 +84,7 @@ async def test_a_state_that_cannot_be_read_fails_its_own_reads_alone(
 ) -> None:
     """A snapshot that does not decode (say, written by a newer writer) answers its own readers
     with the error, and every other account of the batch with its state: none is left hanging."""
-    decode = state_batches.stored_state
+    decode = stored_state
 
     def broken_for_bad(account_id: str, row: Any) -> Any:
         if account_id == "bad":
