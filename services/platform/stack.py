@@ -888,9 +888,25 @@ def _initdb(bindir: Path, pg: _PgPaths) -> None:
     _run(command, PG_COMMAND_TIMEOUT_S, "initdb", cwd=pg.root)
 
 
+def server_settings(bindir: Path) -> dict[str, str]:
+    """POSTGRES_SETTINGS, less a preloaded library this server's build lacks (a server told to
+    preload a module it does not have refuses to start; the bench then notes the missing profile).
+    Debian's layout: the server's modules are in `../lib` beside its `bin`."""
+    settings = dict(POSTGRES_SETTINGS)
+    libraries = [
+        name
+        for name in settings.get("shared_preload_libraries", "").split(",")
+        if name and (bindir.parent / "lib" / f"{name}.so").is_file()
+    ]
+    settings.pop("shared_preload_libraries", None)
+    if libraries:
+        settings["shared_preload_libraries"] = ",".join(libraries)
+    return settings
+
+
 def _start_postgres(bindir: Path, pg: _PgPaths, port: int | None) -> None:
     # fsync stays on: this database holds a ledger, and tests should see real durability costs.
-    tuning = " ".join(f"-c {name}={value}" for name, value in POSTGRES_SETTINGS.items())
+    tuning = " ".join(f"-c {name}={value}" for name, value in server_settings(bindir).items())
     server_options = f"-p {port} -k {pg.socket_dir} -c listen_addresses={LOOPBACK} {tuning}"
     command = _as_pg_user([
         str(bindir / "pg_ctl"),
