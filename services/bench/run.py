@@ -243,8 +243,8 @@ class _Run:
         statements_note = await statements.start(pool)
         timing = await timed_ingest(pipeline, pool, producer, self.tally, names, self.events, watch)
         if statements_note is None:
-            self.result["postgres_statements_ingest"] = await statements.top(pool)
-        else:
+            statements_note = await statements.top_into(pool, self.result)
+        if statements_note is not None:
             self.result["postgres_statements_note"] = statements_note
         self.samplers.update(watch.samplers)
         self.result.update(timing.figures())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
@@ -140,14 +140,14 @@ class Consumption:
         return sum(d.amount - d.refunded for d in self.draws)
 
 
-@value_type
+@dataclass(frozen=True, slots=True)  # frozen at run time too: shared as a default
 class AutoReload:
     threshold: int
     amount: int
     max_per_day: int
 
 
-@value_type
+@dataclass(frozen=True, slots=True)  # frozen at run time too: shared as a default
 class AccountSettings:
     low_balance_threshold: int | None = None
     auto_reload: AutoReload | None = None
@@ -155,7 +155,7 @@ class AccountSettings:
     grant_expiring_notice_s: int = DEFAULT_GRANT_EXPIRING_NOTICE_S
 
 
-@value_type
+@dataclass(frozen=True, slots=True)  # frozen at run time too: shared as a default
 class AlertFlags:
     """Which alerts have fired since `available` last came back above their threshold."""
 

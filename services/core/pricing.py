@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from dataclasses import field
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.core.value import value_type
 
 
-@value_type
+@dataclass(frozen=True, slots=True)  # frozen at run time too: shared as a default
 class PriceBook:
     """One set of prices: `credits_by_endpoint`, else `default_credits`."""
 

@@ -92,7 +92,7 @@ async def test_a_large_packed_row_is_stored_lz4_compressed_and_read_back_whole(
     compressed with lz4, not pglz, and come back byte for byte."""
     messages = [(f"acct_{n}".encode(), b'{"seq":%d,"reason":"consume"}' % n) for n in range(4000)]
     value = pack(messages)
-    assert len(value) > 100_000  # past the TOAST threshold: compressed out of line
+    assert len(value) > 100_000  # far past the 2 kB at which Postgres compresses a value
     outbox_id = await pool.fetchval(
         "INSERT INTO outbox (account_id, topic, value, packed) VALUES ('acct_0', 't', $1, $2)"
         " RETURNING outbox_id",

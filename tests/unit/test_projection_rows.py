@@ -28,9 +28,10 @@ def test_grant_rows_read_back_field_by_field() -> None:
     assert tuple(f.name for f in fields(GrantRow)) == COLUMNS
     stored = {
         "kind": "gift", "amount": 10, "remaining": 7, "source": "src", "state": "active",
-        "granted_seq": 1, "granted_at": T0, "priority": 30, "effective_at": T0,
+        "granted_seq": 1, "granted_at": T0, "priority": 30,
+        "effective_at": T0.replace(hour=11),  # every instant its own: a swap would show
         "expires_at": T0.replace(year=2027), "applies_to": ["POST /x"], "name": "n",
-        "closed_seq": None,
+        "closed_seq": 2,
     }  # fmt: skip
     assert row_to_grant(stored) == GrantRow(**{**stored, "applies_to": ("POST /x",)})  # type: ignore[arg-type]
     assert row_to_grant({**stored, "applies_to": None}).applies_to is None  # type: ignore[arg-type]
