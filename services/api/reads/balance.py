@@ -21,9 +21,10 @@ read in one statement. `creditledger_states` reads several accounts, each in tur
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -91,6 +92,7 @@ STATE_AS_CUSTOMER = "SELECT * FROM pg_temp.creditledger_state($1)"
 KEY_AND_STATE = "SELECT * FROM pg_temp.creditledger_key_state($1)"
 # Several accounts, each read in turn as itself (reads/state_batches.py).
 STATES_AS_CUSTOMER = "SELECT * FROM pg_temp.creditledger_states($1::text[])"
+_Result = TypeVar("_Result")
 _MISSING_FUNCTION = (asyncpg.UndefinedFunctionError, asyncpg.InvalidSchemaNameError)
 
 
@@ -106,24 +108,26 @@ async def prepare_session(conn: asyncpg.Connection) -> None:
 
 
 async def customer_fetchrow(pool: asyncpg.Pool, sql: str, *args: object) -> asyncpg.Record | None:
+    """One statement's first row (`_on_customer_session`)."""
+    return await _on_customer_session(pool, lambda conn: conn.fetchrow(sql, *args))
+
+
+async def customer_fetch(pool: asyncpg.Pool, sql: str, *args: object) -> list[asyncpg.Record]:
+    """One statement's rows (`_on_customer_session`)."""
+    return await _on_customer_session(pool, lambda conn: conn.fetch(sql, *args))
+
+
+async def _on_customer_session(
+    pool: asyncpg.Pool, statement: Callable[[DbConnection], Awaitable[_Result]]
+) -> _Result:
     """One statement on a pooled connection, first making the session's functions when this
     connection has none yet (a new connection, or one whose session was discarded)."""
     async with pool.acquire() as conn:
         try:
-            return await conn.fetchrow(sql, *args)
+            return await statement(conn)
         except _MISSING_FUNCTION:
             await conn.execute(CUSTOMER_FUNCTIONS)
-            return await conn.fetchrow(sql, *args)
-
-
-async def customer_fetch(pool: asyncpg.Pool, sql: str, *args: object) -> list[asyncpg.Record]:
-    """`customer_fetchrow`, every row."""
-    async with pool.acquire() as conn:
-        try:
-            return await conn.fetch(sql, *args)
-        except _MISSING_FUNCTION:
-            await conn.execute(CUSTOMER_FUNCTIONS)
-            return await conn.fetch(sql, *args)
+            return await statement(conn)
 
 
 def stored_state(account_id: str, row: asyncpg.Record | None) -> StoredState:
