@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from services.bench import processes
+from services.bench import processes, statements
 from services.bench.namespace import create_namespace, drop_namespace
 from services.bench.profile import Sampler
 from services.bench.workload import (
@@ -244,6 +244,8 @@ async def accounts_phase(
     settings = await create_namespace(settings_base, accounts)
     assert settings.database_url is not None and settings.kafka_bootstrap is not None
     tally = Tally()
+    profile: dict[str, Any] = {}  # Postgres's statements during the timed ingest
+    statements_note: str | None = None
     await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
     try:
         async with AsyncExitStack() as stack:
@@ -257,12 +259,20 @@ async def accounts_phase(
             await pipeline.start()
             names = await grant_all(producer, pool, pipeline, tally, accounts, amount)
             watch = Watch(pool, settings)
+            statements_note = await statements.start(pool)
             timing = await timed_ingest(pipeline, pool, producer, tally, names, events, watch)
+            if statements_note is None:
+                statements_note = await statements.top_into(
+                    pool, profile, f"postgres_statements_ingest{suffix}"
+                )
             exact = await ledger_exact(pool, tally.expected_balances())
     finally:
         await drop_namespace(settings_base, settings)
+    if statements_note is not None:
+        profile[f"postgres_statements_note{suffix}"] = statements_note
     return {
         **timing.figures(suffix),
+        **profile,
         "accounts_10x": accounts,
         f"cpu_cores_ingest{suffix}": watch.cpu_cores,
         f"ledger_exact{suffix}": exact,

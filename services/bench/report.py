@@ -20,6 +20,11 @@ CPU_PHASES = ("cpu_cores_ingest", "cpu_cores_ingest_10x_accounts", "cpu_cores_fr
               "cpu_cores_ledger_reads_idle", "cpu_cores_balance_reads_under_load",
               "cpu_cores_check_reads_under_load", "cpu_cores_ledger_reads_under_load",
               "cpu_cores_rebuild")  # fmt: skip
+# Where Postgres's statement time went, per timed ingest (services/bench/statements.py).
+STATEMENT_PHASES = {
+    "postgres_statements_ingest": "ingest",
+    "postgres_statements_ingest_10x_accounts": "ingest over 10× the accounts",
+}
 ROWS = (
     ("pre-load producer (events/s)", "produce_events_per_s", None),
     ("ingest from restart (events/s)", "ingest_events_per_s", None),
@@ -93,21 +98,30 @@ def table(result: dict[str, Any]) -> str:
             lines.append(f"    {name:<10} {half} → {end}, peak {figures['peak_mb']}")
         else:
             lines.append(f"    {name:<10} peak {figures['peak_mb']}")
+    lines.extend(_profile_lines(result))
+    lines.extend(_target_lines(result.get("targets", [])))
+    return "\n".join(lines)
+
+
+def _profile_lines(result: dict[str, Any]) -> list[str]:
+    """Where each phase's CPU and Postgres's statement time went, the server's settings, and
+    why a figure is missing."""
+    lines = []
     for phase in CPU_PHASES:
         if phase in result:
             busy = ", ".join(f"{k} {v}" for k, v in result[phase].items())
             lines.append(f"  {phase}: {busy}")
-    if result.get("postgres_statements_ingest"):
-        lines.append("  postgres statements during ingest (share of their execution time):")
-        lines.extend(statements.lines(result["postgres_statements_ingest"]))
+    for key, during in STATEMENT_PHASES.items():
+        if result.get(key):
+            lines.append(f"  postgres statements during {during} (share of their execution time):")
+            lines.extend(statements.lines(result[key]))
     if "postgres_settings" in result:
         pg = ", ".join(f"{k}={v}" for k, v in result["postgres_settings"].items())
         lines.append(f"  postgres: {pg}")
-    for note in ("limit_notes", "pgbench_note", "postgres_statements_note"):
-        if note in result:
-            lines.append(f"  note: {result[note]}")
-    lines.extend(_target_lines(result.get("targets", [])))
-    return "\n".join(lines)
+    notes = ("limit_notes", "pgbench_note", "postgres_statements_note",
+             "postgres_statements_note_10x_accounts")  # fmt: skip
+    lines.extend(f"  note: {result[note]}" for note in notes if note in result)
+    return lines
 
 
 def _target_lines(targets: list[dict[str, Any]]) -> list[str]:

@@ -54,11 +54,13 @@ async def top(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-async def top_into(pool: asyncpg.Pool, result: dict[str, Any]) -> str | None:
-    """`top` as `postgres_statements_ingest` in `result`; a note when it cannot be read (a
-    server whose pg_stat_statements has other columns, say): the run goes on without it."""
+async def top_into(
+    pool: asyncpg.Pool, result: dict[str, Any], key: str = "postgres_statements_ingest"
+) -> str | None:
+    """`top` as `key` in `result`; a note when it cannot be read (a server whose
+    pg_stat_statements has other columns, say): the run goes on without it."""
     try:
-        result["postgres_statements_ingest"] = await top(pool)
+        result[key] = await top(pool)
     except asyncpg.PostgresError as error:
         return f"no statement profile: {error}"
     return None

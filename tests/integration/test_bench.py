@@ -75,6 +75,11 @@ async def test_bench_smoke_run(servers: Servers) -> None:
             assert any(t in s["query"] for s in profiled for t in writers), profiled
         else:
             assert "shared_preload_libraries" in result["postgres_statements_note"], result
+        # The 10× accounts phase has its own, from its own database.
+        profiled_10x = result.get("postgres_statements_ingest_10x_accounts")
+        if profiled:
+            assert profiled_10x, result.get("postgres_statements_note_10x_accounts")
+            assert any(t in s["query"] for s in profiled_10x for t in writers), profiled_10x
         assert (result["rebuild_entries"], result["rebuild_differing_accounts"]) == (
             REBUILD_ENTRIES, 0,
         )  # fmt: skip

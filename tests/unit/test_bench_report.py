@@ -165,3 +165,16 @@ def test_the_postgres_statement_profile_is_printed_or_its_note() -> None:
     assert "41.2%" in text and "COPY ledger_entries" in text and "12 calls" in text
     unprofiled = table({"events": 1, "accounts": 1, "postgres_statements_note": "no profile: x"})
     assert "note: no profile: x" in unprofiled
+    assert "10× the accounts" not in text
+
+
+def test_the_ten_times_accounts_phase_prints_its_own_statement_profile() -> None:
+    statement = {"query": "UPDATE writer_accounts", "calls": 8, "rows": 60_000,
+                 "total_ms": 410, "ms_per_call": 51.2, "share": 0.07}  # fmt: skip
+    text = table({"events": 1, "accounts": 1,
+                  "postgres_statements_ingest_10x_accounts": [statement]})  # fmt: skip
+    assert "postgres statements during ingest over 10× the accounts" in text
+    assert "7.0%" in text and "UPDATE writer_accounts" in text
+    noted = table({"events": 1, "accounts": 1,
+                   "postgres_statements_note_10x_accounts": "no statement profile: y"})  # fmt: skip
+    assert "note: no statement profile: y" in noted
