@@ -46,8 +46,12 @@ class Settings(BaseSettings):
     # it (plus the margin) has come back: this hold is part of every usage record's freshness.
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=500)
     # The most one fetch brings of one partition (aiokafka's max_partition_fetch_bytes): with
-    # `batch_max_records`, how large a backlog's batches get (a usage record is ~300 B).
-    fetch_max_partition_bytes: int = Field(default=1_048_576, ge=65_536, le=64 * 1_048_576)
+    # `batch_max_records`, how large a backlog's batches get (a usage record is ~300 B). At 1 MiB
+    # a backlog's batches held ~3,300 events, at 8 MiB ~7,500: Postgres's and the projector's
+    # CPU per event fell (PG 207-219 -> 102-189 µs, projector 118-144 -> 100-102; BENCHMARKS.md,
+    # fifth round) with the writer's memory unchanged. A caught-up stream's batches are what
+    # arrived within `fetch_max_wait_ms`, whatever this bound.
+    fetch_max_partition_bytes: int = Field(default=8 * 1_048_576, ge=65_536, le=64 * 1_048_576)
     # Allocations between the cyclic collector's young-generation passes in the writer,
     # projector and API processes (services/platform/gc_policy.py): CPython's default is 700.
     gc_gen0_threshold: int = Field(default=50_000, ge=100, le=10_000_000)
