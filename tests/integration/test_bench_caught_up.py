@@ -1,38 +1,38 @@
-"""The bench's catch-up check: its cheap sums say "behind" exactly when the lag does, so the
-projector's tail is not slowed by the lag's join every poll (services/bench/workload.py)."""
+"""The bench's catch-up wait follows the projector by its stored offsets against the ledger
+topic's end, and confirms with the lag: it ends once the pipeline applied everything, and not
+while the projector trails (services/bench/workload.py)."""
 
 from __future__ import annotations
 
-import asyncpg
+import pytest
 
 from projections.lag import projection_lag
-from services.bench.workload import ENTRIES_UNPROJECTED
-from services.platform.postgres import create_pool
+from services.bench.workload import ledger_end_offsets, projected_offsets, wait_caught_up
 from services.platform.settings import Settings
+from services.runtime import running
+from tests.messages import grant, usage
+from tests.pipeline import publish, wait_for_consumed
 
 
-async def _both(pool: asyncpg.Pool) -> tuple[int, int]:
-    unprojected = int(await pool.fetchval(ENTRIES_UNPROJECTED))
-    behind = sum(lag.accounts_behind for lag in await projection_lag(pool))
-    return unprojected, behind
-
-
-async def test_the_sums_trail_exactly_when_an_account_does(namespace: Settings) -> None:
-    assert namespace.database_url is not None
-    pool = await create_pool(namespace.database_url)
-    try:
-        assert await _both(pool) == (0, 0)
-        await pool.execute(
-            "INSERT INTO writer_accounts (account_id, seq, balance) VALUES ('a', 3, 0), ('b', 2, 0)"
+async def test_the_wait_ends_when_every_entry_is_projected_and_not_before(
+    namespace: Settings,
+) -> None:
+    async with running(namespace, ("writer",)) as writer_only:
+        await publish(writer_only.producer, namespace.commands_topic, [grant("w1", 100, "g")])
+        await publish(writer_only.producer, namespace.usage_topic,
+                      [usage("w1", f"r{n}", credits=3) for n in range(5)])  # fmt: skip
+        await wait_for_consumed(writer_only.pool, namespace, 6, writer_only.tasks)
+        # The writer is done, the projector not running: the wait runs out.
+        with pytest.raises(TimeoutError, match="not caught up"):
+            await wait_caught_up(writer_only.pool, namespace, 6, deadline_s=2.0)
+        assert await projected_offsets(writer_only.pool, namespace) == 0
+    async with running(namespace, ("projector",)) as projector:
+        await wait_caught_up(projector.pool, namespace, 6, deadline_s=120.0,
+                             check_alive=lambda: None)  # fmt: skip
+        assert all(lag.accounts_behind == 0 for lag in await projection_lag(projector.pool))
+        end = await ledger_end_offsets(namespace)
+        assert end >= 6 and await projected_offsets(projector.pool, namespace) == end
+        balance = await projector.pool.fetchval(
+            "SELECT balance FROM balance_view WHERE account_id = 'w1'"
         )
-        await pool.execute("INSERT INTO balance_view (account_id, last_seq) VALUES ('a', 3)")
-        # 'b' has no view row yet: both of its entries are unprojected.
-        unprojected, behind = await _both(pool)
-        assert unprojected == 2 and behind > 0
-        await pool.execute("INSERT INTO balance_view (account_id, last_seq) VALUES ('b', 1)")
-        unprojected, behind = await _both(pool)
-        assert unprojected == 1 and behind > 0
-        await pool.execute("UPDATE balance_view SET last_seq = 2 WHERE account_id = 'b'")
-        assert await _both(pool) == (0, 0)
-    finally:
-        await pool.close()
+        assert balance == 100 - 5 * 3
