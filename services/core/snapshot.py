@@ -5,9 +5,9 @@ The snapshot holds the whole account state except refund lineage, which lives in
 is loaded per batch for the requests a batch refunds or captures.
 
 Its hot part (the totals and each bucket's `remaining`: what a usage event changes) is also kept
-in narrow columns beside it (migration 0021): the writer writes those every batch and the JSON
-only when the rest, the cold part, changed (`same_cold_part`), so a reader takes the columns over
-the snapshot's copies when they are set (`state_from_json`'s `granted_total`, `consumed_total`,
+in narrow columns beside it (migration 0021): the writer writes those alone when the rest, the
+cold part, is unchanged (`same_cold_part`), else the whole JSON, so a reader takes the columns
+over the snapshot's copies when they are set (`state_from_json`'s `granted_total`, `consumed_total`,
 `remaining`).
 """
 

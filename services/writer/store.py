@@ -79,9 +79,9 @@ JOIN unnest($3::text[], $4::text[]) AS k(account_id, id)
   ON c.account_id = k.account_id AND c.command_id = k.id
 """
 
-# Returns the version (xmin) the rows now carry: the same for all, this transaction's id. The
-# hot columns every time, the snapshot only where its cold part changed (NULL: kept as it is;
-# migration 0021).
+# Returns the version (xmin) the rows now carry: the same for all, this transaction's id. Per
+# account either the hot columns (the snapshot NULL: kept as it is) or the whole snapshot (the
+# hot columns NULL: it holds them), migration 0021 and `_save_columns`.
 SAVE_ACCOUNTS = """
 WITH saved AS (
     UPDATE writer_accounts w SET seq = s.seq, balance = s.balance,
@@ -162,18 +162,29 @@ def _state(
 def _save_columns(
     loaded: Mapping[str, AccountState], states: Sequence[AccountState]
 ) -> tuple[list[Any], ...]:
-    """SAVE_ACCOUNTS's arrays from $1: a snapshot (NULL: unchanged) only for an account whose
-    cold part differs from the state the batch loaded (`same_cold_part`)."""
-    snapshots = [
-        None if (old := loaded.get(s.account_id)) is not None and same_cold_part(old, s)
-        else _snapshot_text(s)
-        for s in states
-    ]  # fmt: skip
+    """SAVE_ACCOUNTS's arrays from $1. An account whose cold part is the one the batch loaded
+    (`same_cold_part`) gets its hot columns and no snapshot (NULL: kept); any other its whole
+    snapshot and NULL hot columns, as the snapshot then holds them: the row reads alone, and
+    Postgres parses no remainders it would not need."""
+    snapshots: list[str | None] = []
+    granted: list[int | None] = []
+    consumed: list[int | None] = []
+    remaining: list[str | None] = []
+    for s in states:
+        old = loaded.get(s.account_id)
+        if old is not None and same_cold_part(old, s):
+            snapshots.append(None)
+            granted.append(s.granted_total)
+            consumed.append(s.consumed_total)
+            remaining.append(_json_text(bucket_remaining(s)))
+        else:
+            snapshots.append(_snapshot_text(s))
+            granted.append(None)
+            consumed.append(None)
+            remaining.append(None)
     return (
         [s.account_id for s in states], [s.seq for s in states], [s.balance for s in states],
-        snapshots, [s.next_due_at() for s in states],
-        [s.granted_total for s in states], [s.consumed_total for s in states],
-        [_json_text(bucket_remaining(s)) for s in states],
+        snapshots, [s.next_due_at() for s in states], granted, consumed, remaining,
     )  # fmt: skip
 
 

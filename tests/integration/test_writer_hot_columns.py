@@ -1,8 +1,9 @@
 """Migration 0021: the writer keeps an account's totals and bucket remainders in narrow columns
-and rewrites its JSON snapshot only when the rest of the state changed. Usage leaves the snapshot
-as the grants wrote it; the writer's and the API's reads take the columns over it and see the
-state the ledger holds. The rollback statement of docs/operations.md folds the columns into the
-snapshot, after which the snapshot alone reads as the same state."""
+and rewrites its JSON snapshot only when the rest of the state changed (then the columns are
+NULL). Usage leaves the snapshot as the grants wrote it; the writer's and the API's reads take
+the columns over it and see the state the ledger holds. The rollback statement of
+docs/operations.md folds the columns into the snapshot, after which the snapshot alone reads as
+the same state."""
 
 from __future__ import annotations
 
@@ -67,6 +68,9 @@ async def test_usage_writes_the_hot_columns_alone_and_every_reader_merges(driver
     await driver.commands(grant("hot", 100, "g1", bucket="gift"), grant("hot", 50, "g2"))
     await driver.settled()
     granted = await row(driver.pool, "hot")
+    # A grant changes the cold part: the whole snapshot, which holds the hot part too.
+    assert (granted["granted_total"], granted["bucket_remaining"]) == (None, None)
+    assert granted["snapshot"]["totals"] == [150, 0]
     await driver.usage(usage("hot", "r1", credits=30), usage("hot", "r2", credits=5))
     await driver.settled()
     used = await row(driver.pool, "hot")
