@@ -3,11 +3,17 @@ folds from), and back: pure, so both read it without the read path importing the
 
 The snapshot holds the whole account state except refund lineage, which lives in the ledger and
 is loaded per batch for the requests a batch refunds or captures.
+
+Its hot part (the totals and each bucket's `remaining`: what a usage event changes) is also kept
+in narrow columns beside it (migration 0021): the writer writes those alone when the rest, the
+cold part, is unchanged (`same_cold_part`), else the whole JSON, so a reader takes the columns
+over the snapshot's copies when they are set (`state_from_json`'s `granted_total`, `consumed_total`,
+`remaining`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
@@ -79,16 +85,25 @@ def state_from_json(
     balance: int,
     snapshot: dict[str, Any],
     consumptions: dict[str, Consumption],
+    granted_total: int | None = None,
+    consumed_total: int | None = None,
+    remaining: Mapping[str, int] | None = None,
 ) -> AccountState:
+    """The state from its row: the hot columns, where not None (NULL: a row no writer saved since
+    migration 0021), override the snapshot's totals and remainders (a bucket they do not name
+    keeps the snapshot's)."""
     settings = snapshot.get("settings") or {}
     flags = snapshot.get("flags") or {}
     reload = settings.get("auto_reload")
     totals = snapshot.get("totals") or (0, 0)  # migration 0006 wrote them for older rows
+    buckets = (snapshot.get("buckets") or {}).values()
     return AccountState(
         account_id=account_id,
         seq=seq,
         balance=balance,
-        buckets=tuple(_bucket_from_json(b) for b in (snapshot.get("buckets") or {}).values()),
+        buckets=tuple(_bucket_from_json(b) for b in buckets)
+        if remaining is None
+        else tuple(_bucket_from_json(b, remaining) for b in buckets),
         holds=tuple(
             Hold(hold_id, amount, datetime.fromisoformat(expires_at))
             for hold_id, (amount, expires_at) in (snapshot.get("holds") or {}).items()
@@ -109,9 +124,55 @@ def state_from_json(
             flags.get("over_limit", False),
         ),
         consumptions=consumptions,
-        granted_total=totals[0],
-        consumed_total=totals[1],
+        granted_total=totals[0] if granted_total is None else granted_total,
+        consumed_total=totals[1] if consumed_total is None else consumed_total,
     )
+
+
+def bucket_remaining(state: AccountState) -> dict[str, int]:
+    """The `bucket_remaining` column: each bucket's remaining credit by grant id."""
+    return {b.grant_id: b.remaining for b in state.buckets}
+
+
+def same_cold_part(loaded: AccountState, saved: AccountState) -> bool:
+    """Whether `saved` differs from `loaded` at most in its hot part (seq, balance, the totals,
+    the buckets' `remaining`; lineage is never in the snapshot): then the snapshot that holds
+    `loaded` holds `saved` too, once its hot columns are applied, and need not be written again.
+    Identity first: a usage event keeps the holds, settings, flags and undrawn buckets as they
+    were (tests/unit/test_core_cold_part.py holds this against the encoding)."""
+    if loaded is saved:
+        return True
+    return (
+        _unchanged(loaded.holds, saved.holds)
+        and _unchanged(loaded.settings, saved.settings)
+        and _unchanged(loaded.flags, saved.flags)
+        and _same_buckets_but_remaining(loaded.buckets, saved.buckets)
+    )
+
+
+def _unchanged(old: object, new: object) -> bool:
+    return old is new or old == new
+
+
+def _same_buckets_but_remaining(old: tuple[Bucket, ...], new: tuple[Bucket, ...]) -> bool:
+    if old is new:
+        return True
+    if len(old) != len(new):
+        return False
+    for a, b in zip(old, new, strict=True):
+        if a is not b and not _same_but_remaining(a, b):
+            return False
+    return True
+
+
+def _same_but_remaining(old: Bucket, new: Bucket) -> bool:
+    return (
+        old.grant_id == new.grant_id and old.kind == new.kind and old.priority == new.priority
+        and old.effective_at == new.effective_at and old.expires_at == new.expires_at
+        and old.granted_seq == new.granted_seq and old.applies_to == new.applies_to
+        and old.granted == new.granted and old.pending == new.pending
+        and old.source == new.source and old.expiry_noticed == new.expiry_noticed
+    )  # fmt: skip
 
 
 # Settings and flags are immutable and nearly every account has one of a few: one instance per
@@ -165,12 +226,15 @@ def _bucket_json(b: Bucket, iso: Callable[[Any], Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _bucket_from_json(d: dict[str, Any]) -> Bucket:
+def _bucket_from_json(d: dict[str, Any], hot: Mapping[str, int] | None = None) -> Bucket:
+    # `granted` defaults to the snapshot's own remaining (a snapshot from before it was kept),
+    # never to the column's: the same value however often the column changed since.
+    remaining = d["remaining"] if hot is None else hot.get(d["grant_id"], d["remaining"])
     return Bucket(
         grant_id=d["grant_id"], kind=BucketKind(d["kind"]), priority=d["priority"],
         effective_at=datetime.fromisoformat(d["effective_at"]),
         expires_at=datetime.fromisoformat(d["expires_at"]) if d["expires_at"] else None,
-        granted_seq=d["granted_seq"], remaining=d["remaining"],
+        granted_seq=d["granted_seq"], remaining=remaining,
         applies_to=tuple(d["applies_to"]) if d["applies_to"] is not None else None,
         granted=d.get("granted", d["remaining"]), pending=d.get("pending", 0),
         source=d.get("source", ""), expiry_noticed=d.get("noticed", False),

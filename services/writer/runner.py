@@ -189,7 +189,12 @@ class LedgerWriter:
             plan = plan_batch(inputs, states, seen)
             failpoints.hit("writer.before_write")
             version = await store.write_plan(
-                conn, plan, self.settings.ledger_topic, self.settings.alerts_topic, processed_at
+                conn,
+                plan,
+                self.settings.ledger_topic,
+                self.settings.alerts_topic,
+                processed_at,
+                loaded=states,
             )
             next_offsets = {(r.topic, partition): r.offset + 1 for r in fresh}  # last one wins
             await self.stored.save(conn, next_offsets)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -22,7 +22,13 @@ from services.core.model import (
     LedgerEntry,
     entry_id_of,
 )
-from services.core.snapshot import state_from_json, state_to_doc, state_to_json
+from services.core.snapshot import (
+    bucket_remaining,
+    same_cold_part,
+    state_from_json,
+    state_to_doc,
+    state_to_json,
+)
 from services.platform.json_exact import loads_exact
 from services.platform.postgres import DbConnection
 from services.platform.settings import dead_letter_topic
@@ -37,7 +43,10 @@ from services.writer.wire import alert_to_json_bytes, entry_to_json_bytes, grant
 # every batch finds its accounts already there.
 LOCK_ACCOUNTS = """
 SELECT w.account_id, w.seq, w.balance, w.xmin::text AS version,
-       CASE WHEN w.xmin::text = k.version THEN NULL ELSE w.snapshot::text END AS snapshot
+       CASE WHEN w.xmin::text = k.version THEN NULL ELSE w.snapshot::text END AS snapshot,
+       CASE WHEN w.xmin::text = k.version THEN NULL ELSE w.bucket_remaining::text END
+         AS bucket_remaining,
+       w.granted_total, w.consumed_total
 FROM writer_accounts w JOIN unnest($1::text[], $2::text[]) AS k(account_id, version)
   USING (account_id)
 ORDER BY w.account_id FOR UPDATE OF w
@@ -70,13 +79,20 @@ JOIN unnest($3::text[], $4::text[]) AS k(account_id, id)
   ON c.account_id = k.account_id AND c.command_id = k.id
 """
 
-# Returns the version (xmin) the rows now carry: the same for all, this transaction's id.
+# Returns the version (xmin) the rows now carry: the same for all, this transaction's id. Per
+# account either the hot columns (the snapshot NULL: kept as it is) or the whole snapshot (the
+# hot columns NULL: it holds them), migration 0021 and `_save_columns`.
 SAVE_ACCOUNTS = """
 WITH saved AS (
-    UPDATE writer_accounts w SET seq = s.seq, balance = s.balance, snapshot = s.snapshot::jsonb,
+    UPDATE writer_accounts w SET seq = s.seq, balance = s.balance,
+           snapshot = COALESCE(s.snapshot::jsonb, w.snapshot),
+           granted_total = s.granted_total, consumed_total = s.consumed_total,
+           bucket_remaining = s.bucket_remaining::jsonb,
            next_due_at = s.next_due_at, updated_at = now()
-    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[])
-         AS s(account_id, seq, balance, snapshot, next_due_at)
+    FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamptz[],
+                $6::bigint[], $7::bigint[], $8::text[])
+         AS s(account_id, seq, balance, snapshot, next_due_at, granted_total, consumed_total,
+              bucket_remaining)
     WHERE w.account_id = s.account_id
     RETURNING w.xmin::text AS version
 )
@@ -135,7 +151,41 @@ def _state(
         assert state is not None and (state.seq, state.balance) == (seq, balance), account_id
         return replace(state, consumptions=consumptions) if consumptions else state
     snapshot = _snapshot_from_text(row["snapshot"])
-    return state_from_json(account_id, seq, balance, snapshot, consumptions or {})
+    remaining = row["bucket_remaining"]
+    return state_from_json(
+        account_id, seq, balance, snapshot, consumptions or {},
+        row["granted_total"], row["consumed_total"],
+        None if remaining is None else _snapshot_from_text(remaining),
+    )  # fmt: skip
+
+
+def _save_columns(
+    loaded: Mapping[str, AccountState], states: Sequence[AccountState]
+) -> tuple[list[Any], ...]:
+    """SAVE_ACCOUNTS's arrays from $1. An account whose cold part is the one the batch loaded
+    (`same_cold_part`) gets its hot columns and no snapshot (NULL: kept); any other its whole
+    snapshot and NULL hot columns, as the snapshot then holds them: the row reads alone, and
+    Postgres parses no remainders it would not need."""
+    snapshots: list[str | None] = []
+    granted: list[int | None] = []
+    consumed: list[int | None] = []
+    remaining: list[str | None] = []
+    for s in states:
+        old = loaded.get(s.account_id)
+        if old is not None and same_cold_part(old, s):
+            snapshots.append(None)
+            granted.append(s.granted_total)
+            consumed.append(s.consumed_total)
+            remaining.append(_json_text(bucket_remaining(s)))
+        else:
+            snapshots.append(_snapshot_text(s))
+            granted.append(None)
+            consumed.append(None)
+            remaining.append(None)
+    return (
+        [s.account_id for s in states], [s.seq for s in states], [s.balance for s in states],
+        snapshots, [s.next_due_at() for s in states], granted, consumed, remaining,
+    )  # fmt: skip
 
 
 def _snapshot_text(state: AccountState) -> str:
@@ -146,6 +196,13 @@ def _snapshot_text(state: AccountState) -> str:
         return orjson.dumps(state_to_doc(state)).decode()
     except TypeError:
         return json.dumps(state_to_json(state), separators=(",", ":"))
+
+
+def _json_text(value: dict[str, int]) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer past 64 bits
+        return json.dumps(value, separators=(",", ":"))
 
 
 def _snapshot_from_text(text: str) -> dict[str, Any]:
@@ -196,9 +253,15 @@ async def load_seen(conn: DbConnection, keys: Iterable[SeenKey]) -> dict[SeenKey
 
 
 async def write_plan(
-    conn: DbConnection, plan: BatchPlan, ledger_topic: str, alerts_topic: str, at: datetime
+    conn: DbConnection,
+    plan: BatchPlan,
+    ledger_topic: str,
+    alerts_topic: str,
+    at: datetime,
+    loaded: Mapping[str, AccountState] | None = None,
 ) -> str | None:
-    """Write the plan; return the version (xmin) its saved account rows carry, if one."""
+    """Write the plan; return the version (xmin) its saved account rows carry, if one. `loaded`:
+    the states `lock_accounts` gave the batch (none: every snapshot is written)."""
     entry_ids = [entry_id_of(e.account_id, e.seq) for e in plan.entries]  # for row and message
     if plan.entries:
         await conn.copy_records_to_table(
@@ -213,11 +276,7 @@ async def write_plan(
     changed = list(plan.states.values())
     if not changed:
         return None
-    saved = await conn.fetchrow(
-        SAVE_ACCOUNTS,
-        [s.account_id for s in changed], [s.seq for s in changed], [s.balance for s in changed],
-        [_snapshot_text(s) for s in changed], [s.next_due_at() for s in changed],
-    )  # fmt: skip
+    saved = await conn.fetchrow(SAVE_ACCOUNTS, *_save_columns(loaded or {}, changed))
     assert saved is not None
     low, high = saved["low"], saved["high"]
     return str(low) if low is not None and low == high else None

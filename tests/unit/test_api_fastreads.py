@@ -28,7 +28,7 @@ from services.api.app import create_app
 from services.api.fastreads import FastReads
 from services.api.keys import new_secret, secret_hash
 from services.core.model import AccountSettings, AccountState, Bucket, BucketKind
-from services.core.snapshot import state_to_json
+from services.core.snapshot import bucket_remaining, state_to_json
 from services.platform.settings import Settings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -43,6 +43,9 @@ def _bucket(grant_id: str, remaining: int, **extra: Any) -> Bucket:
     return Bucket(**{**fields, **extra})
 
 
+# A writer_accounts row as the state reads return it (reads/balance.py), here none.
+STATE_COLUMNS = ("seq", "balance", "snapshot", "updated_at", "granted_total", "consumed_total",
+                 "bucket_remaining")  # fmt: skip
 STATES = {
     "rich": AccountState(
         "rich", seq=7, balance=1_000, buckets=(_bucket("g1", 1_000),),
@@ -106,7 +109,7 @@ class FakeDb:
             if key is None:
                 return None
             state = self._state(key["account_id"]) if key["revoked_at"] is None else None
-            return {**key, **(state or dict.fromkeys(("seq", "balance", "snapshot", "updated_at")))}
+            return {**key, **(state or dict.fromkeys(STATE_COLUMNS))}
         if "FROM api_keys" in sql:
             return self.keys.get(args[0])
         if "FROM admin_tokens" in sql:
@@ -125,7 +128,11 @@ class FakeDb:
         if state is None:
             return None
         snapshot = orjson.loads(orjson.dumps(state_to_json(state)))  # as the jsonb codec reads it
-        return {"seq": state.seq, "balance": state.balance, "snapshot": snapshot, "updated_at": T0}
+        return {
+            "seq": state.seq, "balance": state.balance, "snapshot": snapshot, "updated_at": T0,
+            "granted_total": state.granted_total, "consumed_total": state.consumed_total,
+            "bucket_remaining": bucket_remaining(state),
+        }  # fmt: skip
 
 
 def _apps(db: FakeDb, **settings: Any) -> tuple[FastAPI, FastAPI]:

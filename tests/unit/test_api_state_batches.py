@@ -29,7 +29,8 @@ class _Statements:
             raise self.fail
         return [
             {"account": a, "seq": len(a), "balance": 10 * len(a), "snapshot": EMPTY,
-             "updated_at": None}
+             "updated_at": None, "granted_total": None, "consumed_total": None,
+             "bucket_remaining": None}
             for a in accounts if a != "nobody"
         ]  # fmt: skip
 

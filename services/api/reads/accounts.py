@@ -31,7 +31,8 @@ WITH ids AS (
     LIMIT $2
 )
 SELECT i.account_id, a.name, a.created_at, a.account_id IS NOT NULL AS registered,
-       w.seq, w.balance, w.snapshot, w.updated_at
+       w.seq, w.balance, w.snapshot, w.updated_at,
+       w.granted_total, w.consumed_total, w.bucket_remaining
 FROM ids i
 LEFT JOIN accounts a ON a.account_id = i.account_id
 LEFT JOIN writer_accounts w ON w.account_id = i.account_id
@@ -39,7 +40,8 @@ ORDER BY i.account_id
 """
 ONE_ACCOUNT = """
 SELECT i.account_id, a.name, a.created_at, a.account_id IS NOT NULL AS registered,
-       w.seq, w.balance, w.snapshot, w.updated_at
+       w.seq, w.balance, w.snapshot, w.updated_at,
+       w.granted_total, w.consumed_total, w.bucket_remaining
 FROM (SELECT $1::text AS account_id) i
 LEFT JOIN accounts a ON a.account_id = i.account_id
 LEFT JOIN writer_accounts w ON w.account_id = i.account_id

@@ -34,22 +34,28 @@ from services.core.snapshot import state_from_json
 from services.core.spend import BalanceFigures, figures, quote
 from services.platform.postgres import DbConnection
 
+# The row's state: the snapshot, and its hot part beside it (migration 0021), as every statement
+# here and in accounts.py returns them (`stored_state`).
 ACCOUNT_STATE = """
-SELECT seq, balance, snapshot, updated_at FROM writer_accounts WHERE account_id = $1
+SELECT seq, balance, snapshot, updated_at, granted_total, consumed_total, bucket_remaining
+FROM writer_accounts WHERE account_id = $1
 """
 CUSTOMER_FUNCTIONS = """
 CREATE OR REPLACE FUNCTION pg_temp.creditledger_state(p_account text)
-RETURNS TABLE (seq bigint, balance bigint, snapshot jsonb, updated_at timestamptz)
+RETURNS TABLE (seq bigint, balance bigint, snapshot jsonb, updated_at timestamptz,
+               granted_total bigint, consumed_total bigint, bucket_remaining jsonb)
 LANGUAGE plpgsql AS $fn$
 BEGIN
     PERFORM set_config('creditledger.account_id', p_account, true),
             set_config('role', 'creditledger_api', true);
-    RETURN QUERY SELECT w.seq, w.balance, w.snapshot, w.updated_at
+    RETURN QUERY SELECT w.seq, w.balance, w.snapshot, w.updated_at,
+                        w.granted_total, w.consumed_total, w.bucket_remaining
                  FROM writer_accounts w WHERE w.account_id = p_account;
 END
 $fn$;
 CREATE OR REPLACE FUNCTION pg_temp.creditledger_states(p_accounts text[])
-RETURNS TABLE (account text, seq bigint, balance bigint, snapshot jsonb, updated_at timestamptz)
+RETURNS TABLE (account text, seq bigint, balance bigint, snapshot jsonb, updated_at timestamptz,
+               granted_total bigint, consumed_total bigint, bucket_remaining jsonb)
 LANGUAGE plpgsql AS $fn$
 DECLARE
     a text;
@@ -57,14 +63,16 @@ BEGIN
     PERFORM set_config('role', 'creditledger_api', true);
     FOREACH a IN ARRAY p_accounts LOOP
         PERFORM set_config('creditledger.account_id', a, true);
-        RETURN QUERY SELECT w.account_id, w.seq, w.balance, w.snapshot, w.updated_at
+        RETURN QUERY SELECT w.account_id, w.seq, w.balance, w.snapshot, w.updated_at,
+                            w.granted_total, w.consumed_total, w.bucket_remaining
                      FROM writer_accounts w WHERE w.account_id = a;
     END LOOP;
 END
 $fn$;
 CREATE OR REPLACE FUNCTION pg_temp.creditledger_key_state(p_secret_sha256 text)
 RETURNS TABLE (account_id text, key_id text, revoked_at timestamptz, expires_at timestamptz,
-               seq bigint, balance bigint, snapshot jsonb, updated_at timestamptz)
+               seq bigint, balance bigint, snapshot jsonb, updated_at timestamptz,
+               granted_total bigint, consumed_total bigint, bucket_remaining jsonb)
 LANGUAGE plpgsql AS $fn$
 DECLARE
     k record;
@@ -81,7 +89,9 @@ BEGIN
     IF k.revoked_at IS NULL THEN
         PERFORM set_config('creditledger.account_id', k.account_id, true),
                 set_config('role', 'creditledger_api', true);
-        SELECT w.seq, w.balance, w.snapshot, w.updated_at INTO seq, balance, snapshot, updated_at
+        SELECT w.seq, w.balance, w.snapshot, w.updated_at,
+               w.granted_total, w.consumed_total, w.bucket_remaining
+        INTO seq, balance, snapshot, updated_at, granted_total, consumed_total, bucket_remaining
         FROM writer_accounts w WHERE w.account_id = k.account_id;
     END IF;
     RETURN NEXT;
@@ -135,7 +145,10 @@ def stored_state(account_id: str, row: asyncpg.Record | None) -> StoredState:
     empty)."""
     if row is None or row["seq"] is None:
         return StoredState(AccountState(account_id), None)
-    state = state_from_json(account_id, row["seq"], row["balance"], row["snapshot"], {})
+    state = state_from_json(
+        account_id, row["seq"], row["balance"], row["snapshot"], {},
+        row["granted_total"], row["consumed_total"], row["bucket_remaining"],
+    )  # fmt: skip
     return StoredState(state, row["updated_at"] if row["seq"] else None)
 
 
