@@ -35,7 +35,6 @@ import asyncpg
 
 from projections import rebuild_chunks
 from projections.grant_entries import GRANTED, SCHEDULED, whole_sql
-from projections.ledger_rows import entry_from_row
 from projections.rebuild_groups import CHUNK_GROUPS
 from projections.usage import credits as usage
 from services.platform.postgres import DbConnection
@@ -74,7 +73,7 @@ CREATE POLICY own_account ON {table} FOR SELECT TO creditledger_api
 # for (created after its chunk ran). The writer's seq finds the accounts (an index probe each);
 # only consumes and refunds count in usage.
 UNCOVERED_CALLS = """
-SELECT e.* FROM writer_accounts w
+SELECT e.account_id, e.reason, e.delta, e.metadata, e.occurred_at FROM writer_accounts w
 LEFT JOIN balance_view_rebuild r USING (account_id)
 JOIN ledger_entries e ON e.account_id = w.account_id AND e.seq > coalesce(r.last_seq, 0)
 WHERE w.seq > coalesce(r.last_seq, 0) AND e.reason IN ('consume', 'refund')
@@ -300,8 +299,8 @@ async def _swap(pool: asyncpg.Pool, projector_group: str) -> None:
             f"LOCK TABLE {', '.join(SWAPPED)}, endpoint_usage IN ACCESS EXCLUSIVE MODE"
         )
         uncovered: dict[usage.UsageKey, int] = {}
-        for row in await conn.fetch(UNCOVERED_CALLS):
-            usage.fold(uncovered, entry_from_row(row))
+        for row in await conn.fetch(UNCOVERED_CALLS):  # held locked: the rule on the row's fields
+            usage.fold_fields(uncovered, *row)
         for table in SWAPPED:
             await conn.execute(f"ALTER TABLE {table} RENAME TO {table}_replaced")
             await conn.execute(f"ALTER TABLE {table}_rebuild RENAME TO {table}")

@@ -4,7 +4,8 @@ tail (entries committed after its shadow read their account). The rule is the wr
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Mapping
+from datetime import date, datetime
 
 from schemas.ledger import LedgerEntryMessage
 from services.core.usage import usage_credits
@@ -20,10 +21,24 @@ ON CONFLICT (account_id, endpoint, day) DO UPDATE SET
 
 
 def fold(credits: dict[UsageKey, int], entry: LedgerEntryMessage) -> None:
-    counted = usage_credits(entry.reason, entry.delta, entry.metadata, entry.occurred_at)
+    fold_fields(
+        credits, entry.account_id, entry.reason, entry.delta, entry.metadata, entry.occurred_at
+    )
+
+
+def fold_fields(
+    credits: dict[UsageKey, int],
+    account_id: str,
+    reason: str,
+    delta: int,
+    metadata: Mapping[str, object],
+    occurred_at: datetime,
+) -> None:
+    """`fold` of an entry given as its ledger row's fields (no message built)."""
+    counted = usage_credits(reason, delta, metadata, occurred_at)
     if counted is not None:
         endpoint, day, added = counted
-        key = (entry.account_id, endpoint, day)
+        key = (account_id, endpoint, day)
         credits[key] = credits.get(key, 0) + added
 
 
