@@ -1,8 +1,9 @@
 """`creditledger projections audit`: fold the ledger afresh, compare with every read model.
 
 Streams the ledger account by account (keyset pages on the primary key, bounded memory), folds
-each account with the projector's own pure apply functions, and reports per account the first
-model and field that differ. Balances and grants compare whole; activity and endpoint credits
+each account with the projector's own pure apply functions (and endpoint usage credits with the
+writer's rule, services/core/usage.py), and reports per account the first model and field that
+differ. Balances and grants compare whole; activity and endpoint credits
 compare every key either side holds (a missing row counts as zeros).
 """
 
@@ -19,7 +20,7 @@ from projections.balance.store import read_view
 from projections.grants import apply as grants
 from projections.grants.projection import row_to_grant
 from projections.ledger_rows import ledger_by_account
-from projections.usage import apply as usage
+from projections.usage import credits as usage
 from schemas.ledger import LedgerEntryMessage
 
 
@@ -59,7 +60,7 @@ async def _audit_account(
     for entry in entries:
         view = balance.apply(view, entry)
         last_source = activity.apply(days, last_source, entry)
-        usage.apply(credits, entry)
+        usage.fold(credits, entry)
         grants.apply(folded_grants, entry)
     stored_view = await read_view(pool, account_id)
     if stored_view is None or stored_view != view:

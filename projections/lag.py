@@ -1,6 +1,7 @@
 """How far the read models trail the ledger: what `projections status` (and later /readyz and
 /metrics) report. Every live model shares one checkpoint per account (projections/checkpoints.py),
-so one scan of them answers for all four."""
+so one scan of them answers for all three. Endpoint usage is not among them: the writer writes
+it in the transaction that writes the entries, so it never trails the ledger."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ LEFT JOIN balance_view m ON m.account_id = w.account_id
 LEFT JOIN ledger_entries e ON e.account_id = w.account_id AND e.seq = coalesce(m.last_seq, 0) + 1
 WHERE w.seq > coalesce(m.last_seq, 0)
 """
-MODELS = ("balance", "activity", "usage", "grants")
+MODELS = ("balance", "activity", "grants")
 
 
 @dataclass(frozen=True)

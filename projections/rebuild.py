@@ -12,11 +12,16 @@ shadow tables while the live ones keep serving, then swapped in atomically. Resu
    difference (tests/integration/test_projections.py runs it after a rebuild).
 3. Swap, in one transaction: the shadows replace the live tables (readers wait for the renames,
    then read the new rows; they never see an empty model), the ledger-derived `credits` of
-   `endpoint_usage` are replaced in place (its traffic columns are the writer's, not the
-   ledger's), and the projector's offsets go back to O.
-Why the rewind is enough: an entry the rebuild missed was committed after O was noted, so the
-outbox published it after O: the projector reads it again from O, and entries the rebuild already
-holds are at or below the new checkpoints, which makes them no-ops.
+   `endpoint_usage` are replaced in place (its traffic columns come from the usage events, not
+   the ledger), and the projector's offsets go back to O.
+Why the rewind is enough for the projector's models: an entry the rebuild missed was committed
+after O was noted, so the outbox published it after O: the projector reads it again from O, and
+entries the rebuild already holds are at or below the new checkpoints, which makes them no-ops.
+Endpoint usage is the writer's (credits written with the entries), and no projector replays it:
+the swap adds the credits of every entry above what the shadow covered for its account (its
+`balance_view_rebuild.last_seq`), with the writer's rule (`projections/usage/credits.py`). The
+swap holds `endpoint_usage`'s lock, so a writer batch commits either before it (its entries are
+in that tail) or after it (its upsert adds to the swapped-in figures).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import asyncpg
 from projections import rebuild_chunks
 from projections.grant_entries import GRANTED, SCHEDULED, whole_sql
 from projections.rebuild_groups import CHUNK_GROUPS
+from projections.usage import credits as usage
 from services.platform.postgres import DbConnection
 
 SWAPPED = ("balance_view", "activity_days", "grants_view")
@@ -62,6 +68,16 @@ GRANT SELECT ON {table} TO creditledger_api;
 ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_account ON {table} FOR SELECT TO creditledger_api
     USING (account_id = current_setting('creditledger.account_id', true))
+"""
+# Entries the shadow does not hold: above its account's last_seq, or of an account it has no row
+# for (created after its chunk ran). The writer's seq finds the accounts (an index probe each);
+# only consumes and refunds count in usage.
+UNCOVERED_CALLS = """
+SELECT e.account_id, e.reason, e.delta, e.metadata, e.occurred_at FROM writer_accounts w
+LEFT JOIN balance_view_rebuild r USING (account_id)
+JOIN ledger_entries e ON e.account_id = w.account_id AND e.seq > coalesce(r.last_seq, 0)
+WHERE w.seq > coalesce(r.last_seq, 0) AND e.reason IN ('consume', 'refund')
+ORDER BY e.account_id, e.seq
 """
 REWIND = """
 UPDATE kafka_offsets o SET next_offset = LEAST(o.next_offset, (s.value)::bigint)
@@ -96,8 +112,8 @@ SCHEDULED_AMOUNT = f"coalesce({whole_sql(SCHEDULED, 'o.metadata')}, 0)"
 # The rules are those of the pure apply functions: balance/apply.py, grants/apply.py (a grant's
 # opening entry opens the row, `scheduled` until its activation entry when it says so, every
 # entry naming the bucket moves `remaining`, `expiry`/`void` close it with nothing left),
-# activity/apply.py and usage/apply.py (consumes and refunds naming an endpoint, net, per
-# endpoint and the call's day). The views are every model's checkpoints (last_seq, last_source).
+# activity/apply.py and services/core/usage.py (consumes and refunds naming an endpoint, net,
+# per endpoint and the call's day). The views are every model's checkpoints (last_seq, last_source).
 # tests/integration/test_rebuild_shapes.py holds it equal to the fold on hand-built ledgers.
 CHUNK_MODELS = f"""
 WITH {CHUNK_GROUPS},
@@ -282,6 +298,9 @@ async def _swap(pool: asyncpg.Pool, projector_group: str) -> None:
         await conn.execute(
             f"LOCK TABLE {', '.join(SWAPPED)}, endpoint_usage IN ACCESS EXCLUSIVE MODE"
         )
+        uncovered: dict[usage.UsageKey, int] = {}
+        for row in await conn.fetch(UNCOVERED_CALLS):  # held locked: the rule on the row's fields
+            usage.fold_fields(uncovered, *row)
         for table in SWAPPED:
             await conn.execute(f"ALTER TABLE {table} RENAME TO {table}_replaced")
             await conn.execute(f"ALTER TABLE {table}_rebuild RENAME TO {table}")
@@ -293,6 +312,7 @@ async def _swap(pool: asyncpg.Pool, projector_group: str) -> None:
                ON CONFLICT (account_id, endpoint, day) DO UPDATE SET credits = EXCLUDED.credits"""
         )
         await conn.execute("DROP TABLE endpoint_credits_rebuild")
+        await usage.add(conn, uncovered)  # the writer's entries since the shadow read them
         await conn.execute(REWIND, projector_group, offsets)  # the jsonb codec encodes it
         await conn.execute("DROP TABLE projection_rebuild")
         await conn.execute("DROP TABLE projection_rebuild_chunks")

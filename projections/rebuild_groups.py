@@ -44,10 +44,10 @@ KIND = f"""CASE reason
 GRANTS = f"({OPENING}, {ACTIVATION})"
 CALLS = f"({CONSUME}, {REFUND_ASIDE}, {REFUND}, {REFUND_LAST})"  # consumes and refunds
 REFUNDS = f"({REFUND_ASIDE}, {REFUND}, {REFUND_LAST})"
-# The endpoint a consume or refund names, when it is a JSON string (usage/apply.py). `->>` reads
-# it as text in one lookup; only a text that a JSON number, boolean, object or array could also
-# read as (it starts with '-', a digit, 't', 'f', '{' or '[') has its type looked up (a second
-# lookup for every entry measured 19.8 vs 17.9 CPU-s on 10M entries).
+# The endpoint a consume or refund names, when it is a JSON string (services/core/usage.py).
+# `->>` reads it as text in one lookup; only a text that a JSON number, boolean, object or array
+# could also read as (it starts with '-', a digit, 't', 'f', '{' or '[') has its type looked up
+# (a second lookup for every entry measured 19.8 vs 17.9 CPU-s on 10M entries).
 NOT_STRING_STARTS = tuple(ord(c) for c in "-0123456789tf{[")
 ENDPOINT = f"""CASE WHEN endpoint_text IS NULL THEN NULL
                     WHEN ascii(endpoint_text) NOT IN ({", ".join(map(str, NOT_STRING_STARTS))})

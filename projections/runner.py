@@ -1,4 +1,5 @@
-"""The projector: reads `credits.ledger.v1` and updates every read model.
+"""The projector: reads `credits.ledger.v1` and updates the read models it owns (balance,
+activity, grants; `endpoint_usage` is the writer's, written in its batch transaction).
 
 Per partition batch, one transaction holds every model's update and the partition's offset, and
 one checkpoint per account serves every model (its `balance_view` row: projections/checkpoints.py),
@@ -20,7 +21,6 @@ from projections import checkpoints
 from projections.activity import projection as activity_projection
 from projections.balance import projection as balance_projection
 from projections.grants import projection as grants_projection
-from projections.usage import projection as usage_projection
 from schemas.ledger import LedgerEntryMessage
 from schemas.ledger_decode import decode_entry_message
 from services.platform import failpoints, offsets
@@ -36,7 +36,6 @@ ApplyModel = Callable[[DbConnection, checkpoints.Locked], Awaitable[None]]
 PROJECTIONS: dict[str, ApplyModel] = {
     balance_projection.NAME: balance_projection.apply_batch,
     activity_projection.NAME: activity_projection.apply_batch,
-    usage_projection.NAME: usage_projection.apply_batch,
     grants_projection.NAME: grants_projection.apply_batch,
 }
 

@@ -1,1 +1,1 @@
-"""Endpoint usage: per account, endpoint and UTC day."""
+"""Endpoint usage credits folded from ledger entries read back (the writer owns the live row)."""

@@ -36,6 +36,7 @@ from services.core.model import (
     RefundRequest,
 )
 from services.core.run import decide_run
+from services.core.usage import usage_credits
 from services.core.value import value_type
 from services.writer.decoding import DeadLetterCode, Decoded, IdKind, Rejected, printable_text
 
@@ -156,7 +157,8 @@ TrafficKey = tuple[str, str, date]  # (account_id, endpoint, UTC day)
 
 @dataclass(slots=True)
 class Traffic:
-    """Accepted calls, free ones included: the traffic half of the endpoint usage model."""
+    """What a batch adds to one `endpoint_usage` row: the accepted calls, free ones included,
+    and the credits of the entries it writes, net of refunds (services/core/usage.py)."""
 
     requests: int = 0
     successful: int = 0
@@ -164,6 +166,7 @@ class Traffic:
     latency_ms_total: int = 0
     latency_samples: int = 0
     latency_ms_max: int = 0
+    credits: int = 0
 
     def count(self, usage: ConsumeUsage) -> None:
         self.requests += 1
@@ -330,6 +333,8 @@ def _record(plan: BatchPlan, decoded: Decoded, events: tuple[Event, ...]) -> Non
         plan.alerts.extend(e for e in events if isinstance(e, AlertRaised))
         rejection = next((e for e in events if isinstance(e, CommandRejected)), None)
     plan.entries.extend(entries)
+    for entry in entries:
+        _add_credits(plan, entry)
     first_seq = entries[0].seq if entries else None
     plan.processed.append(
         ProcessedId(
@@ -361,6 +366,13 @@ def _record(plan: BatchPlan, decoded: Decoded, events: tuple[Event, ...]) -> Non
                 first_seq,
             )
         )
+
+
+def _add_credits(plan: BatchPlan, entry: LedgerEntry) -> None:
+    counted = usage_credits(entry.reason, entry.delta, entry.metadata, entry.occurred_at)
+    if counted is not None:
+        endpoint, day, credits = counted
+        plan.traffic.setdefault((entry.account_id, endpoint, day), Traffic()).credits += credits
 
 
 def _reuse_code(decoded: Decoded) -> DeadLetterCode:

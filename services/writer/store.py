@@ -99,11 +99,12 @@ WITH saved AS (
 SELECT min(version) AS low, max(version) AS high FROM saved
 """
 
+# The writer owns the whole row: traffic and credits, current at the batch's commit.
 ADD_TRAFFIC = """
 INSERT INTO endpoint_usage (account_id, endpoint, day, requests, successful, failed,
-                            latency_ms_total, latency_samples, latency_ms_max)
+                            latency_ms_total, latency_samples, latency_ms_max, credits)
 SELECT * FROM unnest($1::text[], $2::text[], $3::date[], $4::bigint[], $5::bigint[],
-                     $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+                     $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
 ORDER BY 1, 2, 3
 ON CONFLICT (account_id, endpoint, day) DO UPDATE SET
     requests = endpoint_usage.requests + EXCLUDED.requests,
@@ -111,7 +112,8 @@ ON CONFLICT (account_id, endpoint, day) DO UPDATE SET
     failed = endpoint_usage.failed + EXCLUDED.failed,
     latency_ms_total = endpoint_usage.latency_ms_total + EXCLUDED.latency_ms_total,
     latency_samples = endpoint_usage.latency_samples + EXCLUDED.latency_samples,
-    latency_ms_max = GREATEST(endpoint_usage.latency_ms_max, EXCLUDED.latency_ms_max)
+    latency_ms_max = GREATEST(endpoint_usage.latency_ms_max, EXCLUDED.latency_ms_max),
+    credits = endpoint_usage.credits + EXCLUDED.credits
 """
 
 ENTRY_COLUMNS = (
@@ -291,7 +293,7 @@ async def _write_traffic(conn: DbConnection, plan: BatchPlan) -> None:
         ADD_TRAFFIC, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
         [t.requests for t in rows], [t.successful for t in rows], [t.failed for t in rows],
         [t.latency_ms_total for t in rows], [t.latency_samples for t in rows],
-        [t.latency_ms_max for t in rows],
+        [t.latency_ms_max for t in rows], [t.credits for t in rows],
     )  # fmt: skip
 
 

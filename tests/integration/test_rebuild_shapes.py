@@ -1,8 +1,9 @@
 """The rebuild's set-based SQL, the projector's fold and the point-in-time answers, on Postgres,
 over ledgers in the issue 12 shape written by hand (tests/ledger_shapes.py: scheduled grants and
 their activation, overage payments, owed consumes, captures; and a ledger from before it), so
-they hold whatever the writer is doing: the projector's models, the audit's fresh fold and a
-rebuild all agree, and equal the hand-computed figures."""
+they hold whatever the writer is doing: the projector's models (and the usage credits the
+writer's rule gives those entries), the audit's fresh fold and a rebuild all agree, and equal
+the hand-computed figures."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from projections.runner import apply_entries
 from services.api.reads.grants import GRANTS_PAGE, grant_json
 from services.history.as_of import TimeAxis, balance_as_of, fold_entries
 from services.platform.settings import Settings
-from tests.integration.ledger_pool import pool_with_books
+from tests.integration.ledger_pool import pool_with_books, write_usage_credits
 from tests.ledger_shapes import REPORT, SCAN, T0, Ledger, hours, legacy, story
 
 pytestmark = pytest.mark.integration
@@ -107,6 +108,7 @@ async def test_a_scheduled_grant_rebuilt_before_its_activation(
 ) -> None:
     # Only the story's first two entries projected and rebuilt: `next` is still scheduled.
     await pool.execute("DELETE FROM ledger_entries WHERE seq > 2")
+    await write_usage_credits(pool)
     await project(pool, cut=1, upto=2)
     projected = await models(pool)
     await rebuild(pool, namespace.projector_group)

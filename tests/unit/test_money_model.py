@@ -15,10 +15,12 @@ After every step:
 - `quote(state, N, E, T).within_limit` equals the model's `/check` answer for a few random
   (N, E, T), and equals what deciding that call on the state does (its draws, and whether the
   state it leaves is within the limit);
-- the activity and usage projections' pure apply functions, folded over the ledger messages the
-  writer publishes (wire.entry_to_message), and the writer's Traffic count agree with each other
-  and with the model: scans and credits per day, credits per endpoint and day, consumedTotal,
-  requests per endpoint and day (free and failed calls included, charged captures counted).
+- the activity projection's pure apply function and the usage credit rule (services/core/usage.py),
+  folded over the ledger messages the writer publishes (wire.entry_to_message), the same rule
+  over the writer's own entries (what its Traffic adds), and the writer's Traffic count agree
+  with each other and with the model: scans and credits per day, credits per endpoint and day,
+  consumedTotal, requests per endpoint and day (free and failed calls included, charged
+  captures counted).
 At the end, decide_run over the whole history gives the same events and state as one at a time.
 
 Known disagreement, left visible rather than modelled around (rare in these histories, so the
@@ -42,8 +44,8 @@ from hypothesis import strategies as st
 
 from projections.activity.apply import DayActivity, DayKey
 from projections.activity.apply import apply as apply_activity
-from projections.usage.apply import UsageKey
-from projections.usage.apply import apply as apply_usage
+from projections.usage.credits import UsageKey
+from projections.usage.credits import fold as fold_usage
 from services.core.decide import decide_and_evolve
 from services.core.drawdown import within_limit
 from services.core.model import (
@@ -68,6 +70,7 @@ from services.core.model import (
 )
 from services.core.run import decide_run
 from services.core.spend import BalanceFigures, figures, quote
+from services.core.usage import usage_credits
 from services.history.core_entries import to_message as entry_to_message
 from services.writer.plan import Traffic, TrafficKey
 from tests.unit.money_model import MFigures, MoneyModel, Plan
@@ -335,13 +338,18 @@ class ReadModels:
     days: dict[DayKey, DayActivity] = field(default_factory=dict)
     last_source: str | None = None
     usage: dict[UsageKey, int] = field(default_factory=dict)
+    writer_credits: dict[UsageKey, int] = field(default_factory=dict)
     traffic: dict[TrafficKey, Traffic] = field(default_factory=dict)
 
     def record(self, command: Command, entries: Sequence[LedgerEntry]) -> None:
         for entry in entries:
             message = entry_to_message(entry)
             self.last_source = apply_activity(self.days, self.last_source, message)
-            apply_usage(self.usage, message)
+            fold_usage(self.usage, message)
+            counted = usage_credits(entry.reason, entry.delta, entry.metadata, entry.occurred_at)
+            if counted is not None:  # as services/writer/plan._add_credits adds them
+                key = (entry.account_id, counted[0], counted[1])
+                self.writer_credits[key] = self.writer_credits.get(key, 0) + counted[2]
         if isinstance(command, ConsumeUsage | CaptureHold):
             key = (ACCOUNT, command.endpoint, command.occurred_at.astimezone(UTC).date())
             # As services/writer/plan._record counts them: every usage event, and a capture
@@ -361,6 +369,7 @@ class ReadModels:
         assert nonzero(scans) == model.scans_by_day()
         assert nonzero(credits) == model.credits_by_day()
         assert usage == model.credits_by_endpoint_day()
+        assert self.writer_credits == self.usage
         assert sum(credits.values()) == state.consumed_total == model.consumed_total
         traffic = {(endpoint, day): t for (_, endpoint, day), t in self.traffic.items()}
         assert {key: t.requests for key, t in traffic.items()} == model.requests

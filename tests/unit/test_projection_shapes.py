@@ -13,7 +13,7 @@ from projections.activity import apply as activity
 from projections.balance.apply import BalanceView, apply_all, buckets_by_kind, fold_any, reset_at
 from projections.balance.store import grants_json
 from projections.grants import apply as grants
-from projections.usage import apply as usage
+from projections.usage import credits as usage
 from schemas.ledger import LedgerEntryMessage
 from services.api.reads.grants import custom_metadata
 from services.history.as_of import AsOfBalance, BucketKindBalance, TimeAxis, fold_entries
@@ -211,7 +211,7 @@ def test_calls_that_charged_nothing_are_no_scan() -> None:
 def test_usage_credits_are_the_calls_net_credits_per_endpoint_and_day() -> None:
     credits: dict[usage.UsageKey, int] = {}
     for entry in story().entries:
-        usage.apply(credits, entry)
+        usage.fold(credits, entry)
     assert credits == {
         ("story", SCAN, DAY1): 80, ("story", REPORT, DAY2): 45, ("story", SCAN, DAY3): 6,
     }  # fmt: skip

@@ -46,13 +46,10 @@ BALANCE_SEQ = "SELECT coalesce((SELECT seq FROM writer_accounts WHERE account_id
 LEDGER_SEQ = "SELECT coalesce(max(seq), 0) FROM ledger_entries WHERE account_id = $1"
 # Every projected model shares one checkpoint per account (projections/checkpoints.py).
 PROJECTED_SEQ = "SELECT coalesce((SELECT last_seq FROM balance_view WHERE account_id = $1), 0)"
-ACTIVITY_SEQ = USAGE_SEQ = GRANTS_SEQ = PROJECTED_SEQ
-# The summary reads balance and usage: it is as fresh as the staler of the two.
-SUMMARY_SEQ = """
-SELECT least(
-    coalesce((SELECT seq FROM writer_accounts WHERE account_id = $1), 0),
-    coalesce((SELECT last_seq FROM balance_view WHERE account_id = $1), 0))
-"""
+ACTIVITY_SEQ = GRANTS_SEQ = PROJECTED_SEQ
+# Usage (`endpoint_usage`) is the writer's too, written with the entries (migration 0020); the
+# summary reads the writer's state and usage: both are fresh at the writer's commit.
+USAGE_SEQ = SUMMARY_SEQ = BALANCE_SEQ
 
 BALANCE = ReadModel("balance", BALANCE_SEQ)
 LEDGER = ReadModel("ledger", LEDGER_SEQ)  # the ledger itself: fresh once the writer commits
