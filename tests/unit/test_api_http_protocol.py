@@ -39,7 +39,6 @@ class SocketTransport:
         self.events: list[tuple[str, bytes]] = []
         self.closing = False
         self.buffered_bytes = 0
-        self.something_of_its_own = "uvloop's"
 
     def write(self, data: bytes) -> None:
         self.events.append(("write", bytes(data)))
@@ -178,7 +177,16 @@ async def test_everything_else_is_the_socket_transports() -> None:
     assert joined.get_extra_info("peername") == ("127.0.0.1", 8080)
     assert joined.get_extra_info("socket", "none") == "none"
     assert not joined.is_closing()
-    assert joined.something_of_its_own == "uvloop's"
+
+
+def test_every_method_of_a_transport_is_its_own_not_asyncios_unimplemented_one() -> None:
+    public = [name for name in dir(asyncio.Transport) if not name.startswith("_")]
+    inherited = [
+        name
+        for name in public
+        if getattr(JoinedWritesTransport, name) is getattr(asyncio.Transport, name)
+    ]
+    assert public and inherited == []
 
 
 # --- the protocol, fed bytes -----------------------------------------------------------------
