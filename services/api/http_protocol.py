@@ -1,8 +1,9 @@
 """uvicorn's httptools protocol with a response's head and body in one socket write.
 
 uvicorn (`RequestResponseCycle.send`) writes the status line and headers, then the body, each
-with its own `transport.write`: two `send()` syscalls for every one of our small JSON answers,
-about a quarter of the API's CPU under load. `OneWriteHttpToolsProtocol` is uvicorn's own
+with its own `transport.write`: two `send()` syscalls for every one of our small JSON answers
+(a quarter of the API's CPU in a py-spy profile; the second send measured at about 11 µs of
+kernel CPU, 29 -> 18 µs a response under wrk). `OneWriteHttpToolsProtocol` is uvicorn's own
 `HttpToolsProtocol`, handed a `JoinedWritesTransport` instead of the socket's transport; the
 bytes, their order and everything uvicorn decides stay uvicorn's.
 
