@@ -41,6 +41,7 @@ import asyncpg
 import uvicorn
 from pydantic import SecretStr
 
+from services.api.http_protocol import OneWriteHttpToolsProtocol
 from services.platform.gc_policy import apply_gc_policy
 from services.platform.logs import configure_logging
 from services.platform.settings import Settings
@@ -192,6 +193,8 @@ def http_config(app: object, settings: Settings) -> uvicorn.Config:
     worker of `creditledger api`."""
     return uvicorn.Config(
         app,  # type: ignore[arg-type]
+        # uvicorn's httptools protocol, a response's head and body in one socket write.
+        http=OneWriteHttpToolsProtocol,
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
