@@ -7,9 +7,11 @@
 -- writer adds only its own, and no projector adds any. Every account's ledger must be at or
 -- below its checkpoint (`balance_view.last_seq`, every old model's) before this applies.
 -- Loose index scans: one probe per account on the ledger's primary key, not the whole ledger.
+-- An outbox row is an entry the projector cannot have applied yet. The check is of one instant:
+-- no writer or projector of the old version may run once it has passed (docs/operations.md).
 DO $$
 BEGIN
-    IF EXISTS (
+    IF EXISTS (SELECT 1 FROM outbox) OR EXISTS (
         WITH RECURSIVE accounts(account_id) AS (
             SELECT min(account_id) FROM ledger_entries
             UNION ALL

@@ -62,7 +62,8 @@ class JoinedWritesTransport(asyncio.Transport):
         held_bytes = self._held_bytes + len(data)
         if held_bytes > WRITE_THROUGH_BYTES:
             self.flush()
-            self._transport.write(data)
+            if not self._transport.is_closing():  # a later part never goes without the earlier
+                self._transport.write(data)
             return
         # Held past the caller's return, so a buffer it may reuse is copied, as a transport
         # copies what it buffers; uvicorn writes bytes.

@@ -27,8 +27,8 @@ def _add_projections(sub: Any) -> None:
     group = sub.add_parser(
         "projections",
         help="rebuild, audit or show the read models",
-        description="The read models (balances, grants, activity, usage) the projector keeps "
-        "from the ledger.",
+        description="The read models (balances, grants, activity) the projector keeps from "
+        "the ledger; audit and rebuild also check and rebuild the usage credits the writer keeps.",
         epilog=base.examples("creditledger projections audit", "creditledger projections rebuild"),
     )
     actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -59,6 +59,14 @@ async def test_a_caught_up_projector_upgrades_cleanly(
 ) -> None:
     assert namespace.database_url is not None
     await project(pool)
+    # A ledger message still in the outbox is one the projector cannot have applied yet.
+    await pool.execute(
+        "INSERT INTO outbox (account_id, topic, value) VALUES ('story', 'credits.ledger.v1', 'x')"
+    )
+    with pytest.raises(asyncpg.RaiseError, match="let the projector catch up"):
+        await migrate(namespace.database_url)
+    assert not await applied(pool)
+    await pool.execute("DELETE FROM outbox")
     usage_before = await pool.fetch("SELECT * FROM endpoint_usage ORDER BY 1, 2, 3")
     assert await migrate(namespace.database_url) == [MIGRATION]
     assert await pool.fetch("SELECT * FROM endpoint_usage ORDER BY 1, 2, 3") == usage_before
