@@ -19,7 +19,8 @@ after O was noted, so the outbox published it after O: the projector reads it ag
 entries the rebuild already holds are at or below the new checkpoints, which makes them no-ops.
 Endpoint usage is the writer's (credits written with the entries), and no projector replays it:
 the swap adds the credits of every entry above what the shadow covered for its account (its
-`balance_view_rebuild.last_seq`), with the writer's rule (`projections/usage/credits.py`). The
+`balance_view_rebuild.last_seq`), with the chunks' own SQL of the writer's rule, in one
+statement (`ADD_UNCOVERED_CREDITS`). The
 swap holds `endpoint_usage`'s lock, so a writer batch commits either before it (its entries are
 in that tail) or after it (its upsert adds to the swapped-in figures).
 """
@@ -35,8 +36,7 @@ import asyncpg
 
 from projections import rebuild_chunks
 from projections.grant_entries import GRANTED, SCHEDULED, whole_sql
-from projections.rebuild_groups import CHUNK_GROUPS
-from projections.usage import credits as usage
+from projections.rebuild_groups import CALL_DAY, CHUNK_GROUPS, ENDPOINT
 from services.platform.postgres import DbConnection
 
 SWAPPED = ("balance_view", "activity_days", "grants_view")
@@ -69,16 +69,33 @@ ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_account ON {table} FOR SELECT TO creditledger_api
     USING (account_id = current_setting('creditledger.account_id', true))
 """
-# Entries the shadow does not hold: above its account's last_seq, or of an account it has no row
-# for (created after its chunk ran). The writer's seq finds the accounts (an index probe each);
-# only consumes and refunds count in usage.
-UNCOVERED_CALLS = """
-SELECT e.account_id, e.reason, e.delta, e.metadata, e.occurred_at FROM writer_accounts w
-LEFT JOIN balance_view_rebuild r USING (account_id)
-JOIN ledger_entries e ON e.account_id = w.account_id AND e.seq > coalesce(r.last_seq, 0)
-WHERE w.seq > coalesce(r.last_seq, 0) AND e.reason IN ('consume', 'refund')
-ORDER BY e.account_id, e.seq
-"""
+# The credits of the entries the shadow does not hold (above its account's last_seq, or of an
+# account it has no row for: created after its chunk ran), added where the swap put the shadow's,
+# once the shadows are the live tables (the projector waits on their locks until the commit):
+# the writer's commits since the chunks read the ledger. The writer's seq finds the accounts (an
+# index probe each). Folded in Postgres with the chunks' own expressions (rebuild_groups.py, the
+# rule of services/core/usage.py; the swap sets UTC as the chunks do), in one statement: the swap
+# holds every model's lock meanwhile, and the tail grows with the rebuild's length.
+ADD_UNCOVERED_CREDITS = f"""
+INSERT INTO endpoint_usage (account_id, endpoint, day, credits)
+SELECT account_id, endpoint, day, -sum(delta)
+FROM (
+    SELECT account_id, delta, day, {ENDPOINT} AS endpoint
+    FROM (
+        SELECT e.account_id, e.delta, e.metadata, e.metadata ->> 'endpoint' AS endpoint_text,
+               {CALL_DAY} AS day
+        FROM writer_accounts w
+        LEFT JOIN balance_view r USING (account_id)  -- the shadow, swapped in and still locked
+        JOIN ledger_entries e ON e.account_id = w.account_id AND e.seq > coalesce(r.last_seq, 0)
+        WHERE w.seq > coalesce(r.last_seq, 0) AND e.reason IN ('consume', 'refund')
+    ) raw
+) calls
+WHERE endpoint IS NOT NULL
+GROUP BY account_id, endpoint, day
+ORDER BY 1, 2, 3
+ON CONFLICT (account_id, endpoint, day) DO UPDATE SET
+    credits = endpoint_usage.credits + EXCLUDED.credits
+"""  # noqa: S608 - constant fragments, no input
 REWIND = """
 UPDATE kafka_offsets o SET next_offset = LEAST(o.next_offset, (s.value)::bigint)
 FROM jsonb_each_text($2::jsonb) AS s(key, value)
@@ -295,12 +312,10 @@ async def _keep_storage(conn: DbConnection, table: str, shadow: str) -> None:
 async def _swap(pool: asyncpg.Pool, projector_group: str) -> None:
     async with pool.acquire() as conn, conn.transaction():
         offsets = await conn.fetchval("SELECT projector_offsets FROM projection_rebuild")
+        await conn.execute("SET LOCAL timezone = 'UTC'")  # ADD_UNCOVERED_CREDITS's days
         await conn.execute(
             f"LOCK TABLE {', '.join(SWAPPED)}, endpoint_usage IN ACCESS EXCLUSIVE MODE"
         )
-        uncovered: dict[usage.UsageKey, int] = {}
-        for row in await conn.fetch(UNCOVERED_CALLS):  # held locked: the rule on the row's fields
-            usage.fold_fields(uncovered, *row)
         for table in SWAPPED:
             await conn.execute(f"ALTER TABLE {table} RENAME TO {table}_replaced")
             await conn.execute(f"ALTER TABLE {table}_rebuild RENAME TO {table}")
@@ -312,7 +327,7 @@ async def _swap(pool: asyncpg.Pool, projector_group: str) -> None:
                ON CONFLICT (account_id, endpoint, day) DO UPDATE SET credits = EXCLUDED.credits"""
         )
         await conn.execute("DROP TABLE endpoint_credits_rebuild")
-        await usage.add(conn, uncovered)  # the writer's entries since the shadow read them
+        await conn.execute(ADD_UNCOVERED_CREDITS)  # the writer's entries since the shadow's
         await conn.execute(REWIND, projector_group, offsets)  # the jsonb codec encodes it
         await conn.execute("DROP TABLE projection_rebuild")
         await conn.execute("DROP TABLE projection_rebuild_chunks")

@@ -1,6 +1,6 @@
-"""Endpoint usage credits from ledger entries read back: the audit's fresh fold and the rebuild's
-tail (entries committed after its shadow read their account). The rule is the writer's own
-(services/core/usage.py), and so is the upsert's arithmetic: add, never overwrite."""
+"""Endpoint usage credits from ledger entries read back: the audit's fresh fold (the rebuild folds
+in SQL, projections/rebuild_groups.py). The rule is the writer's own (services/core/usage.py),
+and so is the upsert's arithmetic: add, never overwrite."""
 
 from __future__ import annotations
 
