@@ -70,9 +70,8 @@ from services.core.model import (
 )
 from services.core.run import decide_run
 from services.core.spend import BalanceFigures, figures, quote
-from services.core.usage import usage_credits
 from services.history.core_entries import to_message as entry_to_message
-from services.writer.plan import Traffic, TrafficKey
+from services.writer.plan import BatchPlan, Traffic, TrafficKey, _add_credits
 from tests.unit.money_model import MFigures, MoneyModel, Plan
 from tests.unit.test_core_invariants import BOUNDED
 
@@ -338,7 +337,7 @@ class ReadModels:
     days: dict[DayKey, DayActivity] = field(default_factory=dict)
     last_source: str | None = None
     usage: dict[UsageKey, int] = field(default_factory=dict)
-    writer_credits: dict[UsageKey, int] = field(default_factory=dict)
+    writer_plan: BatchPlan = field(default_factory=BatchPlan)  # the writer's own credit adding
     traffic: dict[TrafficKey, Traffic] = field(default_factory=dict)
 
     def record(self, command: Command, entries: Sequence[LedgerEntry]) -> None:
@@ -346,10 +345,7 @@ class ReadModels:
             message = entry_to_message(entry)
             self.last_source = apply_activity(self.days, self.last_source, message)
             fold_usage(self.usage, message)
-            counted = usage_credits(entry.reason, entry.delta, entry.metadata, entry.occurred_at)
-            if counted is not None:  # as services/writer/plan._add_credits adds them
-                key = (entry.account_id, counted[0], counted[1])
-                self.writer_credits[key] = self.writer_credits.get(key, 0) + counted[2]
+            _add_credits(self.writer_plan, entry)  # what the writer's upsert will add
         if isinstance(command, ConsumeUsage | CaptureHold):
             key = (ACCOUNT, command.endpoint, command.occurred_at.astimezone(UTC).date())
             # As services/writer/plan._record counts them: every usage event, and a capture
@@ -369,7 +365,8 @@ class ReadModels:
         assert nonzero(scans) == model.scans_by_day()
         assert nonzero(credits) == model.credits_by_day()
         assert usage == model.credits_by_endpoint_day()
-        assert self.writer_credits == self.usage
+        writer_credits = {key: t.credits for key, t in self.writer_plan.traffic.items()}
+        assert writer_credits == self.usage
         assert sum(credits.values()) == state.consumed_total == model.consumed_total
         traffic = {(endpoint, day): t for (_, endpoint, day), t in self.traffic.items()}
         assert {key: t.requests for key, t in traffic.items()} == model.requests
