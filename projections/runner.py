@@ -25,7 +25,7 @@ from schemas.ledger import LedgerEntryMessage
 from schemas.ledger_decode import decode_entry_message
 from services.platform import failpoints, offsets
 from services.platform.concurrency import all_or_none
-from services.platform.kafka import new_consumer
+from services.platform.kafka import new_consumer, top_up_ms
 from services.platform.postgres import DbConnection, retry_transient
 from services.platform.settings import Settings
 
@@ -79,6 +79,7 @@ class Projector:
             consumer,
             timeout_ms=self.settings.fetch_timeout_ms,
             max_records=self.settings.batch_max_records,
+            top_up_ms=top_up_ms(self.settings),
         )
         # Partitions hold disjoint accounts: their batches commit concurrently, each on its own
         # connection, so one batch's Python work overlaps another's Postgres work.

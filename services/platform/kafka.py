@@ -48,6 +48,8 @@ METADATA_MAX_AGE_MS = 5000
 # After creating topics, how long the check waits for the broker's metadata to show them.
 TOPICS_VISIBLE_WAIT_S = 10.0
 TOPICS_CHECK_POLL_S = 0.1
+# A round trip on loopback and the fetch response's decoding, with room to spare.
+TOP_UP_SLACK_MS = 10
 
 
 class _MetadataRequestNoAutoCreate(MetadataRequest):  # type: ignore[misc]
@@ -147,6 +149,13 @@ def new_consumer(settings: Settings, group_id: str, max_records: int) -> AIOKafk
         max_partition_fetch_bytes=settings.fetch_max_partition_bytes,
         partition_assignment_strategy=(RangePartitionAssignor,),
     )
+
+
+def top_up_ms(settings: Settings) -> int:
+    """How long a poll that found records waits for more (offsets.StoredOffsets._top_up): the
+    fetch in flight (held at most `fetch_max_wait_ms`), then the one the drain starts, which
+    finds records waiting and comes straight back."""
+    return settings.fetch_max_wait_ms + TOP_UP_SLACK_MS
 
 
 def new_reader(settings: Settings, **options: Any) -> AIOKafkaConsumer:

@@ -261,9 +261,10 @@ class StoredOffsets:
         await save_offsets(conn, self.consumer_name, next_offsets, ids)
 
     async def getmany(
-        self, consumer: AIOKafkaConsumer, *, timeout_ms: int, max_records: int
+        self, consumer: AIOKafkaConsumer, *, timeout_ms: int, max_records: int, top_up_ms: int = 0
     ) -> Fetched:
-        """`consumer.getmany`, with no record of an incarnation other than the one being read."""
+        """`consumer.getmany`, with no record of an incarnation other than the one being read;
+        when it found records, topped up by what arrives within `top_up_ms` (`_top_up`)."""
         if self.stale:  # the batch was not applied: read it again from where it resumes
             stale, self.stale = self.stale, set()
             await self._reset(consumer, stale)
@@ -281,6 +282,8 @@ class StoredOffsets:
         except NoOffsetForPartitionError as error:  # assigned, but the seek did not happen
             await self._reset(consumer, {error.args[0]})
             return {}
+        if fetched:
+            fetched = await self._top_up(consumer, fetched, max_records, top_up_ms)
         if not fetched:
             return fetched
         try:
@@ -303,6 +306,33 @@ class StoredOffsets:
         if not changed:
             return fetched
         dropped = await self._reset(consumer, changed)
+        return {tp: records for tp, records in fetched.items() if tp not in dropped}
+
+    async def _top_up(
+        self, consumer: AIOKafkaConsumer, fetched: Fetched, max_records: int, top_up_ms: int
+    ) -> Fetched:
+        """`fetched` and the records a second poll of up to `top_up_ms` brings, in offset order.
+
+        aiokafka fetches no partition whose records are still buffered, so what a poll returns
+        was fetched about when the previous batch began: what arrived while that batch was
+        applied comes only in the fetch this poll's drain starts (sent once the one in flight,
+        held at most `fetch_max_wait_ms`, is back). Taken now, it joins this batch rather than
+        the next: a record waits about one batch less (measured in BENCHMARKS.md)."""
+        room = max_records - sum(len(records) for records in fetched.values())
+        if top_up_ms <= 0 or room <= 0:
+            return fetched
+        try:
+            more: Fetched = await consumer.getmany(timeout_ms=top_up_ms, max_records=room)
+        except OffsetOutOfRangeError as error:  # the first poll's records stay, but for these
+            out_of_range: dict[TopicPartition, int] = error.args[0]
+            log.info("%s: fetch offsets out of range: %s", self.consumer_name, out_of_range)
+            dropped = await self._reset(consumer, set(out_of_range))
+        except NoOffsetForPartitionError as error:
+            dropped = await self._reset(consumer, {error.args[0]})
+        else:
+            for tp, records in more.items():
+                fetched[tp] = [*fetched.get(tp, ()), *records]
+            return fetched
         return {tp: records for tp, records in fetched.items() if tp not in dropped}
 
     async def _reset(

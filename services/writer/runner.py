@@ -25,7 +25,7 @@ from services.core.pricing import DEFAULT_PRICE_BOOK, PriceBook, PriceSchedule
 from services.platform import failpoints, offsets
 from services.platform.concurrency import all_or_none
 from services.platform.fetch_clock import FetchClock
-from services.platform.kafka import new_consumer
+from services.platform.kafka import new_consumer, top_up_ms
 from services.platform.postgres import retry_transient
 from services.platform.settings import Settings
 from services.writer import metrics, store
@@ -108,6 +108,7 @@ class LedgerWriter:
             consumer,
             timeout_ms=self.settings.fetch_timeout_ms,
             max_records=self.settings.batch_max_records,
+            top_up_ms=top_up_ms(self.settings),
         )
         if fetched:
             failpoints.hit("writer.after_poll")
