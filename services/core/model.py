@@ -6,7 +6,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from services.core.value import value_type
@@ -17,6 +17,8 @@ ENTRY_ID_NAMESPACE = uuid.UUID("6f1c2a53-93a4-4a8e-9a55-6b0f3f0c2d11")
 _ENTRY_ID_PREFIX = ENTRY_ID_NAMESPACE.bytes
 
 MetadataValue = str | int | None
+
+_NEVER_UTC = datetime.max.replace(tzinfo=UTC)  # Bucket.drawdown_key's "never expires"
 
 
 class BucketKind(StrEnum):
@@ -103,7 +105,8 @@ class Bucket:
         return max(self.expires_at - timedelta(seconds=notice_s), self.effective_at)
 
     def drawdown_key(self) -> tuple[int, datetime, int]:
-        never = datetime.max.replace(tzinfo=self.effective_at.tzinfo)
+        tz = self.effective_at.tzinfo  # UTC in the core: its "never" made once, not per call
+        never = _NEVER_UTC if tz is UTC else datetime.max.replace(tzinfo=tz)
         return (self.priority, self.expires_at or never, self.granted_seq)
 
 
