@@ -29,6 +29,7 @@ from services.bench.workload import (
     grant_message,
     ledger_exact,
     produce,
+    projected_offsets,
     usage_message,
     wait_caught_up,
 )
@@ -83,9 +84,12 @@ async def grant_all(
 
 
 class MemorySampler:
-    """RSS of each component every 0.25 s during ingest: the sample at half the events and the
-    last one, to show whether resident memory grows with N. Reads the pids from the pipeline's
-    dict at each sample, so it follows restarted processes."""
+    """RSS of each component every 0.25 s during ingest: the sample when it had processed half
+    the events and the last one, to show whether resident memory grows with N. The projector's
+    half is its own (ledger offsets projected), not the writer's: it trails the writer, and at
+    the writer's half it was still growing its batches toward their bound, which read as growth
+    in N (124 → 137-139 MB at N = 200,000, while its peak at N = 30,000 was 139). Reads the pids
+    from the pipeline's dict at each sample, so it follows restarted processes."""
 
     def __init__(self, components: dict[str, processes.Component]) -> None:
         self.components = components
@@ -97,14 +101,21 @@ class MemorySampler:
     ) -> None:
         while not stop.is_set():
             rss = {n: processes.memory_kb(c.pid)[0] for n, c in self.components.items()}
-            if not self.at_half and await consumed_records(pool, settings) >= half:
-                self.at_half = rss
+            if "writer" not in self.at_half and await consumed_records(pool, settings) >= half:
+                self.at_half.update((n, kb) for n, kb in rss.items() if n != "projector")
+            # A usage event is one ledger entry, a grant one: offsets count as records do.
+            if (
+                "projector" in rss
+                and "projector" not in self.at_half
+                and await projected_offsets(pool, settings) >= half
+            ):
+                self.at_half["projector"] = rss["projector"]
             self.at_end = rss
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), MEMORY_SAMPLE_S)
-        if not self.at_half:
+        for name, kb in self.at_end.items():
             # Ingest ended between two samples (a small N): the half sample is the last one.
-            self.at_half = self.at_end
+            self.at_half.setdefault(name, kb)
 
     def figures(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
