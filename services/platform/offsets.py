@@ -233,6 +233,7 @@ class StoredOffsets:
         self.unresolved: set[TopicPartition] = set()  # paused until resolved against the broker
         self.stale: set[TopicPartition] = set()  # a claim found their rows in another incarnation
         self.events: list[tuple[str, TopicPartitionKey, int]] = []  # (event, partition, offset)
+        self.revocations = 0  # rebalances that revoked partitions: a poll spanning one is void
 
     def listener(self, consumer: AIOKafkaConsumer) -> ConsumerRebalanceListener:
         return _Listener(self, consumer)
@@ -270,6 +271,22 @@ class StoredOffsets:
             await self._reset(consumer, stale)
         if self.unresolved:
             await self.resolve(consumer, set(self.unresolved))
+        revocations = self.revocations
+        fetched = await self._checked(consumer, timeout_ms, max_records, top_up_ms)
+        if self.revocations != revocations:
+            # A rebalance ran while this poll waited (aiokafka's getmany waits out a rebalance
+            # when records arrive during one, and the top-up gives that time): its partitions
+            # were revoked, so what it fetched is not ours to apply, and each partition assigned
+            # since was sought to its stored offset, where it is read again.
+            log.info(
+                "%s: a rebalance during the poll: its records are read again", self.consumer_name
+            )
+            return {}
+        return fetched
+
+    async def _checked(
+        self, consumer: AIOKafkaConsumer, timeout_ms: int, max_records: int, top_up_ms: int
+    ) -> Fetched:
         try:
             fetched: Fetched = await consumer.getmany(
                 timeout_ms=timeout_ms, max_records=max_records
@@ -469,6 +486,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         # What was fetched from them but not applied is dropped: whoever gets them next (us
         # too) seeks to the stored offsets and reads it again.
         failpoints.hit("rebalance.revoked")
+        self.stored.revocations += 1
         self.stored.on_reset(revoked)
         for tp in revoked:
             self.stored.reading.pop(_key(tp), None)

@@ -1,15 +1,19 @@
 """StoredOffsets._top_up: a poll that found records takes what a second poll brings within the
 top-up time, in offset order and within the poll's record bound; a second poll that finds a
-partition out of range keeps the first poll's records of every other partition."""
+partition out of range keeps the first poll's records of every other partition; a poll during
+which a rebalance revoked partitions returns nothing (they are read again from stored offsets)."""
 
 from __future__ import annotations
 
+import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiokafka.errors import OffsetOutOfRangeError
 from aiokafka.structs import TopicPartition
 
+from services.platform import offsets as offsets_module
 from services.platform.offsets import StoredOffsets
 
 USAGE_0, USAGE_1 = TopicPartition("usage", 0), TopicPartition("usage", 1)
@@ -21,12 +25,15 @@ class ScriptedConsumer:
     def __init__(self, *answers: Any) -> None:
         self.answers = list(answers)
         self.calls: list[dict[str, int]] = []
+        self._client = None  # describe_topics is replaced in the tests that reach it
 
     async def getmany(self, *, timeout_ms: int, max_records: int) -> Any:
         self.calls.append({"timeout_ms": timeout_ms, "max_records": max_records})
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
+        if callable(answer):
+            return answer()
         return answer
 
 
@@ -67,3 +74,48 @@ async def test_an_out_of_range_top_up_drops_only_the_partitions_it_resets() -> N
     topped = await offsets._top_up(consumer, first, max_records=10, top_up_ms=30)
     assert topped == {USAGE_0: ["u0-5"]}
     assert reset == [{USAGE_1}]
+
+
+USAGE_ID = uuid.uuid4()
+
+
+@pytest.fixture
+def usage_incarnation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker names `usage` by the topic id being read: the incarnation check passes."""
+
+    async def describe(_client: Any, topics: list[str]) -> dict[str, Any]:
+        return {topic: SimpleNamespace(topic_id=USAGE_ID) for topic in topics}
+
+    monkeypatch.setattr(offsets_module, "describe_topics", describe)
+
+
+def reading_usage() -> StoredOffsets:
+    offsets = stored()
+    offsets.reading = {("usage", 0): USAGE_ID, ("usage", 1): USAGE_ID}
+    return offsets
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("usage_incarnation")
+async def test_a_poll_tops_up_only_when_it_found_records() -> None:
+    consumer = ScriptedConsumer({}, {USAGE_0: ["u0-5"]}, {USAGE_1: ["u1-3"]})
+    offsets = reading_usage()
+    assert await offsets.getmany(consumer, timeout_ms=200, max_records=10, top_up_ms=30) == {}
+    assert len(consumer.calls) == 1  # an empty poll waits no more
+    polled = await offsets.getmany(consumer, timeout_ms=200, max_records=10, top_up_ms=30)
+    assert polled == {USAGE_0: ["u0-5"], USAGE_1: ["u1-3"]}
+    assert [c["timeout_ms"] for c in consumer.calls] == [200, 200, 30]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("usage_incarnation")
+async def test_a_rebalance_during_the_poll_voids_what_it_fetched() -> None:
+    offsets = reading_usage()
+
+    def revoked_meanwhile() -> dict[TopicPartition, list[str]]:
+        offsets.revocations += 1  # the rebalance listener ran while the top-up waited
+        return {USAGE_0: ["u0-0"]}  # sought back to the stored offset by the new assignment
+
+    consumer = ScriptedConsumer({USAGE_0: ["u0-5", "u0-6"]}, revoked_meanwhile)
+    polled = await offsets.getmany(consumer, timeout_ms=200, max_records=10, top_up_ms=30)
+    assert polled == {}
