@@ -287,17 +287,8 @@ class StoredOffsets:
     async def _checked(
         self, consumer: AIOKafkaConsumer, timeout_ms: int, max_records: int, top_up_ms: int
     ) -> Fetched:
-        try:
-            fetched: Fetched = await consumer.getmany(
-                timeout_ms=timeout_ms, max_records=max_records
-            )
-        except OffsetOutOfRangeError as error:  # auto_offset_reset="none": we decide, not aiokafka
-            out_of_range: dict[TopicPartition, int] = error.args[0]
-            log.info("%s: fetch offsets out of range: %s", self.consumer_name, out_of_range)
-            await self._reset(consumer, set(out_of_range))
-            return {}
-        except NoOffsetForPartitionError as error:  # assigned, but the seek did not happen
-            await self._reset(consumer, {error.args[0]})
+        fetched, dropped = await self._poll(consumer, timeout_ms, max_records)
+        if dropped:
             return {}
         if fetched:
             fetched = await self._top_up(consumer, fetched, max_records, top_up_ms)
@@ -338,19 +329,28 @@ class StoredOffsets:
         room = max_records - sum(len(records) for records in fetched.values())
         if top_up_ms <= 0 or room <= 0:
             return fetched
+        more, dropped = await self._poll(consumer, top_up_ms, room)
+        for tp, records in more.items():
+            fetched[tp] = [*fetched.get(tp, ()), *records]
+        # The first poll's records stay, but for the partitions a position error re-sought.
+        return {tp: records for tp, records in fetched.items() if tp not in dropped}
+
+    async def _poll(
+        self, consumer: AIOKafkaConsumer, timeout_ms: int, max_records: int
+    ) -> tuple[Fetched, set[TopicPartition]]:
+        """`consumer.getmany`, and the partitions a position error made us seek anew (nothing
+        fetched of them can be applied: they are read again from where they resume)."""
         try:
-            more: Fetched = await consumer.getmany(timeout_ms=top_up_ms, max_records=room)
-        except OffsetOutOfRangeError as error:  # the first poll's records stay, but for these
+            fetched: Fetched = await consumer.getmany(
+                timeout_ms=timeout_ms, max_records=max_records
+            )
+        except OffsetOutOfRangeError as error:  # auto_offset_reset="none": we decide, not aiokafka
             out_of_range: dict[TopicPartition, int] = error.args[0]
             log.info("%s: fetch offsets out of range: %s", self.consumer_name, out_of_range)
-            dropped = await self._reset(consumer, set(out_of_range))
-        except NoOffsetForPartitionError as error:
-            dropped = await self._reset(consumer, {error.args[0]})
-        else:
-            for tp, records in more.items():
-                fetched[tp] = [*fetched.get(tp, ()), *records]
-            return fetched
-        return {tp: records for tp, records in fetched.items() if tp not in dropped}
+            return {}, await self._reset(consumer, set(out_of_range))
+        except NoOffsetForPartitionError as error:  # assigned, but the seek did not happen
+            return {}, await self._reset(consumer, {error.args[0]})
+        return fetched, set()
 
     async def _reset(
         self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]
