@@ -262,7 +262,7 @@ class StoredOffsets:
         await save_offsets(conn, self.consumer_name, next_offsets, ids)
 
     async def getmany(
-        self, consumer: AIOKafkaConsumer, *, timeout_ms: int, max_records: int, top_up_ms: int = 0
+        self, consumer: AIOKafkaConsumer, *, timeout_ms: int, max_records: int, top_up_ms: int
     ) -> Fetched:
         """`consumer.getmany`, with no record of an incarnation other than the one being read;
         when it found records, topped up by what arrives within `top_up_ms` (`_top_up`)."""

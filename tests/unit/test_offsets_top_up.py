@@ -33,7 +33,7 @@ class ScriptedConsumer:
         if isinstance(answer, Exception):
             raise answer
         if callable(answer):
-            return answer()
+            return await answer()
         return answer
 
 
@@ -112,9 +112,11 @@ async def test_a_poll_tops_up_only_when_it_found_records() -> None:
 async def test_a_rebalance_during_the_poll_voids_what_it_fetched() -> None:
     offsets = reading_usage()
 
-    def revoked_meanwhile() -> dict[TopicPartition, list[str]]:
-        offsets.revocations += 1  # the rebalance listener ran while the top-up waited
-        return {USAGE_0: ["u0-0"]}  # sought back to the stored offset by the new assignment
+    async def revoked_meanwhile() -> dict[TopicPartition, list[str]]:
+        # The real listener runs while the top-up waits. It revokes a partition this poll holds
+        # no record of, so the incarnation check still passes: only the rebalance voids the poll.
+        await offsets.listener(consumer).on_partitions_revoked([USAGE_1])
+        return {USAGE_0: ["u0-7"]}
 
     consumer = ScriptedConsumer({USAGE_0: ["u0-5", "u0-6"]}, revoked_meanwhile)
     polled = await offsets.getmany(consumer, timeout_ms=200, max_records=10, top_up_ms=30)
