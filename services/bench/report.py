@@ -24,6 +24,7 @@ CPU_PHASES = ("cpu_cores_ingest", "cpu_cores_ingest_10x_accounts", "cpu_cores_fr
 STATEMENT_PHASES = {
     "postgres_statements_ingest": "ingest",
     "postgres_statements_ingest_10x_accounts": "ingest over 10× the accounts",
+    "postgres_statements_freshness": "the steady load's freshness samples",
 }
 ROWS = (
     ("pre-load producer (events/s)", "produce_events_per_s", None),
@@ -119,7 +120,8 @@ def _profile_lines(result: dict[str, Any]) -> list[str]:
         pg = ", ".join(f"{k}={v}" for k, v in result["postgres_settings"].items())
         lines.append(f"  postgres: {pg}")
     notes = ("limit_notes", "pgbench_note", "postgres_statements_note",
-             "postgres_statements_note_10x_accounts")  # fmt: skip
+             "postgres_statements_note_10x_accounts",
+             "postgres_statements_note_freshness")  # fmt: skip
     lines.extend(f"  note: {result[note]}" for note in notes if note in result)
     return lines
 

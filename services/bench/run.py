@@ -320,10 +320,19 @@ class _Run:
             options.fresh_seconds, max_seconds=options.fresh_seconds + reading_s,
         )  # fmt: skip
         sampling_cpu = processes.CpuMeter(components)
+        # Postgres's statements over the freshness samples' window: the steady load's per-batch
+        # work (one event per account per batch), which costs several times a backlog's.
+        statements_note = await statements.start(pool)
         loading = asyncio.create_task(load.run())
         try:
             await load.sampled.wait()
             self.result["cpu_cores_freshness"] = sampling_cpu.cores()
+            if statements_note is None:
+                statements_note = await statements.top_into(
+                    pool, self.result, "postgres_statements_freshness"
+                )
+            if statements_note is not None:
+                self.result["postgres_statements_note_freshness"] = statements_note
             pipeline.check_alive()
             if options.profile_dir is not None:
                 self.samplers["api"] = Sampler("api", components["api"].pid, options.profile_dir)

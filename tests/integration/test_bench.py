@@ -80,6 +80,10 @@ async def test_bench_smoke_run(servers: Servers) -> None:
         if profiled:
             assert profiled_10x, result.get("postgres_statements_note_10x_accounts")
             assert any(t in s["query"] for s in profiled_10x for t in writers), profiled_10x
+            # And the steady load's, over its freshness samples.
+            steady = result.get("postgres_statements_freshness")
+            assert steady, result.get("postgres_statements_note_freshness")
+            assert any(t in s["query"] for s in steady for t in writers), steady
         assert (result["rebuild_entries"], result["rebuild_differing_accounts"]) == (
             REBUILD_ENTRIES, 0,
         )  # fmt: skip

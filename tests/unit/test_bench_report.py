@@ -178,3 +178,14 @@ def test_the_ten_times_accounts_phase_prints_its_own_statement_profile() -> None
     noted = table({"events": 1, "accounts": 1,
                    "postgres_statements_note_10x_accounts": "no statement profile: y"})  # fmt: skip
     assert "note: no statement profile: y" in noted
+
+
+def test_the_steady_load_prints_its_own_statement_profile() -> None:
+    statement = {"query": "SELECT * FROM balance_view", "calls": 40, "rows": 9_000,
+                 "total_ms": 120, "ms_per_call": 3.0, "share": 0.09}  # fmt: skip
+    text = table({"events": 1, "accounts": 1, "postgres_statements_freshness": [statement]})
+    assert "postgres statements during the steady load's freshness samples" in text
+    assert "9.0%" in text and "SELECT * FROM balance_view" in text
+    noted = table({"events": 1, "accounts": 1,
+                   "postgres_statements_note_freshness": "no statement profile: z"})  # fmt: skip
+    assert "note: no statement profile: z" in noted
