@@ -46,15 +46,24 @@ from services.platform.settings import Settings
 
 LOOKUP_BATCH = 5000
 FETCH_TIMEOUT_MS = 500
-# Per request: credits refunded (refund entries) and left owed (consume entries' `owed`).
+# Per request ($1 accounts, $2 request ids): credits left owed (its consume entries' `owed`,
+# keyed `request:<id>`) and refunded (its refund entries, keyed `refund:<id>`). The consumes are
+# found as the writer finds them (services/writer/store.py LOAD_LINEAGE: the request's seqs in
+# `processed_requests`), the refunds by the refunds' index (migration 0022).
 LEDGER_OUTCOME = """
-SELECT e.account_id, e.source,
-       coalesce(sum(e.delta) FILTER (WHERE e.reason = 'refund'), 0)::bigint AS refunded,
-       coalesce(sum((e.metadata ->> 'owed')::bigint) FILTER (WHERE e.reason = 'consume'), 0)::bigint
-         AS owed
-FROM ledger_entries e
-JOIN unnest($1::text[], $2::text[]) AS k(account_id, source)
-  ON e.account_id = k.account_id AND e.source = k.source
+SELECT e.account_id, e.source, 0::bigint AS refunded,
+       coalesce(sum((e.metadata ->> 'owed')::bigint), 0)::bigint AS owed
+FROM unnest($1::text[], $2::text[]) AS k(account_id, request_id)
+JOIN processed_requests p ON p.account_id = k.account_id AND p.request_id = k.request_id
+JOIN ledger_entries e
+  ON e.account_id = p.account_id AND e.seq BETWEEN p.first_seq AND p.last_seq
+WHERE e.reason = 'consume' AND e.source = 'request:' || k.request_id
+GROUP BY e.account_id, e.source
+UNION ALL
+SELECT e.account_id, e.source, sum(e.delta)::bigint AS refunded, 0::bigint AS owed
+FROM unnest($1::text[], $2::text[]) AS k(account_id, request_id)
+JOIN ledger_entries e ON e.account_id = k.account_id AND e.source = 'refund:' || k.request_id
+WHERE e.reason = 'refund'
 GROUP BY e.account_id, e.source
 """
 # The calls the ledger charged in the window: usage consumes (a capture's carries `hold_id`).
@@ -255,9 +264,7 @@ async def _settle(
     outcome = {
         (r["account_id"], r["source"]): (r["refunded"], r["owed"])
         for r in await pool.fetch(
-            LEDGER_OUTCOME,
-            [e.account_id for e in ok for _ in range(2)],
-            [s for e in ok for s in (f"request:{e.request_id}", f"refund:{e.request_id}")],
+            LEDGER_OUTCOME, [e.account_id for e in ok], [e.request_id for e in ok]
         )
     }
     for event in events:

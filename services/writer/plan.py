@@ -150,6 +150,9 @@ class ProcessedId:
     payload_sha256: bytes
     first_seq: int | None
     rejection: CommandRejected | None = None
+    # The last entry the command wrote: its consumes lie in first_seq .. last_seq, which is how a
+    # later refund finds them (store.LOAD_LINEAGE, migration 0022).
+    last_seq: int | None = None
 
 
 TrafficKey = tuple[str, str, date]  # (account_id, endpoint, UTC day)
@@ -336,6 +339,7 @@ def _record(plan: BatchPlan, decoded: Decoded, events: tuple[Event, ...]) -> Non
     for entry in entries:
         _add_credits(plan, entry)
     first_seq = entries[0].seq if entries else None
+    last_seq = entries[-1].seq if entries else None
     plan.processed.append(
         ProcessedId(
             decoded.id_kind,
@@ -344,6 +348,7 @@ def _record(plan: BatchPlan, decoded: Decoded, events: tuple[Event, ...]) -> Non
             decoded.payload_sha256,
             first_seq,
             rejection,
+            last_seq=last_seq,
         )
     )
     command = decoded.command
@@ -364,6 +369,7 @@ def _record(plan: BatchPlan, decoded: Decoded, events: tuple[Event, ...]) -> Non
                 command.request_id,
                 decoded.payload_sha256,
                 first_seq,
+                last_seq=last_seq,
             )
         )
 

@@ -57,15 +57,25 @@ INSERT INTO writer_accounts (account_id) SELECT unnest($1::text[]) ORDER BY 1
 ON CONFLICT (account_id) DO NOTHING
 """
 
-LOAD_LINEAGE = """
-SELECT e.account_id, e.seq, e.delta, e.balance_after, e.reason, e.source, e.bucket_grant_id,
-       e.bucket_kind, e.metadata, e.occurred_at, e.recorded_at
-FROM ledger_entries e
-JOIN unnest($1::text[], $2::text[]) AS k(account_id, source)
-  ON e.account_id = k.account_id AND e.source = k.source
-WHERE e.reason IN ('consume', 'refund')
-ORDER BY e.account_id, e.seq
-"""
+# The requests' consume and refund entries. The consumes are the request's command's, at seqs
+# first_seq .. last_seq of its idempotency row (a primary-key range: no index entry per consume,
+# migration 0022); refunds come at any later seq and keep an index by source (refunds only).
+LINEAGE_COLUMNS = """e.account_id, e.seq, e.delta, e.balance_after, e.reason, e.source,
+       e.bucket_grant_id, e.bucket_kind, e.metadata, e.occurred_at, e.recorded_at"""
+LOAD_LINEAGE = f"""
+SELECT {LINEAGE_COLUMNS}
+FROM unnest($1::text[], $2::text[]) AS k(account_id, request_id)
+JOIN processed_requests p ON p.account_id = k.account_id AND p.request_id = k.request_id
+JOIN ledger_entries e
+  ON e.account_id = p.account_id AND e.seq BETWEEN p.first_seq AND p.last_seq
+WHERE e.reason = 'consume' AND e.source = 'request:' || k.request_id
+UNION ALL
+SELECT {LINEAGE_COLUMNS}
+FROM unnest($1::text[], $2::text[]) AS k(account_id, request_id)
+JOIN ledger_entries e ON e.account_id = k.account_id AND e.source = 'refund:' || k.request_id
+WHERE e.reason = 'refund'
+ORDER BY account_id, seq
+"""  # noqa: S608 - a constant column list, no input
 
 LOAD_SEEN = """
 SELECT 'request' AS kind, p.account_id, p.request_id AS id, p.payload_sha256
@@ -220,10 +230,9 @@ async def _load_lineage(
     pairs = sorted(set(lineage))
     if not pairs:
         return {}
-    accounts = [a for a, _ in pairs for _ in range(2)]
-    sources = [s for _, r in pairs for s in (f"request:{r}", f"refund:{r}")]
     by_account: dict[str, dict[str, Consumption]] = {}
-    for row in await conn.fetch(LOAD_LINEAGE, accounts, sources):
+    rows = await conn.fetch(LOAD_LINEAGE, [a for a, _ in pairs], [r for _, r in pairs])
+    for row in rows:
         entry = _lineage_entry(row)
         assert entry.request_id is not None
         account = by_account.setdefault(entry.account_id, {})
@@ -299,7 +308,7 @@ async def _write_traffic(conn: DbConnection, plan: BatchPlan) -> None:
 
 async def _write_processed(conn: DbConnection, plan: BatchPlan, at: datetime) -> None:
     requests = [
-        (p.account_id, p.idempotency_id, p.payload_sha256, p.first_seq, at)
+        (p.account_id, p.idempotency_id, p.payload_sha256, p.first_seq, p.last_seq, at)
         for p in plan.processed
         if p.kind is IdKind.REQUEST
     ]
@@ -316,7 +325,14 @@ async def _write_processed(conn: DbConnection, plan: BatchPlan, at: datetime) ->
         await conn.copy_records_to_table(
             "processed_requests",
             records=requests,
-            columns=("account_id", "request_id", "payload_sha256", "first_seq", "recorded_at"),
+            columns=(
+                "account_id",
+                "request_id",
+                "payload_sha256",
+                "first_seq",
+                "last_seq",
+                "recorded_at",
+            ),
         )
     if commands:
         await conn.copy_records_to_table(
