@@ -4,6 +4,7 @@ finds every consume it drew, as it did through the old index by source."""
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
 
 from services.platform.postgres import migrate
@@ -31,7 +32,12 @@ async def test_calls_recorded_before_the_migration_are_refunded_by_their_draws(
     # Two buckets: the gift is drawn first (its default priority), then the purchase.
     await driver.commands(grant(ACCOUNT, 5, "g-gift", bucket="gift"),
                           grant(ACCOUNT, 10, "g-paid", bucket="purchased"))  # fmt: skip
-    await driver.usage(usage(ACCOUNT, "call-1", credits=8), usage(ACCOUNT, "call-2", credits=1))
+    await driver.usage(
+        usage(ACCOUNT, "call-1", credits=8),
+        usage(ACCOUNT, "call-2", credits=1),
+        usage(ACCOUNT, "call-3", status=500, credits=1),
+    )  # refunded at once
+    await driver.commands(command("refund", ACCOUNT, "rf-0", request_id="call-1", amount=1))
     await driver.settled()
     drawn = [tuple(r) for r in await driver.pool.fetch(CONSUMES, ACCOUNT, "request:call-1")]
     assert [(g, d) for _, g, d in drawn] == [("g-gift", -5), ("g-paid", -3)]
@@ -48,15 +54,33 @@ async def test_calls_recorded_before_the_migration_are_refunded_by_their_draws(
     }
     assert ranges["call-1"] == (drawn[0][0], drawn[-1][0])
     assert ranges["call-2"][0] == ranges["call-2"][1] == drawn[-1][0] + 1
+    assert ranges["call-3"][0] == ranges["call-3"][1] == drawn[-1][0] + 2  # its consume
 
-    # The refund gives back what each bucket gave, newest draw first (a lineage it could not
-    # find would be refused: nothing refundable).
-    await driver.commands(command("refund", ACCOUNT, "rf-1", request_id="call-1", amount=4))
+    # The refund gives back what each bucket gave, newest draw first, after what rf-0 gave back
+    # (a lineage it could not find would be refused: nothing refundable). call-3's lineage,
+    # consumed and refunded before the migration, is found whole: nothing is left to refund.
+    await driver.commands(
+        command("refund", ACCOUNT, "rf-1", request_id="call-1", amount=4),
+        command("refund", ACCOUNT, "rf-3", request_id="call-3", amount=1),
+    )
     await driver.settled()
     refunded = await driver.pool.fetch(CONSUMES, ACCOUNT, "refund:call-1")
-    assert [(r["bucket_grant_id"], r["delta"]) for r in refunded] == [("g-paid", 3), ("g-gift", 1)]
-    status = await driver.pool.fetchval(
-        "SELECT status FROM processed_commands WHERE account_id = $1 AND command_id = 'rf-1'",
-        ACCOUNT,
-    )
-    assert status == "applied"
+    assert [(r["bucket_grant_id"], r["delta"]) for r in refunded] == [
+        ("g-paid", 1), ("g-paid", 2), ("g-gift", 2),
+    ]  # fmt: skip
+    rows = await driver.pool.fetch(
+        "SELECT command_id, status FROM processed_commands WHERE account_id = $1"
+        " AND command_id LIKE 'rf-%'", ACCOUNT,
+    )  # fmt: skip
+    statuses = {r["command_id"]: r["status"] for r in rows}
+    assert statuses == {"rf-0": "applied", "rf-1": "applied", "rf-3": "rejected"}
+
+
+async def test_a_writer_older_than_the_migration_fails_loudly(driver: Driver) -> None:
+    # Its COPY names no last_seq: a call recorded so could not be refunded by its draws.
+    with pytest.raises(asyncpg.CheckViolationError, match="processed_requests_seq_range"):
+        await driver.pool.execute(
+            "INSERT INTO processed_requests (account_id, request_id, payload_sha256, first_seq,"
+            " recorded_at) VALUES ($1, 'old-writer', '\\x00', 1, now())",
+            ACCOUNT,
+        )
