@@ -42,30 +42,22 @@ from schemas.usage import UsageEvent
 from services.core.pricing import PriceBook, PriceSchedule
 from services.history.coverage import LogGapError, horizon, log_gaps
 from services.platform.kafka import new_reader
+from services.platform.request_entries import REQUEST_ENTRIES
 from services.platform.settings import Settings
 
 LOOKUP_BATCH = 5000
 FETCH_TIMEOUT_MS = 500
-# Per request ($1 accounts, $2 request ids): credits left owed (its consume entries' `owed`,
-# keyed `request:<id>`) and refunded (its refund entries, keyed `refund:<id>`). The consumes are
-# found as the writer finds them (services/writer/store.py LOAD_LINEAGE: the request's seqs in
-# `processed_requests`), the refunds by the refunds' index (migration 0022).
-LEDGER_OUTCOME = """
-SELECT e.account_id, e.source, 0::bigint AS refunded,
-       coalesce(sum((e.metadata ->> 'owed')::bigint), 0)::bigint AS owed
-FROM unnest($1::text[], $2::text[]) AS k(account_id, request_id)
-JOIN processed_requests p ON p.account_id = k.account_id AND p.request_id = k.request_id
-JOIN ledger_entries e
-  ON e.account_id = p.account_id AND e.seq BETWEEN p.first_seq AND p.last_seq
-WHERE e.reason = 'consume' AND e.source = 'request:' || k.request_id
+# Per request ($1 accounts, $2 request ids): credits refunded (its refund entries, keyed
+# `refund:<id>`) and left owed (its consume entries' `owed`, keyed `request:<id>`), from the
+# entries the writer's refund lineage reads (services/platform/request_entries.py).
+LEDGER_OUTCOME = f"""
+SELECT e.account_id, e.source,
+       coalesce(sum(e.delta) FILTER (WHERE e.reason = 'refund'), 0)::bigint AS refunded,
+       coalesce(sum((e.metadata ->> 'owed')::bigint) FILTER (WHERE e.reason = 'consume'), 0)::bigint
+         AS owed
+FROM ({REQUEST_ENTRIES}) e
 GROUP BY e.account_id, e.source
-UNION ALL
-SELECT e.account_id, e.source, sum(e.delta)::bigint AS refunded, 0::bigint AS owed
-FROM unnest($1::text[], $2::text[]) AS k(account_id, request_id)
-JOIN ledger_entries e ON e.account_id = k.account_id AND e.source = 'refund:' || k.request_id
-WHERE e.reason = 'refund'
-GROUP BY e.account_id, e.source
-"""
+"""  # noqa: S608 - constant fragments, no input
 # The calls the ledger charged in the window: usage consumes (a capture's carries `hold_id`).
 CHARGED_IN_WINDOW = """
 SELECT DISTINCT account_id, substr(source, 9) AS request_id, occurred_at, recorded_at

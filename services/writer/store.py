@@ -31,6 +31,7 @@ from services.core.snapshot import (
 )
 from services.platform.json_exact import loads_exact
 from services.platform.postgres import DbConnection
+from services.platform.request_entries import REQUEST_ENTRIES
 from services.platform.settings import dead_letter_topic
 from services.writer.decoding import IdKind
 from services.writer.outbox import PACK_MAX_MESSAGES, pack
@@ -57,25 +58,13 @@ INSERT INTO writer_accounts (account_id) SELECT unnest($1::text[]) ORDER BY 1
 ON CONFLICT (account_id) DO NOTHING
 """
 
-# The requests' consume and refund entries. The consumes are the request's command's, at seqs
-# first_seq .. last_seq of its idempotency row (a primary-key range: no index entry per consume,
-# migration 0022); refunds come at any later seq and keep an index by source (refunds only).
-LINEAGE_COLUMNS = """e.account_id, e.seq, e.delta, e.balance_after, e.reason, e.source,
-       e.bucket_grant_id, e.bucket_kind, e.metadata, e.occurred_at, e.recorded_at"""
+# The requests' consume and refund entries, in seq order (services/platform/request_entries.py).
 LOAD_LINEAGE = f"""
-SELECT {LINEAGE_COLUMNS}
-FROM unnest($1::text[], $2::text[]) AS k(account_id, request_id)
-JOIN processed_requests p ON p.account_id = k.account_id AND p.request_id = k.request_id
-JOIN ledger_entries e
-  ON e.account_id = p.account_id AND e.seq BETWEEN p.first_seq AND p.last_seq
-WHERE e.reason = 'consume' AND e.source = 'request:' || k.request_id
-UNION ALL
-SELECT {LINEAGE_COLUMNS}
-FROM unnest($1::text[], $2::text[]) AS k(account_id, request_id)
-JOIN ledger_entries e ON e.account_id = k.account_id AND e.source = 'refund:' || k.request_id
-WHERE e.reason = 'refund'
-ORDER BY account_id, seq
-"""  # noqa: S608 - a constant column list, no input
+SELECT e.account_id, e.seq, e.delta, e.balance_after, e.reason, e.source, e.bucket_grant_id,
+       e.bucket_kind, e.metadata, e.occurred_at, e.recorded_at
+FROM ({REQUEST_ENTRIES}) e
+ORDER BY e.account_id, e.seq
+"""  # noqa: S608 - constant fragments, no input
 
 LOAD_SEEN = """
 SELECT 'request' AS kind, p.account_id, p.request_id AS id, p.payload_sha256
