@@ -276,11 +276,16 @@ class StoredOffsets:
         if self.revocations != revocations:
             # A rebalance ran while this poll waited (aiokafka's getmany waits out a rebalance
             # when records arrive during one, and the top-up gives that time): its partitions
-            # were revoked, so what it fetched is not ours to apply, and each partition assigned
-            # since was sought to its stored offset, where it is read again.
+            # were revoked, so what it fetched is not ours to apply. The listener sought each
+            # partition assigned since to its stored offset, but aiokafka wakes the waiting poll
+            # as soon as the new assignment is installed, before that seek is done or after:
+            # what the poll then drained from the stored offset on moved the position past it,
+            # and voiding it without seeking back would skip those records. So every assigned
+            # partition is sought to its stored offset again.
             log.info(
                 "%s: a rebalance during the poll: its records are read again", self.consumer_name
             )
+            await self._reset(consumer, set(consumer.assignment()))
             return {}
         return fetched
 
@@ -384,7 +389,14 @@ class StoredOffsets:
         ) as e:
             log.warning("%s: cannot resume %s yet (%r): paused", self.consumer_name, tps, e)
             seeks = {}
-        undecided = [tp for tp in tps if tp not in seeks]
+        # A rebalance may have run while deciding (outside the listener, `getmany` resolves
+        # too): a partition no longer assigned is not ours to seek or pause; whoever has it now
+        # resumes it from the stored offset.
+        now_assigned = consumer.assignment()
+        for tp in [tp for tp in seeks if tp not in now_assigned]:
+            self.reading.pop(_key(tp), None)
+            del seeks[tp]
+        undecided = [tp for tp in tps if tp not in seeks and tp in now_assigned]
         for tp, offset in seeks.items():
             consumer.seek(tp, offset)
         if seeks:

@@ -1,7 +1,8 @@
 """StoredOffsets._top_up: a poll that found records takes what a second poll brings within the
 top-up time, in offset order and within the poll's record bound; a second poll that finds a
 partition out of range keeps the first poll's records of every other partition; a poll during
-which a rebalance revoked partitions returns nothing (they are read again from stored offsets)."""
+which a rebalance revoked partitions returns nothing and seeks every assigned partition back to
+its stored offset, where it is read again."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ class ScriptedConsumer:
         self.answers = list(answers)
         self.calls: list[dict[str, int]] = []
         self._client = None  # describe_topics is replaced in the tests that reach it
+        self.assigned: set[TopicPartition] = set()
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
 
     async def getmany(self, *, timeout_ms: int, max_records: int) -> Any:
         self.calls.append({"timeout_ms": timeout_ms, "max_records": max_records})
@@ -121,3 +126,29 @@ async def test_a_rebalance_during_the_poll_voids_what_it_fetched() -> None:
     consumer = ScriptedConsumer({USAGE_0: ["u0-5", "u0-6"]}, revoked_meanwhile)
     polled = await offsets.getmany(consumer, timeout_ms=200, max_records=10, top_up_ms=30)
     assert polled == {}
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("usage_incarnation")
+async def test_a_voided_poll_seeks_every_assigned_partition_back_to_its_stored_offset() -> None:
+    # aiokafka wakes a waiting poll once the new assignment is installed, before or after the
+    # listener's seek to the stored offset: the poll can drain records from the stored offset on.
+    # Voided and not sought back, they would be skipped (the position is past them).
+    offsets = reading_usage()
+    reset: list[set[TopicPartition]] = []
+
+    async def fake_reset(_consumer: Any, partitions: set[TopicPartition]) -> set[TopicPartition]:
+        reset.append(partitions)
+        return partitions
+
+    offsets._reset = fake_reset  # type: ignore[method-assign,assignment]
+
+    async def rebalanced_and_drained() -> dict[TopicPartition, list[str]]:
+        await offsets.listener(consumer).on_partitions_revoked([USAGE_1])
+        consumer.assigned = {USAGE_0, USAGE_1}  # assigned again, and read from the stored offset
+        return {USAGE_0: ["u0-5", "u0-6"]}
+
+    consumer = ScriptedConsumer({USAGE_0: ["u0-3"]}, rebalanced_and_drained)
+    polled = await offsets.getmany(consumer, timeout_ms=200, max_records=10, top_up_ms=30)
+    assert polled == {}
+    assert reset == [{USAGE_0, USAGE_1}]
