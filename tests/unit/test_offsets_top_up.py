@@ -46,6 +46,19 @@ def stored() -> StoredOffsets:
     return StoredOffsets(pool=None, consumer_name="test")  # type: ignore[arg-type]
 
 
+def recording_resets(offsets: StoredOffsets) -> list[set[TopicPartition]]:
+    """Replaces `offsets._reset` (a seek to the stored offsets: Kafka and Postgres) by one that
+    notes the partitions it was given, in the list returned."""
+    reset: list[set[TopicPartition]] = []
+
+    async def fake_reset(_consumer: Any, partitions: set[TopicPartition]) -> set[TopicPartition]:
+        reset.append(partitions)
+        return partitions
+
+    offsets._reset = fake_reset  # type: ignore[method-assign,assignment]
+    return reset
+
+
 @pytest.mark.asyncio
 async def test_what_arrives_within_the_top_up_joins_the_poll_in_offset_order() -> None:
     consumer = ScriptedConsumer({USAGE_0: ["u0-7"], USAGE_1: ["u1-3"]})
@@ -68,13 +81,7 @@ async def test_a_full_poll_or_no_top_up_time_asks_no_more() -> None:
 async def test_an_out_of_range_top_up_drops_only_the_partitions_it_resets() -> None:
     consumer = ScriptedConsumer(OffsetOutOfRangeError({USAGE_1: 9}))
     offsets = stored()
-    reset: list[set[TopicPartition]] = []
-
-    async def fake_reset(_consumer: Any, partitions: set[TopicPartition]) -> set[TopicPartition]:
-        reset.append(partitions)
-        return partitions
-
-    offsets._reset = fake_reset  # type: ignore[method-assign,assignment]
+    reset = recording_resets(offsets)
     first = {USAGE_0: ["u0-5"], USAGE_1: ["u1-2"]}
     topped = await offsets._top_up(consumer, first, max_records=10, top_up_ms=30)
     assert topped == {USAGE_0: ["u0-5"]}
@@ -135,13 +142,7 @@ async def test_a_voided_poll_seeks_every_assigned_partition_back_to_its_stored_o
     # listener's seek to the stored offset: the poll can drain records from the stored offset on.
     # Voided and not sought back, they would be skipped (the position is past them).
     offsets = reading_usage()
-    reset: list[set[TopicPartition]] = []
-
-    async def fake_reset(_consumer: Any, partitions: set[TopicPartition]) -> set[TopicPartition]:
-        reset.append(partitions)
-        return partitions
-
-    offsets._reset = fake_reset  # type: ignore[method-assign,assignment]
+    reset = recording_resets(offsets)
 
     async def rebalanced_and_drained() -> dict[TopicPartition, list[str]]:
         await offsets.listener(consumer).on_partitions_revoked([USAGE_1])
