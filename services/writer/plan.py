@@ -151,7 +151,7 @@ class ProcessedId:
     first_seq: int | None
     rejection: CommandRejected | None = None
     # The last entry the command wrote: its consumes lie in first_seq .. last_seq, which is how a
-    # later refund finds them (store.LOAD_LINEAGE, migration 0022).
+    # later refund finds them (services/platform/request_entries.py, migration 0022).
     last_seq: int | None = None
 
 

@@ -35,8 +35,8 @@ async def test_calls_recorded_before_the_migration_are_refunded_by_their_draws(
     await driver.usage(
         usage(ACCOUNT, "call-1", credits=8),
         usage(ACCOUNT, "call-2", credits=1),
-        usage(ACCOUNT, "call-3", status=500, credits=1),
-    )  # refunded at once
+        usage(ACCOUNT, "call-3", status=500, credits=1),  # refunded at once (a 5xx)
+    )
     await driver.commands(command("refund", ACCOUNT, "rf-0", request_id="call-1", amount=1))
     await driver.settled()
     drawn = [tuple(r) for r in await driver.pool.fetch(CONSUMES, ACCOUNT, "request:call-1")]
