@@ -1,16 +1,26 @@
-"""Read load: `wrk` (C, closed loop, `concurrency` connections) against an API path with the
-customers' keys taken in turn; an httpx loop where wrk is not installed."""
+"""Read load against an API path, the customers' keys taken in turn, two ways:
+
+- capacity: `wrk` (C, closed loop, `concurrency` connections), an httpx loop where wrk is not
+  installed. Each connection sends its next request when the last is answered, so the run
+  saturates the machine, and its p99 is the tail of a saturated machine;
+- latency at a rate: `vegeta` (Go, open loop), which sends at a fixed rate whatever the answers
+  do, so its p99 is the latency a caller sees at that rate (coordinated omission: a closed loop
+  waits out a slow answer before sending, and so under-samples exactly the slow moments).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -47,6 +57,8 @@ done = function(summary, latency, requests)
 end
 """
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+NS_PER_MS = 1_000_000
+MAX_WORKERS = 256  # vegeta's in-flight requests: 3,000/s at 85 ms each before it falls behind
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,7 @@ class Reads:
     p99_ms: float
     tool: str
     declined: int = 0  # 402s, where the path may answer one (they count as good answers)
+    offered_per_s: float | None = None  # an open loop's sending rate, as it managed it
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -145,6 +158,70 @@ def parse_wrk(text: str) -> Reads:
 def _wrk_percentile(text: str, q: str) -> float:
     found = re.search(rf"^\s+{q}%\s+([0-9.]+)(us|ms|s|m)\s*$", text, re.MULTILINE)
     return float(found.group(1)) * UNITS_MS[found.group(2)] if found else 0.0
+
+
+def vegeta_path() -> str | None:
+    """vegeta on PATH, or in the venv's bin where `make test-deps` puts it."""
+    return shutil.which("vegeta") or shutil.which("vegeta", path=str(Path(sys.executable).parent))
+
+
+async def rate_load(
+    url: str,
+    path: str,
+    secrets: list[str],
+    rate_per_s: int,
+    seconds: int,
+    *,
+    count_declined: bool = False,
+) -> Reads | None:
+    """`rate_per_s` requests a second for `seconds`, sent on schedule whatever the answers do
+    (vegeta; None where it is not installed). `count_declined` as in `read_load`."""
+    vegeta = vegeta_path()
+    if vegeta is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="creditledger-vegeta-") as tmp:
+        targets, results = Path(tmp) / "targets.http", Path(tmp) / "results.bin"
+        targets.write_text("".join(f"GET {url}{path}\nAuthorization: Bearer {secret}\n\n"
+                                   for secret in secrets))  # fmt: skip
+        # Workers (one request in flight each) bounded, so that an API far behind the rate
+        # shows as a rate not reached (`offered_per_s`), not as thousands of connections.
+        await _run(vegeta, "attack", f"-rate={rate_per_s}/1s", f"-duration={seconds}s",
+                   "-timeout=10s", f"-max-workers={MAX_WORKERS}", f"-targets={targets}",
+                   f"-output={results}", timeout_s=seconds + 60)  # fmt: skip
+        report = await _run(vegeta, "report", "-type=json", str(results), timeout_s=60)
+    return parse_vegeta(json.loads(report), count_declined=count_declined)
+
+
+async def _run(*command: str, timeout_s: float) -> bytes:
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout_s)
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:2]} failed ({process.returncode}): {err.decode()[-500:]}")
+    return out
+
+
+def parse_vegeta(report: dict[str, Any], *, count_declined: bool = False) -> Reads:
+    """From `vegeta report -type=json`: latencies in ns; `status_codes` counts answers by
+    status, 0 for a request that got none (timeout, refused)."""
+    codes: dict[str, int] = report.get("status_codes") or {}
+    requests = int(report["requests"])
+    declined = codes.get(str(DECLINED), 0) if count_declined else 0
+    good = codes.get("200", 0) + declined
+    # `duration` is the sending, `wait` the last answer's time after it.
+    elapsed_s = (report["duration"] + report["wait"]) / 1e9
+    latencies = report["latencies"]
+    return Reads(
+        requests=requests,
+        errors=requests - good,
+        per_s=good / elapsed_s if elapsed_s else 0.0,
+        p50_ms=latencies["50th"] / NS_PER_MS,
+        p99_ms=latencies["99th"] / NS_PER_MS,
+        tool="vegeta",
+        declined=declined,
+        offered_per_s=float(report["rate"]),
+    )
 
 
 async def _httpx_load(

@@ -24,6 +24,8 @@ FRESH_HIGH_RATE_PER_S, FRESH_HIGH_P99_MS = 15_000, 1_000.0
 OFFERED_SHARE = 0.95  # of a load's rate that must have been offered for its target to count
 READS_UNDER_LOAD_PER_S, READS_UNDER_LOAD_P99_MS = 3_000, 20.0
 READS_IDLE_PER_S, READS_IDLE_P99_MS = 5_000, 10.0
+# The rate each read target is measured at (open loop, run.py `_reads_at_rate`), by mode.
+READ_RATES_PER_S = {"idle": READS_IDLE_PER_S, "under_load": READS_UNDER_LOAD_PER_S}
 REBUILD_ROWS_PER_S = 1_000_000
 MEMORY_GROWTH_MB = 10  # BENCHMARKS.md: RSS may move by less than this from N/2 to N
 FLAT_COMPONENTS = ("writer", "projector")
@@ -138,11 +140,24 @@ def _freshness(
 def _reads(
     kind: str, mode: str, per_s_floor: float, p99_ceiling_ms: float
 ) -> Callable[[dict[str, Any]], Verdict]:
+    """Met when the reads sent at the target's rate (open loop) were all answered, at that
+    rate, with the p99 under the ceiling; and the closed loop's capacity reached the rate too.
+    The closed loop's own p99 is shown, not judged: it is the tail of a saturated machine."""
+
     def judge(result: dict[str, Any]) -> Verdict:
-        per_s = _number(result, f"{kind}_reads_{mode}_per_s")
-        p99 = _number(result, f"{kind}_{mode}_p99_ms")
-        met = _at_least(per_s, per_s_floor) and _at_most(p99, p99_ceiling_ms)
-        measured = f"{_fmt(per_s)} req/s, p99 {_fmt(p99, 1)} ms"
+        capacity = _number(result, f"{kind}_reads_{mode}_per_s")
+        saturated_p99 = _number(result, f"{kind}_{mode}_p99_ms")
+        at_rate = f"{kind}_{mode}_at_rate"
+        answered = _number(result, f"{at_rate}_answered_per_s")
+        p99 = _number(result, f"{at_rate}_p99_ms")
+        errors = result.get(f"{at_rate}_errors")
+        met = (_at_least(capacity, per_s_floor) and errors == 0
+               and _at_least(answered, OFFERED_SHARE * per_s_floor)
+               and _at_most(p99, p99_ceiling_ms))  # fmt: skip
+        measured = (f"at {_fmt(per_s_floor)}/s sent: {_fmt(answered)}/s answered,"
+                    f" p99 {_fmt(p99, 1)} ms, {'—' if errors is None else errors} errors;"
+                    f" capacity {_fmt(capacity)}/s"
+                    f" (closed loop, p99 {_fmt(saturated_p99, 1)} ms)")  # fmt: skip
         if mode == "under_load":  # the target's case is reads while 5,000 events/s arrive
             offered = _number(result, "freshness_achieved_per_s")
             met = met and _at_least(offered, OFFERED_SHARE * FRESH_RATE_PER_S)
@@ -195,21 +210,27 @@ TARGETS = (
         "balance reads under load",
         f"≥ {READS_UNDER_LOAD_PER_S:,}/s, p99 ≤ {READS_UNDER_LOAD_P99_MS:.0f} ms",
         _reads("balance", "under_load", READS_UNDER_LOAD_PER_S, READS_UNDER_LOAD_P99_MS),
-        "balance_reads_under_load",
+        "balance_under_load_at_rate",
         ("ratio_balance_reads_under_load_vs_pgbench", "pgbench running its SELECT"),
     ),
     Target(
         "check reads under load",
         f"≥ {READS_UNDER_LOAD_PER_S:,}/s, p99 ≤ {READS_UNDER_LOAD_P99_MS:.0f} ms",
         _reads("check", "under_load", READS_UNDER_LOAD_PER_S, READS_UNDER_LOAD_P99_MS),
-        "check_reads_under_load",
+        "check_under_load_at_rate",
         ("ratio_check_reads_under_load_vs_pgbench", "pgbench running the balance SELECT"),
     ),
     Target(
         "balance reads idle", f"≥ {READS_IDLE_PER_S:,}/s, p99 ≤ {READS_IDLE_P99_MS:.0f} ms",
         _reads("balance", "idle", READS_IDLE_PER_S, READS_IDLE_P99_MS),
-        "balance_reads_idle",
+        "balance_idle_at_rate",
         ("ratio_balance_reads_idle_vs_pgbench", "pgbench running its SELECT"),
+    ),
+    Target(
+        "check reads idle", f"≥ {READS_IDLE_PER_S:,}/s, p99 ≤ {READS_IDLE_P99_MS:.0f} ms",
+        _reads("check", "idle", READS_IDLE_PER_S, READS_IDLE_P99_MS),
+        "check_idle_at_rate",
+        ("ratio_check_reads_idle_vs_pgbench", "pgbench running the balance SELECT"),
     ),
     Target("rebuild", f"≥ {REBUILD_ROWS_PER_S:,} rows/s", _rebuild, "rebuild"),
     Target(

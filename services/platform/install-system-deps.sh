@@ -4,8 +4,21 @@
 # jars), and Debian's PostgreSQL server binaries. With the argument `tests`, whatever Kafka and
 # Postgres are used: Debian's Chromium and its chromedriver (the dashboard's browser test), and
 # kcat, pgbench and wrk (the benchmark's machine limits and read load), Node.js and npm (the
-# TypeScript SDK in sdk/typescript is built and tested by tests/integration/test_clients.py).
+# TypeScript SDK in sdk/typescript is built and tested by tests/integration/test_clients.py);
+# and vegeta, the benchmark's open-loop read load, built by the machine's Go into the venv's bin
+# (Debian has no package of it; the Go module proxy has).
 set -euo pipefail
+
+VEGETA_MODULE="github.com/tsenart/vegeta/v12@v12.13.0"
+venv_bin="$(cd "$(dirname "$0")/../.." && pwd)/.venv/bin"
+if [[ "${1:-}" == "tests" ]] && ! command -v vegeta >/dev/null && [[ ! -x "$venv_bin/vegeta" ]]; then
+  if command -v go >/dev/null; then
+    echo "installing vegeta (go install $VEGETA_MODULE)"
+    GOBIN="$venv_bin" go install "$VEGETA_MODULE"
+  else
+    echo "no Go on this machine: the benchmark's reads at a rate are left out (vegeta)" >&2
+  fi
+fi
 
 missing=()
 if [[ "${1:-}" == "tests" ]]; then

@@ -11,7 +11,7 @@ import pytest
 from services.bench.namespace import drop_namespace
 from services.bench.report import table
 from services.bench.run import ACCOUNTS_FACTOR, CONTRACT_KEYS, api_as_deployed, run_bench
-from services.bench.targets import TARGETS
+from services.bench.targets import READ_RATES_PER_S, TARGETS
 from services.platform.settings import Settings
 from tests.servers import Servers
 
@@ -46,6 +46,15 @@ async def test_bench_smoke_run(servers: Servers) -> None:
                 assert result[f"{kind}_{mode}_errors"] == 0, (kind, mode)
                 assert result[f"ratio_{kind}_reads_{mode}_vs_pgbench"] > 0, (kind, mode)
             assert result[f"check_{mode}_declined"] == 0, mode  # every account has 1e9 credits
+            # Sent at the target's rate, open loop (vegeta, installed by `make test-deps`).
+            for kind in ("balance", "check"):
+                prefix = f"{kind}_{mode}_at_rate"
+                assert result[f"{prefix}_target_per_s"] == READ_RATES_PER_S[mode], prefix
+                assert result[f"{prefix}_offered_per_s"] > 0, prefix
+                assert result[f"{prefix}_answered_per_s"] > 0, prefix
+                assert result[f"{prefix}_p99_ms"] >= result[f"{prefix}_p50_ms"] > 0, prefix
+                assert result[f"{prefix}_errors"] == 0, prefix
+                assert result[f"cpu_cores_{prefix}"]["api"] > 0, prefix
         for suffix in ("", "_at_15k"):
             assert result[f"freshness_unseen{suffix}"] == 0, suffix
             assert result[f"freshness_samples{suffix}"] > 0, suffix
