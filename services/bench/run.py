@@ -292,7 +292,7 @@ class _Run:
         fresh = await self._reads_under_load(pipeline, pool, producer, read_args)
         self.result.update(_freshness_figures(fresh))
         # The contract's names: the figures under the steady load (the targets' case): the
-        # closed loop's capacity, and the p99 at the target's rate where vegeta measured one.
+        # closed loop's capacity, and the p99 at the target's rate where oha measured one.
         for kind in ("balance", "check"):
             self.result[f"{kind}_reads_per_s"] = self.result[f"{kind}_reads_under_load_per_s"]
             self.result[f"{kind}_p99_ms"] = self.result.get(
@@ -440,13 +440,14 @@ async def _reads_at_rate(
     seconds: int,
 ) -> dict[str, Any]:
     """The kind's reads sent at its target's rate, open loop: the p99 its target states (the
-    closed loop's p99 is a saturated machine's). Nothing where vegeta is not installed."""
+    closed loop's p99 is a saturated machine's), with the first customer's key (oha sends one).
+    Nothing where oha is not installed."""
     rate = targets.READ_RATES_PER_S[mode]
     cpu = processes.CpuMeter(components)
-    got = await reads.rate_load(components["api"].url, kind.path, secrets, rate, seconds,
+    got = await reads.rate_load(components["api"].url, kind.path, secrets[0], rate, seconds,
                                 count_declined=kind.count_declined)  # fmt: skip
     if got is None:
-        return {"read_rate_note": "vegeta not installed (make test-deps): no reads at a rate"}
+        return {"read_rate_note": "oha not installed (make test-deps): no reads at a rate"}
     prefix = f"{kind.name}_{mode}_at_rate"
     return {
         f"cpu_cores_{prefix}": cpu.cores(),

@@ -5,20 +5,11 @@
 # Postgres are used: Debian's Chromium and its chromedriver (the dashboard's browser test), and
 # kcat, pgbench and wrk (the benchmark's machine limits and read load), Node.js and npm (the
 # TypeScript SDK in sdk/typescript is built and tested by tests/integration/test_clients.py);
-# and vegeta, the benchmark's open-loop read load, built by the machine's Go into the venv's bin
-# (Debian has no package of it; the Go module proxy has).
+# and oha, the benchmark's open-loop read load, built by the machine's Rust into the venv's bin
+# (Debian has no package of it; crates.io has; with the system's OpenSSL: 4 minutes on 2 cores,
+# against 5 for its default rustls, whose aws-lc it compiles; it builds without neither).
 set -euo pipefail
 
-VEGETA_MODULE="github.com/tsenart/vegeta/v12@v12.13.0"
-venv_bin="$(cd "$(dirname "$0")/../.." && pwd)/.venv/bin"
-if [[ "${1:-}" == "tests" ]] && ! command -v vegeta >/dev/null && [[ ! -x "$venv_bin/vegeta" ]]; then
-  if command -v go >/dev/null; then
-    echo "installing vegeta (go install $VEGETA_MODULE)"
-    GOBIN="$venv_bin" go install "$VEGETA_MODULE"
-  else
-    echo "no Go on this machine: the benchmark's reads at a rate are left out (vegeta)" >&2
-  fi
-fi
 
 missing=()
 if [[ "${1:-}" == "tests" ]]; then
@@ -30,6 +21,8 @@ if [[ "${1:-}" == "tests" ]]; then
   command -v npm >/dev/null || missing+=(npm)
   command -v pgbench >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/pgbench" >/dev/null \
     || missing+=(postgresql-contrib)
+  dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)  # oha's build (below)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
 fi
 
 if [[ -z "${CREDITLEDGER_KAFKA_BOOTSTRAP:-}" || -z "${CREDITLEDGER_DATABASE_URL:-}" ]]; then
@@ -42,13 +35,25 @@ if [[ -z "${CREDITLEDGER_KAFKA_BOOTSTRAP:-}" || -z "${CREDITLEDGER_DATABASE_URL:
   command -v psql >/dev/null || missing+=(postgresql-client)
 fi
 
-if [[ ${#missing[@]} -eq 0 ]]; then
-  exit 0
+if [[ ${#missing[@]} -gt 0 ]]; then
+  if [[ "$(id -u)" -ne 0 ]]; then
+    echo "creditledger needs: ${missing[*]}. Install them: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing ${missing[*]} (apt-get)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if [[ "$(id -u)" -ne 0 ]]; then
-  echo "creditledger needs: ${missing[*]}. Install them: sudo apt-get install -y ${missing[*]}" >&2
-  exit 1
+
+OHA_CRATE="oha@1.16.0"
+venv="$(cd "$(dirname "$0")/../.." && pwd)/.venv"
+cargo="$(command -v cargo || echo "$HOME/.cargo/bin/cargo")"
+if [[ "${1:-}" == "tests" ]] && ! command -v oha >/dev/null && [[ ! -x "$venv/bin/oha" ]]; then
+  if [[ -x "$cargo" ]]; then
+    echo "building oha ($OHA_CRATE from crates.io, about 4 minutes on 2 cores)"
+    "$cargo" install -q --locked --no-default-features --features native-tls --root "$venv" \
+      "$OHA_CRATE"
+  else
+    echo "no cargo on this machine: the benchmark's reads at a rate are left out (oha)" >&2
+  fi
 fi
-echo "installing ${missing[*]} (apt-get)"
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

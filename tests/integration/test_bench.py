@@ -46,7 +46,7 @@ async def test_bench_smoke_run(servers: Servers) -> None:
                 assert result[f"{kind}_{mode}_errors"] == 0, (kind, mode)
                 assert result[f"ratio_{kind}_reads_{mode}_vs_pgbench"] > 0, (kind, mode)
             assert result[f"check_{mode}_declined"] == 0, mode  # every account has 1e9 credits
-            # Sent at the target's rate, open loop (vegeta, installed by `make test-deps`).
+            # Sent at the target's rate, open loop (oha, installed by `make test-deps`).
             for kind in ("balance", "check"):
                 prefix = f"{kind}_{mode}_at_rate"
                 assert result[f"{prefix}_target_per_s"] == READ_RATES_PER_S[mode], prefix

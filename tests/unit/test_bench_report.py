@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from services.bench.ingest import Timing
-from services.bench.reads import parse_vegeta, parse_wrk
+from services.bench.reads import parse_oha, parse_wrk
 from services.bench.report import table
 from services.bench.targets import TARGETS, evaluate
 
@@ -170,17 +172,22 @@ def test_reads_at_a_rate_are_judged_there_not_in_the_closed_loop() -> None:
     )
 
 
-def test_vegeta_report_402s_are_answers_and_unanswered_are_errors() -> None:
+def test_oha_402s_are_answers_and_unanswered_are_errors() -> None:
     report = {
-        "latencies": {"50th": 2_051_369, "99th": 7_085_126}, "duration": 980_000_000,
-        "wait": 20_000_000, "requests": 50, "rate": 51.0,
-        "status_codes": {"200": 40, "402": 6, "0": 3, "500": 1},
+        "summary": {"total": 1.25}, "latencyPercentiles": {"p50": 0.002051, "p99": 0.0070851},
+        "statusCodeDistribution": {"200": 40, "402": 6, "500": 1},
+        "errorDistribution": {"connection closed": 2, "timeout": 1},
     }  # fmt: skip
-    reads = parse_vegeta(report, count_declined=True)
+    reads = parse_oha(report, 1, count_declined=True)
     assert (reads.requests, reads.declined, reads.errors) == (50, 6, 4)
-    assert reads.per_s == 46.0  # good answers over sending plus the last answer's wait (1 s)
-    assert (reads.p50_ms, reads.p99_ms, reads.offered_per_s) == (2.051369, 7.085126, 51.0)
-    assert parse_vegeta(report).errors == 10  # where a 402 is not an answer
+    assert reads.per_s == 46 / 1.25  # good answers over the run, its last answers' wait included
+    assert reads.p50_ms == pytest.approx(2.051)
+    assert reads.p99_ms == pytest.approx(7.0851)
+    assert reads.offered_per_s == 50.0
+    assert parse_oha(report, 1).errors == 10  # where a 402 is not an answer
+    # No answer at all: oha leaves the percentiles null.
+    empty = report | {"latencyPercentiles": {"p50": None, "p99": None}}
+    assert parse_oha(empty, 1).p99_ms == 0.0
 
 
 def test_wrk_402s_are_answers_not_errors() -> None:
