@@ -16,6 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from services.bench import reads
+
 TOP_FRAMES = 8
 SAMPLE_RATE_HZ = 50  # low: py-spy shares the machine's two cores with what it measures
 
@@ -117,6 +119,8 @@ def machine() -> dict[str, Any]:
     for tool, argv in {"psql": ["psql", "--version"], "kcat": ["kcat", "-V"],
                        "wrk": ["wrk", "--version"]}.items():  # fmt: skip
         facts[tool] = _first_line(argv)
+    oha = reads.oha_path()
+    facts["oha"] = _first_line([oha, "--version"]) if oha else None
     facts["python_loop_ns"] = python_loop_ns()
     return facts
 
