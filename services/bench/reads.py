@@ -6,7 +6,7 @@
 - latency at a rate: `oha` (Rust, open loop), which sends at a fixed rate whatever the answers
   do, so its p99 is the latency a caller sees at that rate (coordinated omission: a closed loop
   waits out a slow answer before sending, and so under-samples exactly the slow moments).
-  vegeta (Go) was tried first: at 5,000/s it took 0.61–0.66 of this machine's 2 cores itself,
+  vegeta (Go) was tried first: at 5,000/s it took 0.55–0.66 of this machine's 2 cores itself,
   oha 0.18–0.22, wrk 0.20 at 6,400–7,600/s.
 """
 
@@ -196,7 +196,12 @@ async def _run(*command: str, timeout_s: float) -> bytes:
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    out, err = await asyncio.wait_for(process.communicate(), timeout_s)
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout_s)
+    except TimeoutError:  # not left running into the next phase, taking its CPU
+        process.kill()
+        await process.wait()
+        raise
     if process.returncode != 0:
         raise RuntimeError(f"{command[0]} failed ({process.returncode}): {err.decode()[-500:]}")
     return out
@@ -221,7 +226,7 @@ def parse_oha(report: dict[str, Any], seconds: float, *, count_declined: bool = 
         p99_ms=(percentiles["p99"] or 0.0) * MS_PER_S,
         tool="oha",
         declined=declined,
-        offered_per_s=requests / seconds,
+        offered_per_s=requests / seconds if seconds else 0.0,
     )
 
 

@@ -6,12 +6,29 @@
 # kcat, pgbench and wrk (the benchmark's machine limits and read load), Node.js and npm (the
 # TypeScript SDK in sdk/typescript is built and tested by tests/integration/test_clients.py);
 # and oha, the benchmark's open-loop read load, built by the machine's Rust into the venv's bin
-# (Debian has no package of it; crates.io has; with the system's OpenSSL: 4 minutes on 2 cores,
-# against 5 for its default rustls, whose aws-lc it compiles; it builds without neither).
+# (Debian has no package of it; crates.io has). It is built with the system's OpenSSL: 4 minutes
+# on 2 cores, against 5 with its default rustls (whose aws-lc it compiles); it does not build
+# without a TLS library at all.
 set -euo pipefail
 
+OHA_CRATE="oha@1.16.0"
+venv="$(cd "$(dirname "$0")/../.." && pwd)/.venv"
+build_oha=false
+if [[ "${1:-}" == "tests" ]] && ! command -v oha >/dev/null && [[ ! -x "$venv/bin/oha" ]]; then
+  cargo="$(command -v cargo || echo "${HOME:-/root}/.cargo/bin/cargo")"
+  if [[ ! -x "$cargo" ]]; then
+    echo "creditledger's benchmark needs oha, built with Rust's cargo, which is not installed:" \
+      "install Rust (https://rustup.rs), or put an oha binary on PATH" >&2
+    exit 1
+  fi
+  build_oha=true
+fi
 
 missing=()
+if [[ "$build_oha" == true ]]; then
+  pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+fi
 if [[ "${1:-}" == "tests" ]]; then
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
   [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
@@ -21,8 +38,6 @@ if [[ "${1:-}" == "tests" ]]; then
   command -v npm >/dev/null || missing+=(npm)
   command -v pgbench >/dev/null || compgen -G "/usr/lib/postgresql/*/bin/pgbench" >/dev/null \
     || missing+=(postgresql-contrib)
-  dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)  # oha's build (below)
-  command -v pkg-config >/dev/null || missing+=(pkg-config)
 fi
 
 if [[ -z "${CREDITLEDGER_KAFKA_BOOTSTRAP:-}" || -z "${CREDITLEDGER_DATABASE_URL:-}" ]]; then
@@ -45,15 +60,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-OHA_CRATE="oha@1.16.0"
-venv="$(cd "$(dirname "$0")/../.." && pwd)/.venv"
-cargo="$(command -v cargo || echo "$HOME/.cargo/bin/cargo")"
-if [[ "${1:-}" == "tests" ]] && ! command -v oha >/dev/null && [[ ! -x "$venv/bin/oha" ]]; then
-  if [[ -x "$cargo" ]]; then
-    echo "building oha ($OHA_CRATE from crates.io, about 4 minutes on 2 cores)"
-    "$cargo" install -q --locked --no-default-features --features native-tls --root "$venv" \
-      "$OHA_CRATE"
-  else
-    echo "no cargo on this machine: the benchmark's reads at a rate are left out (oha)" >&2
-  fi
+if [[ "$build_oha" == true ]]; then
+  echo "building oha ($OHA_CRATE from crates.io, about 4 minutes on 2 cores)"
+  "$cargo" install -q --locked --no-default-features --features native-tls --root "$venv" \
+    "$OHA_CRATE"
 fi
