@@ -165,7 +165,8 @@ def test_reads_at_a_rate_are_judged_there_not_in_the_closed_loop() -> None:
         assert met(passing() | figures)["balance reads idle"] is False, figures
     unmeasured = {k: v for k, v in passing().items() if not k.startswith("balance_idle_at_rate")}
     assert met(unmeasured)["balance reads idle"] is False
-    assert "  note: oha not installed" in table(unmeasured | {"read_rate_note": "oha not installed"})
+    noted = table(unmeasured | {"read_rate_note": "oha not installed"})
+    assert "  note: oha not installed" in noted
     judged = {t["name"]: t["measured"] for t in evaluate(passing())}
     assert judged["check reads under load"] == (
         "at 3,000/s sent: 2,999/s answered, p99 18.0 ms, 0 errors; capacity 3,200/s"
