@@ -1,11 +1,13 @@
-"""Read load against an API path, the customers' keys taken in turn, two ways:
+"""Read load against an API path, two ways:
 
-- capacity: `wrk` (C, closed loop, `concurrency` connections), an httpx loop where wrk is not
-  installed. Each connection sends its next request when the last is answered, so the run
-  saturates the machine, and its p99 is the tail of a saturated machine;
-- latency at a rate: `oha` (Rust, open loop), which sends at a fixed rate whatever the answers
-  do, so its p99 is the latency a caller sees at that rate (coordinated omission: a closed loop
-  waits out a slow answer before sending, and so under-samples exactly the slow moments).
+- capacity: `wrk` (C, closed loop, `concurrency` connections, the customers' keys taken in
+  turn), an httpx loop where wrk is not installed. Each connection sends its next request when
+  the last is answered, so the run saturates the machine, and its p99 is the tail of a
+  saturated machine;
+- latency at a rate: `oha` (Rust, open loop, one customer's key), which sends at a fixed rate
+  whatever the answers do, so its p99 is the latency a caller sees at that rate (coordinated
+  omission: a closed loop waits out a slow answer before sending, and so under-samples exactly
+  the slow moments).
   vegeta (Go) was tried first: at 5,000/s it took 0.55–0.66 of this machine's 2 cores itself,
   oha 0.18–0.22, wrk 0.20 at 6,400–7,600/s.
 """
@@ -117,16 +119,10 @@ async def read_load(
         script = Path(tmp) / "reads.lua"
         text = WRK_SCRIPT % (", ".join(f'"{s}"' for s in secrets), path)
         script.write_text(text + (WRK_DECLINED_SCRIPT if count_declined else ""))
-        process = await asyncio.create_subprocess_exec(
-            wrk, "-t", "2", "-c", str(concurrency), "-d", f"{seconds}s", "--latency",
-            "--timeout", "10s", "-s", str(script), url,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(process.communicate(), seconds + 60)
-    text = out.decode()
-    if process.returncode != 0:
-        raise RuntimeError(f"wrk failed ({process.returncode}): {err.decode()[-500:]}")
-    return parse_wrk(text)
+        out = await _run(wrk, "-t", "2", "-c", str(concurrency), "-d", f"{seconds}s",
+                         "--latency", "--timeout", "10s", "-s", str(script), url,
+                         timeout_s=seconds + 60)  # fmt: skip
+    return parse_wrk(out.decode())
 
 
 def parse_wrk(text: str) -> Reads:
