@@ -28,6 +28,18 @@ STATEMENT_PHASES = {
     "postgres_statements_ingest_10x_accounts": "ingest over 10× the accounts",
     "postgres_statements_freshness": "the steady load's freshness samples",
 }
+
+
+def _at_rate_rows(phase: str) -> tuple[tuple[str, str, str], ...]:
+    """A read phase's latency rows: its closed loop's, then its run at the target's rate."""
+    return (
+        ("  closed loop p50 / p99 (ms)", f"{phase}_p50_ms", f"{phase}_p99_ms"),
+        ("  at target rate: answered/s, errors", f"{phase}_at_rate_answered_per_s",
+         f"{phase}_at_rate_errors"),
+        ("    p50 / p99 (ms), open loop", f"{phase}_at_rate_p50_ms", f"{phase}_at_rate_p99_ms"),
+    )  # fmt: skip
+
+
 ROWS = (
     ("pre-load producer (events/s)", "produce_events_per_s", None),
     ("ingest from restart (events/s)", "ingest_events_per_s", None),
@@ -54,34 +66,18 @@ ROWS = (
     ("  in balance_view p50 / p99 (ms)", "projection_freshness_p50_ms_at_15k",
      "projection_freshness_p99_ms_at_15k"),
     ("balance reads idle (req/s)", "balance_reads_idle_per_s", None),
-    ("  closed loop p50 / p99 (ms)", "balance_idle_p50_ms", "balance_idle_p99_ms"),
-    ("  at target rate: answered/s, errors", "balance_idle_at_rate_answered_per_s",
-     "balance_idle_at_rate_errors"),
-    ("    p50 / p99 (ms), open loop", "balance_idle_at_rate_p50_ms",
-     "balance_idle_at_rate_p99_ms"),
+    *_at_rate_rows("balance_idle"),
     ("  pgbench same SELECT (tps), ratio", "pgbench_balance_idle_tps",
      "ratio_balance_reads_idle_vs_pgbench"),
     ("balance reads under load (req/s)", "balance_reads_under_load_per_s", None),
-    ("  closed loop p50 / p99 (ms)", "balance_under_load_p50_ms", "balance_under_load_p99_ms"),
-    ("  at target rate: answered/s, errors", "balance_under_load_at_rate_answered_per_s",
-     "balance_under_load_at_rate_errors"),
-    ("    p50 / p99 (ms), open loop", "balance_under_load_at_rate_p50_ms",
-     "balance_under_load_at_rate_p99_ms"),
+    *_at_rate_rows("balance_under_load"),
     ("  pgbench same SELECT (tps), ratio", "pgbench_balance_under_load_tps",
      "ratio_balance_reads_under_load_vs_pgbench"),
     ("check reads idle (req/s), 402s", "check_reads_idle_per_s", "check_idle_declined"),
-    ("  closed loop p50 / p99 (ms)", "check_idle_p50_ms", "check_idle_p99_ms"),
-    ("  at target rate: answered/s, errors", "check_idle_at_rate_answered_per_s",
-     "check_idle_at_rate_errors"),
-    ("    p50 / p99 (ms), open loop", "check_idle_at_rate_p50_ms",
-     "check_idle_at_rate_p99_ms"),
+    *_at_rate_rows("check_idle"),
     ("check reads under load (req/s), 402s", "check_reads_under_load_per_s",
      "check_under_load_declined"),
-    ("  closed loop p50 / p99 (ms)", "check_under_load_p50_ms", "check_under_load_p99_ms"),
-    ("  at target rate: answered/s, errors", "check_under_load_at_rate_answered_per_s",
-     "check_under_load_at_rate_errors"),
-    ("    p50 / p99 (ms), open loop", "check_under_load_at_rate_p50_ms",
-     "check_under_load_at_rate_p99_ms"),
+    *_at_rate_rows("check_under_load"),
     ("ledger page reads idle (req/s)", "ledger_reads_idle_per_s", None),
     ("  p50 / p99 (ms)", "ledger_idle_p50_ms", "ledger_idle_p99_ms"),
     ("  pgbench same SELECT (tps), ratio", "pgbench_ledger_idle_tps",
