@@ -117,5 +117,10 @@ class Projector:
             next_offset = records[-1].offset + 1
             await self.stored.save(conn, {(topic, partition): next_offset})
         failpoints.hit("projector.after_commit")
+        gaps = offsets.skipped_offsets(
+            stored[(topic, partition)],
+            (r.offset for r in records if r.offset >= stored[(topic, partition)]),
+        )
+        offsets.count_skipped(self.stored.consumer_name, topic, partition, gaps)
         self.entries_applied += len(entries)
         return None

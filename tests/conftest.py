@@ -7,12 +7,34 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 import asyncpg
 import pytest
 
+from services.platform import offsets
 from services.platform.kafka import delete_topics, ensure_topics
 from services.platform.postgres import migrate
 from services.platform.settings import Settings
 from tests.servers import Servers, namespace_settings, real_servers
 
 NamespaceFactory = Callable[[], Awaitable[Settings]]
+
+
+def skipped_offsets_total() -> float:
+    """Offsets the writers and projectors run in this process passed over without records."""
+    return sum(
+        sample.value
+        for family in offsets.SKIPPED.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
+
+
+@pytest.fixture(autouse=True)
+def no_offset_skipped(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test's consumers apply every record they pass (our producers are not
+    transactional: a gap in a batch's offsets is a lost record), unless it deletes records."""
+    before = skipped_offsets_total()
+    yield
+    if request.node.get_closest_marker("skips_offsets") is None:
+        skipped = skipped_offsets_total() - before
+        assert skipped == 0, f"consumers passed over {skipped:.0f} offsets (logged: skipped)"
 
 
 @pytest.fixture(scope="session")

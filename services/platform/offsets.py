@@ -101,8 +101,46 @@ BELOW_START = Counter(
     ("consumer", "topic"),
     registry=REGISTRY,
 )
+SKIPPED = Counter(
+    "creditledger_offsets_skipped_records",
+    "Offsets a consumer's committed batch passed over without their records (from its stored"
+    " next offset to its first record, or between two records): records it will never apply."
+    " Our producers are not transactional, so only retention before a first read or a consumer"
+    " bug makes one (a transactional producer's commit markers would)",
+    ("consumer", "topic"),
+    registry=REGISTRY,
+)
 
 TopicPartitionKey = tuple[str, int]
+
+
+def skipped_offsets(next_offset: int, offsets: Iterable[int]) -> list[tuple[int, int]]:
+    """The ranges [first, end) of offsets at or above `next_offset` (where the consumer stood)
+    that `offsets` (a batch's records of one partition, in offset order) pass over."""
+    gaps: list[tuple[int, int]] = []
+    expected = next_offset
+    for offset in offsets:
+        assert offset >= expected, f"offsets out of order: {offset} after {expected}"
+        if offset > expected:
+            gaps.append((expected, offset))
+        expected = offset + 1
+    return gaps
+
+
+def count_skipped(
+    consumer_name: str, topic: str, partition: int, gaps: Sequence[tuple[int, int]]
+) -> None:
+    """Count and log the gaps of a committed batch (`skipped_offsets`): called after its commit,
+    so a batch retried counts once."""
+    if not gaps:
+        return
+    skipped = sum(end - first for first, end in gaps)
+    SKIPPED.labels(consumer_name, topic).inc(skipped)
+    log.warning(
+        "%s: %s[%d]: a committed batch passed over %d offsets without their records (%s):"
+        " they will not be applied", consumer_name, topic, partition, skipped,
+        ", ".join(f"{first}..{end - 1}" for first, end in gaps[:10]),
+    )  # fmt: skip
 
 
 class Stored(NamedTuple):

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 
@@ -201,11 +201,21 @@ class LedgerWriter:
             await self.stored.save(conn, next_offsets)
             failpoints.hit("writer.before_commit")
         failpoints.hit("writer.after_commit")
+        self._count_skipped(partition, stored, fresh)
         if version is not None:  # committed: the rows now hold these states at `version`
             self.state_cache.put_all(plan.states.values(), version)
         self.records_applied += len(fresh)
         _count_committed(plan, fresh, time.perf_counter() - started)
         _log_requested_commands(inputs, plan, self.settings.commands_topic)
+
+    def _count_skipped(
+        self, partition: int, stored: Mapping[tuple[str, int], int], fresh: Sequence[ConsumerRecord]
+    ) -> None:
+        """Offsets the committed batch passed over, per topic (none, unless records were lost)."""
+        for topic in {r.topic for r in fresh}:
+            topic_offsets = (r.offset for r in fresh if r.topic == topic)
+            gaps = offsets.skipped_offsets(stored[(topic, partition)], topic_offsets)
+            offsets.count_skipped(self.stored.consumer_name, topic, partition, gaps)
 
     def _to_input(self, record: ConsumerRecord, prices: PriceSchedule) -> InputRecord:
         key: bytes | None = record.key

@@ -1,0 +1,24 @@
+"""Where a batch's offsets pass over records (services/platform/offsets.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.platform.offsets import skipped_offsets
+
+
+def test_a_batch_from_where_the_consumer_stood_skips_nothing() -> None:
+    assert skipped_offsets(5, [5, 6, 7]) == []
+    assert skipped_offsets(5, []) == []
+
+
+def test_the_ranges_passed_over_before_and_between_records() -> None:
+    assert skipped_offsets(5, [8, 9, 12]) == [(5, 8), (10, 12)]
+    assert skipped_offsets(0, [0, 2]) == [(1, 2)]
+
+
+def test_offsets_out_of_order_are_a_bug_not_a_gap() -> None:
+    with pytest.raises(AssertionError):
+        skipped_offsets(0, [3, 2])
+    with pytest.raises(AssertionError):
+        skipped_offsets(4, [3])
