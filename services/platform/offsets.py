@@ -395,6 +395,11 @@ class StoredOffsets:
             return {}, await self._reset(consumer, {error.args[0]})
         return fetched, set()
 
+    async def read_again(self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]) -> None:
+        """Drop what was fetched of `partitions` (and their partition number's other topics)
+        and read them again from where they resume."""
+        await self._reset(consumer, partitions)
+
     async def _reset(
         self, consumer: AIOKafkaConsumer, partitions: set[TopicPartition]
     ) -> set[TopicPartition]:

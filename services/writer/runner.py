@@ -85,6 +85,10 @@ class LedgerWriter:
         self.stored = offsets.StoredOffsets(pool, self.consumer_name, on_reset=self._drop_merges)
         self.state_cache = StateCache(STATE_CACHE_MAX_ACCOUNTS)
         self.fetch_clock = FetchClock()
+        # Partitions whose batch passed over records and is read again, and per partition the
+        # first gap per topic that made it so: found again on the re-read, it is the log's own.
+        self.read_again: set[int] = set()
+        self.suspected_gaps: dict[int, dict[str, tuple[int, int]]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.settings.kafka_bootstrap is not None
@@ -124,6 +128,12 @@ class LedgerWriter:
                 for partition, merge in list(self.merges.items())
             )
         )
+        if self.read_again:
+            again, self.read_again = self.read_again, set()
+            # read_again takes each partition number's other input topic too
+            await self.stored.read_again(
+                consumer, {TopicPartition(self.topics[0], p) for p in again}
+            )
         if applied or self.relay.due():
             await self._relay()
 
@@ -141,10 +151,13 @@ class LedgerWriter:
             ready = merge.take_ready(horizon, self.settings.batch_max_records)
             if not ready:
                 break
-            await retry_transient(
+            taken = await retry_transient(
                 partial(self.apply_batch, partition, ready),
                 f"writer batch of partition {partition}",
             )
+            if not taken:  # it passed over records: read again from the stored offsets
+                self.read_again.add(partition)
+                break
             applied += len(ready)
         return applied
 
@@ -162,8 +175,9 @@ class LedgerWriter:
             self.merges[partition] = PartitionMerge(self.topics)
         return self.merges[partition]
 
-    async def apply_batch(self, partition: int, records: Sequence[ConsumerRecord]) -> None:
-        """Apply records (in merge order) of partition `partition` of the input topics."""
+    async def apply_batch(self, partition: int, records: Sequence[ConsumerRecord]) -> bool:
+        """Apply records (in merge order) of partition `partition` of the input topics; False
+        when nothing was applied because they pass over offsets not seen before (`_gaps`)."""
         processed_at = datetime.now(UTC)  # for operators (dead letters, ids); not in entries
         started = time.perf_counter()
         claimed = {(r.topic, partition) for r in records}
@@ -171,7 +185,10 @@ class LedgerWriter:
             stored = await self.stored.claim(conn, claimed)
             fresh = [r for r in records if r.offset >= stored[(r.topic, partition)]]
             if not fresh:
-                return
+                return True
+            gaps = self._gaps(partition, stored, fresh)
+            if gaps is None:
+                return False
             # The price book, once per batch and after its records were fetched: a version
             # committed before a record reached the log is always seen (schemas/price_book.py).
             prices = PriceSchedule(await load_versions(conn), self.price_book)
@@ -201,21 +218,40 @@ class LedgerWriter:
             await self.stored.save(conn, next_offsets)
             failpoints.hit("writer.before_commit")
         failpoints.hit("writer.after_commit")
-        self._count_skipped(partition, stored, fresh)
+        for topic, topic_gaps in gaps.items():
+            offsets.count_skipped(self.stored.consumer_name, topic, partition, topic_gaps)
         if version is not None:  # committed: the rows now hold these states at `version`
             self.state_cache.put_all(plan.states.values(), version)
         self.records_applied += len(fresh)
         _count_committed(plan, fresh, time.perf_counter() - started)
         _log_requested_commands(inputs, plan, self.settings.commands_topic)
+        return True
 
-    def _count_skipped(
+    def _gaps(
         self, partition: int, stored: Mapping[tuple[str, int], int], fresh: Sequence[ConsumerRecord]
-    ) -> None:
-        """Offsets the committed batch passed over, per topic (none, unless records were lost)."""
+    ) -> dict[str, list[tuple[int, int]]] | None:
+        """The offsets each topic's records pass over, or None to read the partition again.
+
+        A gap seen for the first time may be the consumer's position ahead of the stored offset
+        (a fetch racing a seek), which a re-read from the stored offsets heals; one found again
+        where the re-read starts is the log's own (records deleted unread, a transactional
+        producer's markers) and is applied, counted as skipped. Our producers make none, so the
+        re-read costs nothing in the normal run."""
+        gaps: dict[str, list[tuple[int, int]]] = {}
         for topic in {r.topic for r in fresh}:
             topic_offsets = (r.offset for r in fresh if r.topic == topic)
-            gaps = offsets.skipped_offsets(stored[(topic, partition)], topic_offsets)
-            offsets.count_skipped(self.stored.consumer_name, topic, partition, gaps)
+            if found := offsets.skipped_offsets(stored[(topic, partition)], topic_offsets):
+                gaps[topic] = found
+        first = {topic: found[0] for topic, found in gaps.items()}
+        suspected = self.suspected_gaps.pop(partition, None)
+        if not gaps or suspected == first:
+            return gaps
+        self.suspected_gaps[partition] = first
+        log.warning(
+            "partition %d: the batch passes over offsets (%s): read again from the stored offsets",
+            partition, ", ".join(f"{t}[{a}..{b - 1}]" for t, (a, b) in sorted(first.items())),
+        )  # fmt: skip
+        return None
 
     def _to_input(self, record: ConsumerRecord, prices: PriceSchedule) -> InputRecord:
         key: bytes | None = record.key

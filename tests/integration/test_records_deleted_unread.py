@@ -1,8 +1,9 @@
-"""The consumers count the offsets a committed batch passes over without their records
-(`creditledger_offsets_skipped_records_total`): records that will never be applied. Every other
-test asserts none (tests/conftest.py `no_offset_skipped`): our producers are not transactional,
-so a gap is a lost record. Here the only way a real log makes one: records deleted (retention)
-before the writer ever read the partition."""
+"""Records deleted (retention) before the writer ever read their partition: its first batch
+passes over them, so it reads the partition again (services/writer/runner.py `_gaps`), and the
+re-read finds the stored offset below the log start: counted there
+(`creditledger_offsets_below_log_start_total`), not as records skipped, which every test
+asserts stays 0 (tests/conftest.py `no_offset_skipped`; a gap found again is counted:
+tests/integration/test_writer_gap_reread.py)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,13 @@ from tests.pipeline import wait_for_consumed
 pytestmark = pytest.mark.integration
 
 
-def skipped(settings: Settings) -> float:
+def below_start(settings: Settings) -> float:
     labels = {"consumer": settings.consumer_group, "topic": settings.usage_topic}
-    return REGISTRY.get_sample_value("creditledger_offsets_skipped_records_total", labels) or 0.0
+    found = REGISTRY.get_sample_value("creditledger_offsets_below_log_start_total", labels)
+    return found or 0.0
 
 
-@pytest.mark.skips_offsets
-async def test_records_deleted_before_the_first_read_are_counted_as_skipped(
+async def test_records_deleted_before_the_first_read_are_counted_below_the_log_start(
     namespace: Settings,
 ) -> None:
     async with running(namespace, ()) as handle:  # nothing consumes yet
@@ -47,11 +48,11 @@ async def test_records_deleted_before_the_first_read_are_counted_as_skipped(
             assert await admin.delete_records({tp: RecordsToDelete(3)}) == {tp: 3}
         finally:
             await admin.close()
-    before = skipped(namespace)
+    before = below_start(namespace)
     async with running(namespace, ("writer",)) as pipeline:
         await wait_for_consumed(pipeline.pool, namespace, 7, pipeline.tasks)
         entries = await pipeline.pool.fetchval(
             "SELECT count(*) FROM ledger_entries WHERE account_id = 'skipped'"
         )
     assert entries == 4  # offsets 3..6
-    assert skipped(namespace) - before == 3  # offsets 0..2, never read
+    assert below_start(namespace) - before == 1  # offsets 0..2, never read
