@@ -954,7 +954,12 @@
     }
     const saved = sessionStorage.getItem(KEY_STORAGE);
     const savedExpiry = sessionStorage.getItem(SESSION_STORAGE);
-    if (saved) signIn(saved, savedExpiry ? new Date(savedExpiry) : null);
+    if (saved) {
+      // Not the sign-in form while the saved key is checked: it would flash and take typing
+      // meant for nothing (signIn shows it again, with the reason, if the key no longer works).
+      $("signin").hidden = true;
+      signIn(saved, savedExpiry ? new Date(savedExpiry) : null);
+    }
   }
 
   if (document.readyState === "loading") {
