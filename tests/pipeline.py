@@ -10,9 +10,11 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.platform.settings import Settings
+from tests.messages import usage
 
 DEFAULT_DEADLINE_S = 60.0
 POLL_INTERVAL_S = 0.05
@@ -100,6 +102,31 @@ async def read_topic(settings: Settings, topic: str, count: int) -> list[Consume
         return records
     finally:
         await consumer.stop()
+
+
+async def usage_with_deleted_start(
+    producer: AIOKafkaProducer, settings: Settings, account_id: str, count: int, deleted: int
+) -> TopicPartition:
+    """`count` usage events of one account (offsets 0..count-1 of its partition), then the first
+    `deleted` of them deleted as retention would: the partition."""
+    sent = [
+        await producer.send_and_wait(
+            settings.usage_topic,
+            json.dumps(usage(account_id, f"r{n}", credits=1)).encode(),
+            key=account_id.encode(),
+        )
+        for n in range(count)
+    ]
+    (partition,) = {s.partition for s in sent}
+    assert [s.offset for s in sent] == list(range(count))
+    tp = TopicPartition(settings.usage_topic, partition)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        assert await admin.delete_records({tp: RecordsToDelete(deleted)}) == {tp: deleted}
+    finally:
+        await admin.close()
+    return tp
 
 
 class Driver:

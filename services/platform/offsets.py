@@ -104,9 +104,9 @@ BELOW_START = Counter(
 SKIPPED = Counter(
     "creditledger_offsets_skipped_records",
     "Offsets a consumer's committed batch passed over without their records (from its stored"
-    " next offset to its first record, or between two records): records it will never apply."
-    " Our producers are not transactional, so only retention before a first read or a consumer"
-    " bug makes one (a transactional producer's commit markers would)",
+    " next offset to its first record, or between two records): gaps of the log's own (a"
+    " transactional producer's commit markers and aborted records, compaction), which the"
+    " writer applies only once a re-read found them again; our producers make none",
     ("consumer", "topic"),
     registry=REGISTRY,
 )

@@ -56,3 +56,9 @@ BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=REGISTRY,
 )
+GAP_REREADS = Counter(
+    "creditledger_writer_gap_rereads",
+    "Partition batches not applied because their offsets passed over records, read again from"
+    " the stored offsets (a consumer position ahead of them heals so; services/writer/gaps.py)",
+    registry=REGISTRY,
+)

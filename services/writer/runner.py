@@ -39,6 +39,7 @@ from services.writer.decoding import (
     decode_usage,
     printable_text,
 )
+from services.writer.gaps import GapGuard, Gaps
 from services.writer.merge import PartitionMerge
 from services.writer.outbox import Relay
 from services.writer.plan import (
@@ -85,10 +86,9 @@ class LedgerWriter:
         self.stored = offsets.StoredOffsets(pool, self.consumer_name, on_reset=self._drop_merges)
         self.state_cache = StateCache(STATE_CACHE_MAX_ACCOUNTS)
         self.fetch_clock = FetchClock()
-        # Partitions whose batch passed over records and is read again, and per partition the
-        # first gap per topic that made it so: found again on the re-read, it is the log's own.
-        self.read_again: set[int] = set()
-        self.suspected_gaps: dict[int, dict[str, tuple[int, int]]] = {}
+        # Batches that pass over offsets: applied, or their partition read again (gaps.py).
+        self.gaps = GapGuard()
+        self.read_again: set[int] = set()  # partitions to seek back after this poll's batches
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.settings.kafka_bootstrap is not None
@@ -134,6 +134,8 @@ class LedgerWriter:
             await self.stored.read_again(
                 consumer, {TopicPartition(self.topics[0], p) for p in again}
             )
+            self.gaps.read_again(again)
+            metrics.GAP_REREADS.inc(len(again))
         if applied or self.relay.due():
             await self._relay()
 
@@ -229,27 +231,18 @@ class LedgerWriter:
 
     def _gaps(
         self, partition: int, stored: Mapping[tuple[str, int], int], fresh: Sequence[ConsumerRecord]
-    ) -> dict[str, list[tuple[int, int]]] | None:
-        """The offsets each topic's records pass over, or None to read the partition again.
-
-        A gap seen for the first time may be the consumer's position ahead of the stored offset
-        (a fetch racing a seek), which a re-read from the stored offsets heals; one found again
-        where the re-read starts is the log's own (records deleted unread, a transactional
-        producer's markers) and is applied, counted as skipped. Our producers make none, so the
-        re-read costs nothing in the normal run."""
-        gaps: dict[str, list[tuple[int, int]]] = {}
+    ) -> Gaps | None:
+        """The offsets each topic's records pass over, or None: read the partition again."""
+        gaps: Gaps = {}
         for topic in {r.topic for r in fresh}:
             topic_offsets = (r.offset for r in fresh if r.topic == topic)
             if found := offsets.skipped_offsets(stored[(topic, partition)], topic_offsets):
                 gaps[topic] = found
-        first = {topic: found[0] for topic, found in gaps.items()}
-        suspected = self.suspected_gaps.pop(partition, None)
-        if not gaps or suspected == first:
+        if self.gaps.apply(partition, gaps):
             return gaps
-        self.suspected_gaps[partition] = first
         log.warning(
             "partition %d: the batch passes over offsets (%s): read again from the stored offsets",
-            partition, ", ".join(f"{t}[{a}..{b - 1}]" for t, (a, b) in sorted(first.items())),
+            partition, ", ".join(f"{t}[{g[0][0]}..{g[0][1] - 1}]" for t, g in sorted(gaps.items())),
         )  # fmt: skip
         return None
 

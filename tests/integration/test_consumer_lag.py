@@ -5,18 +5,15 @@ retention has deleted."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
-from aiokafka.structs import TopicPartition
 
 from services.api.app import create_app
 from services.platform.settings import Settings
 from services.runtime import Running, running
-from tests.messages import usage
+from tests.pipeline import usage_with_deleted_start
 
 pytestmark = pytest.mark.integration
 LAG = re.compile(
@@ -35,23 +32,9 @@ async def lags(handle: Running, settings: Settings) -> dict[tuple[str, str, int]
 
 async def test_lag_covers_every_partition_from_its_log_start(namespace: Settings) -> None:
     async with running(namespace, ()) as handle:  # no writer, no projector: nothing stored
-        sent = [
-            await handle.producer.send_and_wait(
-                namespace.usage_topic,
-                json.dumps(usage("lagging", f"r{n}", credits=1)).encode(),
-                key=b"lagging",
-            )
-            for n in range(7)
-        ]
-        (partition,) = {s.partition for s in sent}
-        assert [s.offset for s in sent] == list(range(7))
-        admin = AIOKafkaAdminClient(bootstrap_servers=namespace.kafka_bootstrap)
-        await admin.start()
-        try:  # as retention would: the log now starts at offset 3
-            tp = TopicPartition(namespace.usage_topic, partition)
-            assert await admin.delete_records({tp: RecordsToDelete(3)}) == {tp: 3}
-        finally:
-            await admin.close()
+        # as retention would: the log now starts at offset 3
+        tp = await usage_with_deleted_start(handle.producer, namespace, "lagging", 7, 3)
+        partition = tp.partition
 
         found = await lags(handle, namespace)
         every = namespace.topic_partitions
