@@ -69,6 +69,7 @@ def failures(reports: list[RoundReport]) -> list[str]:
     for report in reports:
         broken = [f"{v.invariant}: {v.detail}" for v in report.verdicts if not v.held]
         broken += [f"unexpected exit: {e}" for e in report.unexpected_exits]
+        broken += [f"offsets passed over: {line}" for line in report.offsets_passed_over]
         if broken:
             seed, rest = report.seed.split(":", 1)
             fault, round_no = rest.rsplit(":", 1)

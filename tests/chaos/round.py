@@ -30,6 +30,9 @@ SUPERVISE_INTERVAL_S = 0.1
 API_START_DEADLINE_S = 60.0
 SETTLE_DEADLINE_S = 240.0
 ENDPOINT = "POST /v1/scanner/scan"
+# What services/platform/offsets.py `count_skipped` and the writer's re-read log.
+PASSED_OVER = "a committed batch passed over"
+READ_AGAIN = "read again from the stored offsets"
 FailpointSchedule = Callable[[Component], str]  # the failpoints for a component's next start
 
 
@@ -48,6 +51,10 @@ class RoundReport:
     crashes: int = 0
     unexpected_exits: list[str] = field(default_factory=list)
     sends_retried: int = 0
+    # The processes' own logs: batches that passed over offsets (records never applied; our
+    # producers make no gap) and writer batches read again for one (a position that ran ahead).
+    offsets_passed_over: list[str] = field(default_factory=list)
+    gap_rereads: int = 0
 
     @property
     def held(self) -> bool:
@@ -217,6 +224,10 @@ class Round:
         report.in_flight_max, report.injected = self.in_flight_max, self.injected
         report.crashes = self.crashes
         report.unexpected_exits += self.unexpected
+        for component in self.components:
+            lines = component.log_lines()
+            report.offsets_passed_over += [line[:300] for line in lines if PASSED_OVER in line]
+            report.gap_rereads += sum(READ_AGAIN in line for line in lines)
 
 
 async def run_round(

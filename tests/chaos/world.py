@@ -164,5 +164,12 @@ class Component:
         except FileNotFoundError:
             return ""
 
+    def log_lines(self) -> list[str]:
+        """Every line the process logged, across its restarts (one file, appended to)."""
+        try:
+            return self.stderr_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+
     def discard_log(self) -> None:
         self.stderr_path.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ It restarts its servers and deletes topics, so it runs on a stack of its own (te
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -52,3 +53,6 @@ async def test_the_invariants_hold_under(world: World, fault_name: str) -> None:
     assert report.injected > 0, f"{fault_name} never struck: the round tested nothing"
     assert report.held, "\n".join(failures([report]))
     assert not report.unexpected_exits, report.unexpected_exits
+    assert not report.offsets_passed_over, report.offsets_passed_over
+    if report.gap_rereads:  # healed, but a consumer position ran ahead of its stored offsets
+        warnings.warn(f"{report.gap_rereads} writer batches read again for a gap", stacklevel=1)
