@@ -131,6 +131,10 @@ def skipped_offsets(next_offset: int, offsets: Iterable[int]) -> list[tuple[int,
     return gaps
 
 
+# The start of `count_skipped`'s line, which the chaos rounds look for in their processes' logs.
+SKIPPED_LINE = "a committed batch passed over"
+
+
 def count_skipped(
     consumer_name: str, topic: str, partition: int, gaps: Sequence[tuple[int, int]]
 ) -> None:
@@ -141,8 +145,8 @@ def count_skipped(
     skipped = sum(end - first for first, end in gaps)
     SKIPPED.labels(consumer_name, topic).inc(skipped)
     log.warning(
-        "%s: %s[%d]: a committed batch passed over %d offsets without their records (%s):"
-        " they will not be applied", consumer_name, topic, partition, skipped,
+        "%s: %s[%d]: %s %d offsets without their records (%s): they will not be applied",
+        consumer_name, topic, partition, SKIPPED_LINE, skipped,
         ", ".join(f"{first}..{end - 1}" for first, end in gaps[:10]),
     )  # fmt: skip
 

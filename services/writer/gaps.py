@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 Gaps = dict[str, list[tuple[int, int]]]  # topic -> the ranges [first, end) passed over
+# The end of the writer's line for a batch read again, which the chaos rounds count.
+READ_AGAIN_LINE = "read again from the stored offsets"
 
 
 class GapGuard:

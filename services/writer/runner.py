@@ -39,7 +39,7 @@ from services.writer.decoding import (
     decode_usage,
     printable_text,
 )
-from services.writer.gaps import GapGuard, Gaps
+from services.writer.gaps import READ_AGAIN_LINE, GapGuard, Gaps
 from services.writer.merge import PartitionMerge
 from services.writer.outbox import Relay
 from services.writer.plan import (
@@ -241,8 +241,9 @@ class LedgerWriter:
         if self.gaps.apply(partition, gaps):
             return gaps
         log.warning(
-            "partition %d: the batch passes over offsets (%s): read again from the stored offsets",
-            partition, ", ".join(f"{t}[{g[0][0]}..{g[0][1] - 1}]" for t, g in sorted(gaps.items())),
+            "partition %d: the batch passes over offsets (%s): %s", partition,
+            ", ".join(f"{t}[{g[0][0]}..{g[0][1] - 1}]" for t, g in sorted(gaps.items())),
+            READ_AGAIN_LINE,
         )  # fmt: skip
         return None
 

@@ -18,8 +18,10 @@ from typing import Any
 import httpx
 
 from services.platform.kafka import new_producer
+from services.platform.offsets import SKIPPED_LINE
 from services.platform.postgres import create_pool
 from services.platform.settings import Settings
+from services.writer.gaps import READ_AGAIN_LINE
 from tests.chaos import invariants, poller
 from tests.chaos.oracle import Publisher
 from tests.chaos.world import Component, World, drop_namespace, free_port, new_namespace
@@ -31,8 +33,7 @@ API_START_DEADLINE_S = 60.0
 SETTLE_DEADLINE_S = 240.0
 ENDPOINT = "POST /v1/scanner/scan"
 # What services/platform/offsets.py `count_skipped` and the writer's re-read log.
-PASSED_OVER = "a committed batch passed over"
-READ_AGAIN = "read again from the stored offsets"
+PASSED_OVER, READ_AGAIN = SKIPPED_LINE, READ_AGAIN_LINE
 FailpointSchedule = Callable[[Component], str]  # the failpoints for a component's next start
 
 

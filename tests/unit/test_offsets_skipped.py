@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from services.platform.offsets import skipped_offsets
+import logging
+
+import pytest
+
+from services.platform.offsets import SKIPPED_LINE, count_skipped, skipped_offsets
 
 
 def test_a_batch_from_where_the_consumer_stood_skips_nothing() -> None:
@@ -19,3 +23,13 @@ def test_an_offset_delivered_again_is_no_gap() -> None:
     assert skipped_offsets(0, [0, 0, 1, 2]) == []
     assert skipped_offsets(0, [0, 1, 0, 1, 3]) == [(2, 3)]
     assert skipped_offsets(4, [3, 4]) == []
+
+
+@pytest.mark.skips_offsets  # it counts two, on purpose
+def test_the_skipped_line_names_what_the_chaos_rounds_look_for(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="creditledger.offsets"):
+        count_skipped("writer", "usage", 3, [(5, 7)])
+    (line,) = caplog.messages
+    assert SKIPPED_LINE in line and "usage[3]" in line and "5..6" in line
